@@ -1,0 +1,125 @@
+// Command natmap opens a port to the internet from behind a full-cone NAT.
+// Its command line is the C natmap's; see the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/natmap-go/natmap/internal/cli"
+	"github.com/natmap-go/natmap/internal/engine"
+	"github.com/natmap-go/natmap/internal/notify"
+)
+
+// version is set at link time (-X main.version=...).
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--help" || args[0] == "help") {
+		fmt.Fprint(stdout, cli.Usage)
+		return 0
+	}
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "version") {
+		fmt.Fprintln(stdout, "natmap", version)
+		return 0
+	}
+	cmd, err := cli.Parse(args)
+	if err == nil {
+		err = checkCommand(cmd)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "natmap: %v\n\n%s\nVersion: %s\n", err, cli.Usage, version)
+		return 2
+	}
+	if cmd.Daemon && os.Getenv(daemonEnv) == "" {
+		if err := daemonize(); err != nil {
+			fmt.Fprintf(stderr, "natmap: run as daemon: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	log := newLogger(stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	signal.Ignore(syscall.SIGPIPE)
+
+	n := &notify.Notifier{Script: cmd.Mapping.Script, Stdout: stdout, Stderr: stderr, Log: log}
+	notifyDone := make(chan struct{})
+	go func() { n.Run(ctx); close(notifyDone) }()
+	defer func() { stop(); <-notifyDone }()
+
+	log.Info("natmap starting", "version", version, "protocol", cmd.Mapping.Protocol(), "port", cmd.Mapping.Ports.String(),
+		"stun", len(cmd.Mapping.STUN), "keepalive", cmd.Mapping.Keepalive)
+	if err := engine.New(cmd.Mapping, log, n.Notify).Run(ctx); err != nil {
+		log.Error("natmap cannot run", "err", err)
+		return 1
+	}
+	log.Info("natmap stopped")
+	return 0
+}
+
+// checkCommand rejects what is valid for the C natmap but not implemented
+// here yet, so nothing is silently ignored.
+func checkCommand(cmd *cli.Command) error {
+	if err := engine.Supported(&cmd.Mapping); err != nil {
+		return err
+	}
+	if s := cmd.Mapping.Script; s != "" {
+		fi, err := os.Stat(s)
+		if err != nil {
+			return fmt.Errorf("-e: %w", err)
+		}
+		if fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("-e: %s is not an executable file", s)
+		}
+	}
+	return nil
+}
+
+// newLogger writes one line per event. NATMAP_LOG=debug shows more.
+func newLogger(w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if strings.EqualFold(os.Getenv("NATMAP_LOG"), "debug") {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+const daemonEnv = "NATMAP_DAEMONIZED"
+
+// daemonize starts this command again in a new session, detached from the
+// terminal with its standard files on /dev/null (as daemon(3) does: Go
+// cannot fork a running runtime), and returns in the parent.
+func daemonize() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer null.Close()
+	attr := &os.ProcAttr{
+		Dir:   "/",
+		Env:   append(os.Environ(), daemonEnv+"=1"),
+		Files: []*os.File{null, null, null},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	}
+	p, err := os.StartProcess(exe, os.Args, attr)
+	if err != nil {
+		return errors.Join(errors.New("cannot start the daemon"), err)
+	}
+	return p.Release()
+}

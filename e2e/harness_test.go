@@ -1,0 +1,209 @@
+// Package e2e proves natmap end to end: the real binary runs behind a real
+// (nftables) NAT in a namespace lab, asks a real STUN server (coturn), and an
+// outside client reaches the service through the address natmap reported.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/natmap-go/natmap/internal/lab"
+)
+
+var natmapBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "natmap-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	natmapBin = filepath.Join(dir, "natmap")
+	build := exec.Command("go", "build", "-o", natmapBin, "../cmd/natmap")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building natmap:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuf collects a process's output while the test reads it.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// notification is one run of the notify script: its six arguments.
+type notification struct {
+	PublicIP, PublicPort, IP4P, PrivatePort, Protocol, PrivateIP string
+}
+
+func (n notification) Public() netip.AddrPort {
+	return netip.MustParseAddrPort(net.JoinHostPort(n.PublicIP, n.PublicPort))
+}
+
+// natmap is a running natmap process in the lab's lan namespace.
+type natmap struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	stderr *syncBuf
+	notes  string // file the notify script appends to
+	done   chan struct{}
+}
+
+// startNatmap runs natmap in the lan namespace with a notify script that
+// records its arguments, and stops it at the end of the test.
+func startNatmap(t testing.TB, l *lab.Lab, args ...string) *natmap {
+	t.Helper()
+	dir := t.TempDir()
+	notes := filepath.Join(dir, "notes")
+	script := filepath.Join(dir, "notify.sh")
+	body := "#!/bin/sh\nprintf '%s|' \"$@\" >> " + notes + "\necho >> " + notes + "\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := l.Command(ctx, l.LAN, natmapBin, append(args, "-e", script)...)
+	n := &natmap{t: t, cmd: cmd, stderr: &syncBuf{}, notes: notes, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = n.stderr, n.stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { cmd.Wait(); close(n.done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-n.done
+		if t.Failed() || testing.Verbose() {
+			t.Logf("natmap output:\n%s", n.stderr.String())
+		}
+	})
+	return n
+}
+
+// stop ends natmap now (the test's cleanup would otherwise).
+func (n *natmap) stop() {
+	n.cmd.Process.Signal(os.Interrupt)
+	<-n.done
+}
+
+// notifications returns the script runs so far.
+func (n *natmap) notifications() []notification {
+	b, _ := os.ReadFile(n.notes)
+	var out []notification
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "|")
+		if len(f) != 7 { // six arguments and the trailing separator
+			n.t.Fatalf("notify script got %d arguments: %q", len(f)-1, sc.Text())
+		}
+		out = append(out, notification{f[0], f[1], f[2], f[3], f[4], f[5]})
+	}
+	return out
+}
+
+// waitNotification waits for the script's count-th run.
+func (n *natmap) waitNotification(count int, within time.Duration) notification {
+	n.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if got := n.notifications(); len(got) >= count {
+			return got[count-1]
+		}
+		select {
+		case <-n.done:
+			n.t.Fatalf("natmap exited early: %v", n.cmd.ProcessState)
+		default:
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("no notification #%d within %v", count, within)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitLog waits until natmap's log contains s.
+func (n *natmap) waitLog(s string, within time.Duration) {
+	n.t.Helper()
+	deadline := time.Now().Add(within)
+	for !strings.Contains(n.stderr.String(), s) {
+		if time.Now().After(deadline) {
+			n.t.Fatalf("natmap did not log %q within %v", s, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// serve runs the user's service on the lan host: it listens on port with
+// SO_REUSEPORT (as bind mode requires) and greets every client.
+func serve(t testing.TB, l *lab.Lab, port uint16) string {
+	t.Helper()
+	ln, err := l.Listen(l.LAN, "tcp4", fmt.Sprintf("0.0.0.0:%d", port), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	greeting := fmt.Sprintf("hello from the service on port %d\n", port)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, greeting)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return greeting
+}
+
+// reach dials addr from the outside client and returns what it reads.
+func reach(t testing.TB, l *lab.Lab, addr netip.AddrPort) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	c, err := l.DialFromOutside(ctx, "tcp4", addr.String())
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+func mustReach(t testing.TB, l *lab.Lab, addr netip.AddrPort, want string) {
+	t.Helper()
+	got, err := reach(t, l, addr)
+	if err != nil || got != want {
+		t.Fatalf("outside client at %s -> %s: got %q, %v; want %q", l.ClientAddr, addr, got, err, want)
+	}
+}
+
+func stunArgs(l *lab.Lab) []string {
+	var a []string
+	for _, s := range l.STUN {
+		a = append(a, "-s", s.String())
+	}
+	return a
+}

@@ -1,0 +1,195 @@
+// Package engine runs one mapping: it keeps a NAT mapping from a local port
+// alive, learns the public address through STUN, tells the notifier when it
+// changes, and re-establishes it when it is lost.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/natmap-go/natmap/internal/config"
+	"github.com/natmap-go/natmap/internal/notify"
+	"github.com/natmap-go/natmap/internal/portspec"
+	"github.com/natmap-go/natmap/internal/sockopt"
+)
+
+// State is where a mapping is in its life.
+type State string
+
+const (
+	StateStarting State = "starting" // first session under way
+	StateMapped   State = "mapped"   // public address known and kept alive
+	StateRetrying State = "retrying" // a session ended; the next one is paced
+)
+
+// Status is a snapshot of a mapping, for logs, the status API and LuCI.
+type Status struct {
+	State      State
+	Protocol   string
+	Private    netip.AddrPort // local address the NAT maps
+	Public     netip.AddrPort // what the STUN server saw
+	STUNServer string         // the server that answered last
+	Since      time.Time      // when State was entered
+	Changed    time.Time      // when Public last changed
+	LastError  string
+	Retries    int // sessions that failed in a row
+}
+
+// Engine runs one mapping. Create it with New, then call Run once.
+type Engine struct {
+	cfg    config.Mapping
+	log    *slog.Logger
+	notify func(notify.Mapping)
+	sock   sockopt.Options
+
+	mu       sync.Mutex
+	status   Status
+	notified notify.Mapping // last mapping handed to notify
+	stunPref int            // STUN server that answered last; tried first
+}
+
+// Retry pacing: quick first, so a lost mapping is back within one interval,
+// then doubling up to the keep-alive interval so a hopeless situation (no
+// network, EADDRNOTAVAIL) never becomes a hot loop.
+const minRetry = time.Second
+
+// New prepares an engine for cfg, which must be validated and have its
+// defaults set. notify is called, never blocking, each time the mapping
+// changes.
+func New(cfg config.Mapping, log *slog.Logger, notify func(notify.Mapping)) *Engine {
+	return &Engine{
+		cfg:    cfg,
+		log:    log,
+		notify: notify,
+		sock:   sockopt.Options{Device: cfg.Device, Mark: cfg.Mark},
+		status: Status{State: StateStarting, Protocol: cfg.Protocol(), Since: time.Now()},
+	}
+}
+
+// Supported reports what this engine cannot do yet for cfg.
+func Supported(cfg *config.Mapping) error {
+	switch {
+	case cfg.UDP:
+		return errors.New("UDP mode (-u) is not implemented yet")
+	case cfg.Forward():
+		return errors.New("forward mode (-t/-p) is not implemented yet")
+	case cfg.Congestion != "":
+		return errors.New("-C applies to forward mode, which is not implemented yet")
+	}
+	return nil
+}
+
+// Status returns a snapshot of the mapping.
+func (e *Engine) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.status
+}
+
+// Run keeps the mapping until ctx ends, and returns nil then. It returns an
+// error only when cfg cannot run at all.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := Supported(&e.cfg); err != nil {
+		return err
+	}
+	ports := portspec.NewPicker(e.cfg.Ports)
+	delay := minRetry
+	for {
+		err := e.tcpSession(ctx, ports)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var ce *connectError
+		if errors.As(err, &ce) {
+			// The C natmap's rule: only a failed bind or connect moves on
+			// to the next port; a lost session retries the same one.
+			ports.Advance()
+		}
+		if e.Status().State == StateMapped {
+			delay = minRetry // the session worked: come back fast
+		}
+		e.retrying(err, delay, ports.Port())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, max(e.cfg.Keepalive, minRetry))
+	}
+}
+
+// connectError marks a session that could not even bind and connect its
+// keep-alive connection.
+type connectError struct{ err error }
+
+func (e *connectError) Error() string { return e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+func (e *Engine) retrying(err error, delay time.Duration, port uint16) {
+	e.mu.Lock()
+	wasMapped := e.status.State == StateMapped
+	e.status.State = StateRetrying
+	e.status.Since = time.Now()
+	e.status.LastError = err.Error()
+	e.status.Retries++
+	retries := e.status.Retries
+	e.mu.Unlock()
+	msg := "session failed"
+	if wasMapped {
+		msg = "mapping lost"
+	}
+	e.log.Warn(msg, "err", err, "retry_in", delay, "port", port, "retries", retries)
+}
+
+// mapped records a public address learned through STUN, and notifies when
+// it differs from the last one notified (the C natmap's rule: a
+// re-established mapping with the same address runs no script).
+func (e *Engine) mapped(private, public netip.AddrPort, server string) {
+	m := notify.Mapping{Public: public, Private: private, Protocol: e.cfg.Protocol()}
+	now := time.Now()
+	e.mu.Lock()
+	old := e.status
+	changed := m != e.notified
+	if changed {
+		e.notified = m
+		e.status.Changed = now
+	}
+	if old.State != StateMapped {
+		e.status.State = StateMapped
+		e.status.Since = now
+	}
+	e.status.Private, e.status.Public, e.status.STUNServer = private, public, server
+	e.status.Retries = 0
+	e.mu.Unlock()
+
+	log := e.log.With("public", public, "private", private, "stun", server)
+	switch {
+	case changed && old.Public.IsValid():
+		log.Info("mapping changed", "old", old.Public)
+	case changed:
+		log.Info("mapping up")
+	case old.State != StateMapped:
+		log.Info("mapping re-established, unchanged")
+	}
+	if changed {
+		e.notify(m)
+	}
+}
+
+// natError says the NAT maps one local port to different public ports
+// depending on the destination: nobody outside can use the address.
+type natError struct {
+	a, b       netip.AddrPort
+	srvA, srvB string
+}
+
+func (e *natError) Error() string {
+	return fmt.Sprintf("NAT is not full cone (endpoint-dependent mapping, symmetric NAT): "+
+		"STUN server %s saw %s but %s saw %s; an outside client cannot reach this port, "+
+		"natmap needs a full-cone (NAT-1) NAT", e.srvA, e.a, e.srvB, e.b)
+}

@@ -1,0 +1,170 @@
+package lab
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// stunServer is one coturn process in the inet namespace.
+type stunServer struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when the process has exited
+	once sync.Once
+}
+
+func (s *stunServer) stop() {
+	s.once.Do(func() {
+		s.cmd.Process.Kill()
+		<-s.done
+	})
+}
+
+// startSTUN starts one coturn per STUN address and waits until each answers
+// a binding request over TCP.
+func (l *Lab) startSTUN() error {
+	for i, addr := range l.STUN {
+		base := filepath.Join(l.dir, fmt.Sprintf("stun%d", i))
+		out, err := os.Create(base + ".out")
+		if err != nil {
+			return err
+		}
+		defer out.Close() // the child has its own copy
+		cmd := exec.Command("turnserver",
+			"-n", // no config file: everything is on the command line
+			"--stun-only", "--no-cli", "--no-tls", "--no-dtls",
+			"--no-rfc5780", // one address per process anyway; keeps answers minimal
+			"--listening-ip", addr.Addr().String(),
+			"--listening-port", fmt.Sprint(addr.Port()),
+			"--relay-threads", "1",
+			// Keep every file it writes in the test's temp dir.
+			"--pidfile", base+".pid",
+			"--log-file", base+".log", "--simple-log", "--no-stdout-log",
+			"--db", base+".db",
+		)
+		cmd.Dir = l.dir
+		cmd.Stdout = out
+		cmd.Stderr = out
+		if err := l.Do(l.Inet, cmd.Start); err != nil {
+			return fmt.Errorf("start turnserver on %s: %w", addr, err)
+		}
+		s := &stunServer{cmd: cmd, log: base + ".log", done: make(chan struct{})}
+		go func() { cmd.Wait(); close(s.done) }()
+		l.stun = append(l.stun, s)
+	}
+	for i, s := range l.stun {
+		if err := l.waitSTUN(l.STUN[i], s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitSTUN polls until coturn answers a STUN binding request on addr.
+func (l *Lab) waitSTUN(addr netip.AddrPort, s *stunServer) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := l.Do(l.Inet, func() error {
+			_, err := stunBindingTCP(addr, time.Second)
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("turnserver on %s exited: %v\n%s", addr, s.cmd.ProcessState, readTail(s.log))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("turnserver on %s not answering: %w\n%s", addr, err, readTail(s.log))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// readTail returns the end of a log file, for error messages.
+func readTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+// StopSTUN kills STUN server i (index into STUN), so that connections to it
+// are refused from then on. Stopping twice is fine.
+func (l *Lab) StopSTUN(i int) {
+	l.stun[i].stop()
+}
+
+// httpServer is the keep-alive HTTP server in the inet namespace.
+type httpServer struct {
+	srv      *http.Server
+	requests atomic.Int64
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (l *Lab) startHTTP() (*httpServer, error) {
+	ln, err := l.Listen(l.Inet, "tcp", l.HTTP.String(), false)
+	if err != nil {
+		return nil, err
+	}
+	h := &httpServer{conns: map[net.Conn]struct{}{}}
+	h.srv = &http.Server{
+		// No timeouts: connections stay open as long as the client wants.
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.requests.Add(1)
+			w.WriteHeader(http.StatusOK)
+		}),
+		ConnState: h.track,
+	}
+	go h.srv.Serve(ln)
+	return h, nil
+}
+
+// track remembers open connections so DropHTTP can close them.
+func (h *httpServer) track(c net.Conn, s http.ConnState) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch s {
+	case http.StateNew:
+		h.conns[c] = struct{}{}
+	case http.StateClosed, http.StateHijacked:
+		delete(h.conns, c)
+	}
+}
+
+func (h *httpServer) close() {
+	h.srv.Close() // closes the listener and every connection
+}
+
+// HTTPRequests returns how many requests (any method, normally natmap's
+// keep-alive HEAD /) the HTTP server has answered.
+func (l *Lab) HTTPRequests() int {
+	return int(l.http.requests.Load())
+}
+
+// DropHTTP closes, from the server side, every connection currently open to
+// the HTTP server. The server keeps accepting new ones.
+func (l *Lab) DropHTTP() {
+	h := l.http
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.conns {
+		c.Close()
+	}
+}
