@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +26,10 @@ import (
 var natmapBin string
 
 func TestMain(m *testing.M) {
+	if port := os.Getenv(holdEnv); port != "" {
+		holdPort(port) // this process is a port holder (see holdPortAs)
+		return
+	}
 	dir, err := os.MkdirTemp("", "natmap-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -182,7 +187,7 @@ func reach(t testing.TB, l *lab.Lab, addr netip.AddrPort) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	c, err := l.DialFromOutside(ctx, "tcp4", addr.String())
+	c, err := l.DialFromOutside(ctx, "tcp", addr.String())
 	if err != nil {
 		return "", err
 	}
@@ -206,4 +211,124 @@ func stunArgs(l *lab.Lab) []string {
 		a = append(a, "-s", s.String())
 	}
 	return a
+}
+
+// serveUDP runs a UDP echo service in namespace ns on addr (reusePort as
+// bind mode requires) and returns its address.
+func serveUDP(t testing.TB, l *lab.Lab, ns, addr string, reusePort bool) *net.UDPConn {
+	t.Helper()
+	c, err := l.ListenPacket(ns, "udp", addr, reusePort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			c.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// echoUDP sends payload from the outside client to addr and returns the
+// echoed reply, retrying a few times (UDP may drop the first datagram).
+func echoUDP(t testing.TB, l *lab.Lab, addr netip.AddrPort, payload []byte) ([]byte, error) {
+	t.Helper()
+	network := "udp4"
+	if addr.Addr().Is6() {
+		network = "udp6"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	c, err := l.DialFromOutside(ctx, network, addr.String())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	buf := make([]byte, 65536)
+	for range 3 {
+		if _, err := c.Write(payload); err != nil {
+			return nil, err
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := c.Read(buf)
+		if err == nil {
+			return buf[:n], nil
+		}
+	}
+	return nil, fmt.Errorf("no UDP reply from %s", addr)
+}
+
+// serveEcho runs a TCP echo server in namespace ns on addr.
+func serveEcho(t testing.TB, l *lab.Lab, ns, addr string) net.Listener {
+	t.Helper()
+	ln, err := l.Listen(ns, "tcp", addr, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+const holdEnv = "NATMAP_E2E_HOLD_PORT"
+
+// holdPortAs starts a process in the lan namespace that, as uid, listens on
+// port with SO_REUSEPORT: a socket natmap (root) cannot share, because
+// SO_REUSEPORT shares ports only between sockets of one user.
+func holdPortAs(t testing.TB, l *lab.Lab, port uint16, uid int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := l.Command(ctx, l.LAN, os.Args[0])
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d:%d", holdEnv, port, uid))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("port holder: %q %v", line, err)
+	}
+}
+
+func holdPort(spec string) {
+	var port, uid int
+	fmt.Sscanf(spec, "%d:%d", &port, &uid)
+	if err := syscall.Setuid(uid); err != nil {
+		fmt.Println("setuid:", err)
+		os.Exit(1)
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+		})
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		fmt.Println("listen:", err)
+		os.Exit(1)
+	}
+	defer ln.Close()
+	fmt.Println("ready")
+	time.Sleep(time.Hour) // until the test kills it
 }

@@ -61,20 +61,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	log.Info("natmap starting", "version", version, "protocol", cmd.Mapping.Protocol(), "port", cmd.Mapping.Ports.String(),
 		"stun", len(cmd.Mapping.STUN), "keepalive", cmd.Mapping.Keepalive)
-	if err := engine.New(cmd.Mapping, log, n.Notify).Run(ctx); err != nil {
-		log.Error("natmap cannot run", "err", err)
-		return 1
+	for _, w := range cmd.Mapping.Ignored() {
+		log.Warn("ignored: " + w)
 	}
+	engine.New(cmd.Mapping, log, n.Notify).Run(ctx)
 	log.Info("natmap stopped")
 	return 0
 }
 
-// checkCommand rejects what is valid for the C natmap but not implemented
-// here yet, so nothing is silently ignored.
+// checkCommand checks what parsing cannot: the notify script.
 func checkCommand(cmd *cli.Command) error {
-	if err := engine.Supported(&cmd.Mapping); err != nil {
-		return err
-	}
 	if s := cmd.Mapping.Script; s != "" {
 		fi, err := os.Stat(s)
 		if err != nil {

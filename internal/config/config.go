@@ -104,6 +104,16 @@ func (m *Mapping) Validate() error {
 	return nil
 }
 
+// Ignored lists settings that have no effect in this mapping's mode, as
+// the C natmap silently ignores them; callers warn about them.
+func (m *Mapping) Ignored() []string {
+	var out []string
+	if m.Congestion != "" && (m.UDP || !m.Forward()) {
+		out = append(out, "congestion control (-C) applies to TCP forward mode only")
+	}
+	return out
+}
+
 func (m *Mapping) family() string {
 	if m.IPv6 {
 		return "IPv6"

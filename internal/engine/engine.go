@@ -6,7 +6,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/natmap-go/natmap/internal/config"
 	"github.com/natmap-go/natmap/internal/notify"
 	"github.com/natmap-go/natmap/internal/portspec"
+	"github.com/natmap-go/natmap/internal/relay"
 	"github.com/natmap-go/natmap/internal/sockopt"
 )
 
@@ -51,6 +51,8 @@ type Engine struct {
 	status   Status
 	notified notify.Mapping // last mapping handed to notify
 	stunPref int            // STUN server that answered last; tried first
+
+	relayStats relay.Stats // forward mode, over every session
 }
 
 // Retry pacing: quick first, so a lost mapping is back within one interval,
@@ -71,19 +73,6 @@ func New(cfg config.Mapping, log *slog.Logger, notify func(notify.Mapping)) *Eng
 	}
 }
 
-// Supported reports what this engine cannot do yet for cfg.
-func Supported(cfg *config.Mapping) error {
-	switch {
-	case cfg.UDP:
-		return errors.New("UDP mode (-u) is not implemented yet")
-	case cfg.Forward():
-		return errors.New("forward mode (-t/-p) is not implemented yet")
-	case cfg.Congestion != "":
-		return errors.New("-C applies to forward mode, which is not implemented yet")
-	}
-	return nil
-}
-
 // Status returns a snapshot of the mapping.
 func (e *Engine) Status() Status {
 	e.mu.Lock()
@@ -91,18 +80,19 @@ func (e *Engine) Status() Status {
 	return e.status
 }
 
-// Run keeps the mapping until ctx ends, and returns nil then. It returns an
-// error only when cfg cannot run at all.
-func (e *Engine) Run(ctx context.Context) error {
-	if err := Supported(&e.cfg); err != nil {
-		return err
-	}
+// Run keeps the mapping until ctx ends.
+func (e *Engine) Run(ctx context.Context) {
 	ports := portspec.NewPicker(e.cfg.Ports)
 	delay := minRetry
 	for {
-		err := e.tcpSession(ctx, ports)
+		var err error
+		if e.cfg.UDP {
+			err = e.udpSession(ctx, ports)
+		} else {
+			err = e.tcpSession(ctx, ports)
+		}
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		var ce *connectError
 		if errors.As(err, &ce) {
@@ -116,7 +106,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.retrying(err, delay, ports.Port())
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, max(e.cfg.Keepalive, minRetry))
@@ -179,17 +169,4 @@ func (e *Engine) mapped(private, public netip.AddrPort, server string) {
 	if changed {
 		e.notify(m)
 	}
-}
-
-// natError says the NAT maps one local port to different public ports
-// depending on the destination: nobody outside can use the address.
-type natError struct {
-	a, b       netip.AddrPort
-	srvA, srvB string
-}
-
-func (e *natError) Error() string {
-	return fmt.Sprintf("NAT is not full cone (endpoint-dependent mapping, symmetric NAT): "+
-		"STUN server %s saw %s but %s saw %s; an outside client cannot reach this port, "+
-		"natmap needs a full-cone (NAT-1) NAT", e.srvA, e.a, e.srvB, e.b)
 }

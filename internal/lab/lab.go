@@ -4,12 +4,15 @@
 //
 // Every Lab has three namespaces joined by veth pairs:
 //
-//	lan  (10.77.0.2)  --lan0--  nat (10.77.0.1 | 198.51.100.1)  --wan0--  inet (198.51.100.x)
+//	lan  (10.77.0.2)     --lan0--  nat (10.77.0.1     | 198.51.100.1)     --wan0--  inet (198.51.100.x)
+//	     (2001:db8:77::2)              (2001:db8:77::1 | 2001:db8:100::1)                (2001:db8:100::x)
 //
-// The nat namespace runs an nftables NAT of the selected Kind. The inet
-// namespace hosts two coturn STUN servers, a keep-alive HTTP server and an
-// outside client address. The root namespace gets no routes to any of it, so
-// no lab traffic can leave the machine.
+// Every link is dual stack. The nat namespace runs an nftables NAT of the
+// selected Kind, for IPv4 and (as NAT66, with the same behaviour) for IPv6.
+// The inet namespace hosts two coturn STUN servers, a keep-alive HTTP server
+// and an outside client address, each with an IPv4 and an IPv6 address. The
+// root namespace gets no routes to any of it, so no lab traffic can leave the
+// machine; all addresses are from documentation ranges.
 //
 // Labs need root, ip (iproute2), nft (nftables) and turnserver (coturn); see
 // Require.
@@ -25,6 +28,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -73,6 +78,19 @@ var (
 	}
 	httpAddr   = netip.MustParseAddrPort("198.51.100.20:80")
 	clientAddr = netip.MustParseAddr("198.51.100.30")
+
+	// IPv6 mirrors IPv4 inside 2001:db8::/32: the lan link is
+	// 2001:db8:77::/64 (for 10.77.0.0/24), the wan link 2001:db8:100::/64
+	// (for 198.51.100.0/24), with the same host numbers.
+	lanAddr6    = netip.MustParseAddr("2001:db8:77::2")
+	natLANAddr6 = netip.MustParseAddr("2001:db8:77::1")
+	publicAddr6 = netip.MustParseAddr("2001:db8:100::1")
+	stunAddrs6  = []netip.AddrPort{
+		netip.MustParseAddrPort("[2001:db8:100::11]:3478"),
+		netip.MustParseAddrPort("[2001:db8:100::12]:3478"),
+	}
+	httpAddr6   = netip.MustParseAddrPort("[2001:db8:100::20]:80")
+	clientAddr6 = netip.MustParseAddr("2001:db8:100::30")
 )
 
 // Interface names inside the namespaces; fixed because each lab has its own
@@ -91,6 +109,7 @@ type Option func(*config)
 
 type config struct {
 	mappingTimeout time.Duration
+	wanRate        string // tc rate; "" for no limit
 }
 
 // MappingTimeout sets how long an idle NAT mapping survives (default 60s).
@@ -99,14 +118,38 @@ func MappingTimeout(d time.Duration) Option {
 	return func(c *config) { c.mappingTimeout = d }
 }
 
+// WANRate limits the NAT's wan link to rate in each direction (upload and
+// download separately, IPv4 and IPv6 together), so that throughput measured
+// through the NAT is bound by a WAN-like link instead of by the CPU copying
+// packets between veths. rate is a tc(8) rate such as "100mbit" or "1gbit".
+// Without WANRate the link is unlimited.
+//
+// The limiter is a token bucket (tc-tbf) on each end of the wan link. What
+// it does to latency:
+//   - An idle link adds only each packet's serialisation at the rate (1500
+//     bytes: 12 µs at 1gbit, 120 µs at 100mbit); bursts of up to 1 ms worth
+//     of the rate (at least 4 KiB) even pass at veth speed.
+//   - A saturated link queues up to 20 ms worth of the rate and drops the
+//     rest. A bulk TCP transfer fills that queue up to the drop point again
+//     and again, so meanwhile other packets in the same direction
+//     (keep-alives, STUN) wait longer: by up to 20 ms, on average about
+//     3.5 ms behind one upload at 100mbit and 1-1.5 ms at 1gbit (measured
+//     in the lab). A bounded, moderate bufferbloat, as on an access link.
+func WANRate(rate string) Option {
+	return func(c *config) { c.wanRate = rate }
+}
+
 // Lab is one running lab. Its exported fields are read-only.
 //
 // Close sockets and stop processes a test creates in the lab before the lab's
 // cleanup runs (cleanups registered after New run before it), or the
 // namespaces linger until they are gone. The NAT does no hairpinning: the lan
-// cannot reach itself through PublicAddr.
+// cannot reach itself through PublicAddr or PublicAddr6.
+//
+// Every address has an IPv6 twin (the fields ending in 6): STUN[i] and
+// STUN6[i] are the same server, HTTP and HTTP6 the same server.
 type Lab struct {
-	Kind Kind // the NAT's behaviour
+	Kind Kind // the NAT's behaviour, for IPv4 and IPv6 alike
 
 	LAN, NAT, Inet string // network namespace names, for Command and Do
 
@@ -116,8 +159,15 @@ type Lab struct {
 	HTTP       netip.AddrPort   // keep-alive HTTP server
 	ClientAddr netip.Addr       // outside client address used by DialFromOutside
 
+	LANAddr6    netip.Addr       // the host behind the NAT (2001:db8:77::2)
+	PublicAddr6 netip.Addr       // the NAT's public IPv6 address (2001:db8:100::1)
+	STUN6       []netip.AddrPort // the two STUN servers over IPv6 (TCP and UDP)
+	HTTP6       netip.AddrPort   // the keep-alive HTTP server over IPv6
+	ClientAddr6 netip.Addr       // outside client IPv6 address used by DialFromOutside
+
 	t    testing.TB
 	cfg  config
+	rate rateSpec // parsed cfg.wanRate
 	dir  string
 	stun []*stunServer
 	http *httpServer
@@ -135,6 +185,13 @@ func New(t testing.TB, kind Kind, opts ...Option) *Lab {
 	if cfg.mappingTimeout < time.Millisecond {
 		t.Fatalf("lab: mapping timeout %v is below nftables' 1ms resolution", cfg.mappingTimeout)
 	}
+	var rate rateSpec
+	if cfg.wanRate != "" {
+		var err error
+		if rate, err = parseRate(cfg.wanRate); err != nil {
+			t.Fatalf("lab: WANRate: %v", err)
+		}
+	}
 	prefix := fmt.Sprintf("nml%d-%d", os.Getpid(), nameSeq.Add(1))
 	l := &Lab{
 		Kind:       kind,
@@ -146,9 +203,17 @@ func New(t testing.TB, kind Kind, opts ...Option) *Lab {
 		STUN:       append([]netip.AddrPort(nil), stunAddrs...),
 		HTTP:       httpAddr,
 		ClientAddr: clientAddr,
-		t:          t,
-		cfg:        cfg,
-		dir:        t.TempDir(),
+
+		LANAddr6:    lanAddr6,
+		PublicAddr6: publicAddr6,
+		STUN6:       append([]netip.AddrPort(nil), stunAddrs6...),
+		HTTP6:       httpAddr6,
+		ClientAddr6: clientAddr6,
+
+		t:    t,
+		cfg:  cfg,
+		rate: rate,
+		dir:  t.TempDir(),
 	}
 	// Registered before anything exists so a half-built lab is torn down too.
 	t.Cleanup(l.close)
@@ -165,52 +230,163 @@ func (l *Lab) start() error {
 	if err := l.setupNAT(); err != nil {
 		return err
 	}
+	if err := l.setupWANRate(); err != nil {
+		return err
+	}
 	h, err := l.startHTTP()
 	if err != nil {
 		return err
 	}
 	l.http = h
-	return l.startSTUN()
+	if err := l.startSTUN(); err != nil {
+		return err
+	}
+	// Last, so that it mostly overlaps with coturn starting up.
+	return l.waitIPv6()
 }
 
 // setupNetwork creates the namespaces, links, addresses and routes.
 func (l *Lab) setupNetwork() error {
 	// Creating the veths with "netns" puts both ends straight into their
 	// namespaces, so no interface ever appears in the root namespace.
+	//
+	// The explicit, distinct ifindexes matter for IPv6: each namespace
+	// numbers its interfaces from 1, so both ends of a veth would get the
+	// same ifindex, and then the kernel (linkwatch_urgent_event) takes the
+	// carrier coming up for a non-urgent event and may sit on it for up to
+	// a second. IPv6 configures a link only once it hears of its carrier,
+	// and until then drops neighbour solicitations (see waitIPv6).
 	root := fmt.Sprintf(`netns add %[1]s
 netns add %[2]s
 netns add %[3]s
-link add %[4]s netns %[1]s type veth peer name %[4]s netns %[2]s
-link add %[5]s netns %[2]s type veth peer name %[5]s netns %[3]s
+link add %[4]s netns %[1]s index 10 type veth peer name %[4]s netns %[2]s index 11
+link add %[5]s netns %[2]s index 12 type veth peer name %[5]s netns %[3]s index 13
 `, l.LAN, l.NAT, l.Inet, lanIf, wanIf)
 	if err := run("", root, "ip", "-batch", "-"); err != nil {
 		return err
 	}
+	// IPv6 addresses get "nodad", so they are usable at once instead of
+	// tentative for a second or more of duplicate address detection.
 	lan := fmt.Sprintf(`link set lo up
-addr add %s/24 dev %s
-link set %[2]s up
-route add default via %s
-`, l.LANAddr, lanIf, natLANAddr)
+addr add %[1]s/24 dev %[3]s
+addr add %[2]s/64 dev %[3]s nodad
+link set %[3]s up
+route add default via %[4]s
+route add ::/0 via %[5]s
+`, l.LANAddr, l.LANAddr6, lanIf, natLANAddr, natLANAddr6)
 	nat := fmt.Sprintf(`link set lo up
-addr add %s/24 dev %s
-link set %[2]s up
-addr add %s/24 dev %s
-link set %[4]s up
-`, natLANAddr, lanIf, l.PublicAddr, wanIf)
+addr add %[1]s/24 dev %[3]s
+addr add %[2]s/64 dev %[3]s nodad
+link set %[3]s up
+addr add %[4]s/24 dev %[6]s
+addr add %[5]s/64 dev %[6]s nodad
+link set %[6]s up
+`, natLANAddr, natLANAddr6, lanIf, l.PublicAddr, l.PublicAddr6, wanIf)
 	inet := "link set lo up\n"
 	for _, a := range []netip.Addr{l.STUN[0].Addr(), l.STUN[1].Addr(), l.HTTP.Addr(), l.ClientAddr} {
 		inet += fmt.Sprintf("addr add %s/24 dev %s\n", a, wanIf)
 	}
+	for _, a := range []netip.Addr{l.STUN6[0].Addr(), l.STUN6[1].Addr(), l.HTTP6.Addr(), l.ClientAddr6} {
+		inet += fmt.Sprintf("addr add %s/64 dev %s nodad\n", a, wanIf)
+	}
 	inet += "link set " + wanIf + " up\n"
-	for ns, batch := range map[string]string{l.LAN: lan, l.NAT: nat, l.Inet: inet} {
-		if err := run("", batch, "ip", "-n", ns, "-batch", "-"); err != nil {
+
+	// Before the links go up: no duplicate address detection for the
+	// link-local addresses either (the NAT needs its own to resolve
+	// neighbours when it forwards), and no router advertisements, so the
+	// addresses and routes above are all there is. The nat namespace
+	// forwards both families.
+	ipv6Host := func(ifs ...string) map[string]string {
+		s := map[string]string{"ipv6/conf/all/accept_dad": "0", "ipv6/conf/all/accept_ra": "0"}
+		for _, i := range ifs {
+			s["ipv6/conf/"+i+"/accept_dad"] = "0"
+			s["ipv6/conf/"+i+"/accept_ra"] = "0"
+		}
+		return s
+	}
+	natSysctls := ipv6Host(lanIf, wanIf)
+	natSysctls["ipv4/ip_forward"] = "1"
+	natSysctls["ipv6/conf/all/forwarding"] = "1"
+	for _, ns := range []struct {
+		name    string
+		sysctls map[string]string
+		batch   string
+	}{
+		{l.LAN, ipv6Host(lanIf), lan},
+		{l.NAT, natSysctls, nat},
+		{l.Inet, ipv6Host(wanIf), inet},
+	} {
+		if err := l.Do(ns.name, func() error { return writeSysctls(ns.sysctls) }); err != nil {
+			return fmt.Errorf("sysctls in %s: %w", ns.name, err)
+		}
+		if err := run(ns.name, ns.batch, "ip", "-batch", "-"); err != nil {
 			return err
 		}
 	}
-	return l.Do(l.NAT, func() error {
-		// /proc/sys/net follows the netns of the calling thread.
-		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
-	})
+	return nil
+}
+
+// waitIPv6 waits until IPv6 is up on every lab interface. A veth's
+// carrier-up reaches IPv6 asynchronously (through linkwatch), and only then
+// does the interface get its link-local address and its multicast route;
+// until then it drops neighbour solicitations ("no route"), and the first
+// connection through the NAT would stall for a one-second neighbour
+// discovery retransmit. A link-local address that is no longer tentative
+// marks the end of that. With distinct ifindexes (setupNetwork) this
+// normally finds everything up already.
+func (l *Lab) waitIPv6() error {
+	deadline := time.Now().Add(5 * time.Second)
+	for _, ns := range []struct {
+		name string
+		ifs  []string
+	}{{l.LAN, []string{lanIf}}, {l.NAT, []string{lanIf, wanIf}}, {l.Inet, []string{wanIf}}} {
+		if err := l.Do(ns.name, func() error { return waitLinkLocal(ns.ifs, deadline) }); err != nil {
+			return fmt.Errorf("IPv6 in %s: %w", ns.name, err)
+		}
+	}
+	return nil
+}
+
+// waitLinkLocal polls until each interface in ifs, in the calling thread's
+// namespace, has a usable link-local address.
+func waitLinkLocal(ifs []string, deadline time.Time) error {
+	for {
+		// "address ifindex prefixlen scope flags name", all hex but name.
+		b, err := os.ReadFile("/proc/thread-self/net/if_inet6")
+		if err != nil {
+			return err
+		}
+		ready := map[string]bool{}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) != 6 || !strings.HasPrefix(f[0], "fe80") {
+				continue
+			}
+			flags, err := strconv.ParseUint(f[4], 16, 32)
+			if err == nil && flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
+				ready[f[5]] = true
+			}
+		}
+		missing := slices.DeleteFunc(slices.Clone(ifs), func(i string) bool { return ready[i] })
+		if len(missing) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no usable link-local address on %v:\n%s", missing, b)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// writeSysctls writes each value to /proc/sys/net/<key>, which follows the
+// netns of the calling thread.
+func writeSysctls(sysctls map[string]string) error {
+	for key, value := range sysctls {
+		if err := os.WriteFile("/proc/sys/net/"+key, []byte(value+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // close tears the lab down; it runs in t.Cleanup even when the test failed.
@@ -317,7 +493,7 @@ func doIn(ns string, fn func() error) error {
 
 // Listen listens on addr inside namespace ns. With reusePort the socket gets
 // SO_REUSEADDR and SO_REUSEPORT, so it can share its port with natmap's
-// outbound sockets. network is "tcp" or "tcp4".
+// outbound sockets. network is "tcp", "tcp4" or "tcp6".
 func (l *Lab) Listen(ns, network, addr string, reusePort bool) (net.Listener, error) {
 	lc := net.ListenConfig{}
 	if reusePort {
@@ -335,6 +511,31 @@ func (l *Lab) Listen(ns, network, addr string, reusePort bool) (net.Listener, er
 	return ln, nil
 }
 
+// ListenPacket opens a UDP socket on addr inside namespace ns, like Listen
+// does for TCP: with reusePort the socket gets SO_REUSEADDR and
+// SO_REUSEPORT. network is "udp", "udp4" or "udp6".
+func (l *Lab) ListenPacket(ns, network, addr string, reusePort bool) (*net.UDPConn, error) {
+	switch network {
+	case "udp", "udp4", "udp6":
+	default:
+		return nil, fmt.Errorf("listen packet %s %s in %s: unsupported network", network, addr, ns)
+	}
+	lc := net.ListenConfig{}
+	if reusePort {
+		lc.Control = reuseControl
+	}
+	var pc net.PacketConn
+	err := l.Do(ns, func() error {
+		var err error
+		pc, err = lc.ListenPacket(context.Background(), network, addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen packet %s %s in %s: %w", network, addr, ns, err)
+	}
+	return pc.(*net.UDPConn), nil
+}
+
 // reuseControl sets SO_REUSEADDR and SO_REUSEPORT on a socket before bind.
 func reuseControl(network, address string, c syscall.RawConn) error {
 	var serr error
@@ -347,19 +548,29 @@ func reuseControl(network, address string, c syscall.RawConn) error {
 	return errors.Join(err, serr)
 }
 
-// DialFromOutside dials addr from ClientAddr in the inet namespace, like a
-// random host on the internet would. network is "tcp", "tcp4", "udp" or
-// "udp4". Unsolicited traffic the NAT drops makes TCP dials hang until ctx
-// ends, so pass a ctx with a deadline.
+// DialFromOutside dials addr from ClientAddr or ClientAddr6 in the inet
+// namespace, like a random host on the internet would. network is "tcp",
+// "tcp4", "tcp6", "udp", "udp4" or "udp6"; with "tcp" and "udp" the family
+// of addr picks the client address. Unsolicited traffic the NAT drops makes
+// TCP dials hang until ctx ends, so pass a ctx with a deadline.
 func (l *Lab) DialFromOutside(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{}
+	client := l.ClientAddr
 	switch network {
-	case "tcp", "tcp4":
-		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(l.ClientAddr, 0))
-	case "udp", "udp4":
-		d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(l.ClientAddr, 0))
+	case "tcp", "udp":
+		if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Unmap().Is6() {
+			client = l.ClientAddr6
+		}
+	case "tcp4", "udp4":
+	case "tcp6", "udp6":
+		client = l.ClientAddr6
 	default:
 		return nil, fmt.Errorf("dial from outside: unsupported network %q", network)
+	}
+	d := net.Dialer{}
+	if strings.HasPrefix(network, "tcp") {
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(client, 0))
+	} else {
+		d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(client, 0))
 	}
 	var c net.Conn
 	err := l.Do(l.Inet, func() error {

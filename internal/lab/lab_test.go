@@ -20,6 +20,22 @@ import (
 
 var kinds = []Kind{FullConePreserve, FullConeTranslate, Symmetric}
 
+// family is one address family's view of a lab, so that a test can run the
+// same checks over IPv4 and IPv6.
+type family struct {
+	name                string // "IPv4" or "IPv6"
+	lan, public, client netip.Addr
+	stun                []netip.AddrPort
+	http                netip.AddrPort
+}
+
+func families(l *Lab) []family {
+	return []family{
+		{"IPv4", l.LANAddr, l.PublicAddr, l.ClientAddr, l.STUN, l.HTTP},
+		{"IPv6", l.LANAddr6, l.PublicAddr6, l.ClientAddr6, l.STUN6, l.HTTP6},
+	}
+}
+
 // dialFrom dials remote from local inside ns, sharing local's port like
 // natmap does (SO_REUSEADDR + SO_REUSEPORT).
 func dialFrom(t *testing.T, l *Lab, ns string, local, remote netip.AddrPort) net.Conn {
@@ -71,23 +87,44 @@ func readAddr(t *testing.T, c net.Conn) netip.AddrPort {
 // public; if so, it checks the service saw the client's real address.
 func reachable(t *testing.T, l *Lab, public netip.AddrPort) bool {
 	t.Helper()
+	return reachableAll(t, l, public)[0]
+}
+
+// reachableAll is reachable for several addresses at once, so that those
+// that must time out cost one timeout together.
+func reachableAll(t *testing.T, l *Lab, publics ...netip.AddrPort) []bool {
+	t.Helper()
 	// Unmapped traffic is dropped, so a failure shows up as a timeout.
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	c, err := l.DialFromOutside(ctx, "tcp", public.String())
-	if err != nil {
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
-			t.Errorf("dial %s from outside: got %v, want a timeout (dropped, not refused)", public, err)
+	conns := make([]net.Conn, len(publics))
+	errs := make([]error, len(publics))
+	var wg sync.WaitGroup
+	for i, public := range publics {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conns[i], errs[i] = l.DialFromOutside(ctx, "tcp", public.String())
+		}()
+	}
+	wg.Wait()
+	got := make([]bool, len(publics))
+	for i, c := range conns {
+		if errs[i] != nil {
+			var ne net.Error
+			if !errors.As(errs[i], &ne) || !ne.Timeout() {
+				t.Errorf("dial %s from outside: got %v, want a timeout (dropped, not refused)", publics[i], errs[i])
+			}
+			continue
 		}
-		return false
+		defer c.Close()
+		seen := readAddr(t, c)
+		if seen != c.LocalAddr().(*net.TCPAddr).AddrPort() {
+			t.Errorf("lan service saw the outside client as %s, want %s", seen, c.LocalAddr())
+		}
+		got[i] = true
 	}
-	defer c.Close()
-	seen := readAddr(t, c)
-	if seen != c.LocalAddr().(*net.TCPAddr).AddrPort() {
-		t.Errorf("lan service saw the outside client as %s, want %s", seen, c.LocalAddr())
-	}
-	return true
+	return got
 }
 
 // lanService listens on local in the lan namespace (sharing the port) and
@@ -106,57 +143,70 @@ func TestMapping(t *testing.T) {
 		t.Run(kind.String(), func(t *testing.T) {
 			t.Parallel()
 			l := New(t, kind)
-			var servers []netip.AddrPort
-			for _, s := range l.STUN {
-				addr := netip.AddrPortFrom(s.Addr(), 7)
-				ln, err := l.Listen(l.Inet, "tcp", addr.String(), false)
-				if err != nil {
-					t.Fatal(err)
-				}
-				serveRemoteAddr(t, ln)
-				servers = append(servers, addr)
-			}
-			local := netip.AddrPortFrom(l.LANAddr, 40000)
-			lanService(t, l, local)
-
-			var seen []netip.AddrPort
-			for _, s := range servers {
-				seen = append(seen, readAddr(t, dialFrom(t, l, l.LAN, local, s)))
-			}
-			t.Logf("%s seen by %v as %v", local, servers, seen)
-			for _, s := range seen {
-				if s.Addr() != l.PublicAddr {
-					t.Fatalf("server saw %s, want public address %s", s, l.PublicAddr)
-				}
-			}
-			inRandomRange := func(p uint16) bool { return p >= 20000 && p <= 29999 }
-			switch kind {
-			case FullConePreserve:
-				if seen[0].Port() != local.Port() || seen[1].Port() != local.Port() {
-					t.Errorf("public ports %v, want both %d", seen, local.Port())
-				}
-			case FullConeTranslate:
-				if seen[0] != seen[1] || !inRandomRange(seen[0].Port()) {
-					t.Errorf("public ports %v, want one port in 20000-29999 for both", seen)
-				}
-			case Symmetric:
-				// Random ports from 10000: 1 in 10000 runs may see a repeat.
-				if seen[0] == seen[1] || !inRandomRange(seen[0].Port()) || !inRandomRange(seen[1].Port()) {
-					t.Errorf("public ports %v, want two different ports in 20000-29999", seen)
-				}
-			}
-
-			fullCone := kind != Symmetric
-			for _, s := range seen {
-				if got := reachable(t, l, s); got != fullCone {
-					t.Errorf("outside client reaches lan service via %s: %v, want %v", s, got, fullCone)
-				}
-			}
-			unmapped := netip.AddrPortFrom(l.PublicAddr, 40001)
-			if reachable(t, l, unmapped) {
-				t.Errorf("outside client reached unmapped %s", unmapped)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					t.Parallel() // the families share no address
+					testMapping(t, l, f)
+				})
 			}
 		})
+	}
+}
+
+// testMapping checks the TCP mappings of one address family: what two
+// servers see, and whether the outside reaches the lan through them.
+func testMapping(t *testing.T, l *Lab, f family) {
+	kind := l.Kind
+	var servers []netip.AddrPort
+	for _, s := range f.stun {
+		addr := netip.AddrPortFrom(s.Addr(), 7)
+		ln, err := l.Listen(l.Inet, "tcp", addr.String(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveRemoteAddr(t, ln)
+		servers = append(servers, addr)
+	}
+	local := netip.AddrPortFrom(f.lan, 40000)
+	lanService(t, l, local)
+
+	var seen []netip.AddrPort
+	for _, s := range servers {
+		seen = append(seen, readAddr(t, dialFrom(t, l, l.LAN, local, s)))
+	}
+	t.Logf("%s seen by %v as %v", local, servers, seen)
+	for _, s := range seen {
+		if s.Addr() != f.public {
+			t.Fatalf("server saw %s, want public address %s", s, f.public)
+		}
+	}
+	inRandomRange := func(p uint16) bool { return p >= 20000 && p <= 29999 }
+	switch kind {
+	case FullConePreserve:
+		if seen[0].Port() != local.Port() || seen[1].Port() != local.Port() {
+			t.Errorf("public ports %v, want both %d", seen, local.Port())
+		}
+	case FullConeTranslate:
+		if seen[0] != seen[1] || !inRandomRange(seen[0].Port()) {
+			t.Errorf("public ports %v, want one port in 20000-29999 for both", seen)
+		}
+	case Symmetric:
+		// Random ports from 10000: 1 in 10000 runs may see a repeat.
+		if seen[0] == seen[1] || !inRandomRange(seen[0].Port()) || !inRandomRange(seen[1].Port()) {
+			t.Errorf("public ports %v, want two different ports in 20000-29999", seen)
+		}
+	}
+
+	fullCone := kind != Symmetric
+	unmapped := netip.AddrPortFrom(f.public, 40001)
+	got := reachableAll(t, l, append(seen, unmapped)...)
+	for i, s := range seen {
+		if got[i] != fullCone {
+			t.Errorf("outside client reaches lan service via %s: %v, want %v", s, got[i], fullCone)
+		}
+	}
+	if got[len(seen)] {
+		t.Errorf("outside client reached unmapped %s", unmapped)
 	}
 }
 
@@ -165,63 +215,107 @@ func TestSTUN(t *testing.T) {
 		t.Run(kind.String(), func(t *testing.T) {
 			t.Parallel()
 			l := New(t, kind)
-
-			// TCP, from one local port to both servers, as natmap does.
-			local := netip.AddrPortFrom(l.LANAddr, 40000)
-			var tcp []netip.AddrPort
-			for _, s := range l.STUN {
-				mapped, err := stunBinding(dialFrom(t, l, l.LAN, local, s), 3*time.Second)
-				if err != nil {
-					t.Fatalf("STUN over TCP to %s: %v", s, err)
-				}
-				tcp = append(tcp, mapped)
-			}
-			checkMapped(t, l, kind, local, tcp)
-
-			// UDP, one socket to both servers.
-			local = netip.AddrPortFrom(l.LANAddr, 40002)
-			var pc *net.UDPConn
-			if err := l.Do(l.LAN, func() (err error) {
-				pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(local))
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			defer pc.Close()
-			var udp []netip.AddrPort
-			for _, s := range l.STUN {
-				mapped, err := stunBindingUDP(pc, s)
-				if err != nil {
-					t.Fatalf("STUN over UDP to %s: %v", s, err)
-				}
-				udp = append(udp, mapped)
-			}
-			checkMapped(t, l, kind, local, udp)
-
-			// A datagram from a never-contacted outside host gets through
-			// exactly when the NAT is full cone.
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			c, err := l.DialFromOutside(ctx, "udp", udp[0].String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if _, err := c.Write([]byte("hi")); err != nil {
-				t.Fatal(err)
-			}
-			pc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-			buf := make([]byte, 100)
-			n, from, err := pc.ReadFromUDPAddrPort(buf)
-			got := err == nil && string(buf[:n]) == "hi"
-			if fullCone := kind != Symmetric; got != fullCone {
-				t.Errorf("outside UDP datagram to %s arrived: %v (from %v, err %v), want %v", udp[0], got, from, err, fullCone)
-			}
-			if got && from.Addr() != l.ClientAddr {
-				t.Errorf("lan saw outside datagram from %s, want %s", from, l.ClientAddr)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					t.Parallel() // the families share no address
+					testSTUN(t, l, f)
+				})
 			}
 		})
 	}
+}
+
+// testSTUN asks both STUN servers over TCP and UDP in one address family,
+// then checks which outside UDP datagrams reach the lan.
+func testSTUN(t *testing.T, l *Lab, f family) {
+	kind := l.Kind
+	// TCP, from one local port to both servers, as natmap does.
+	local := netip.AddrPortFrom(f.lan, 40000)
+	var tcp []netip.AddrPort
+	for _, s := range f.stun {
+		mapped, err := stunBinding(dialFrom(t, l, l.LAN, local, s), 3*time.Second)
+		if err != nil {
+			t.Fatalf("STUN over TCP to %s: %v", s, err)
+		}
+		tcp = append(tcp, mapped)
+	}
+	checkMapped(t, kind, f.public, local, tcp)
+
+	// UDP, one socket to both servers.
+	local = netip.AddrPortFrom(f.lan, 40002)
+	pc, err := l.ListenPacket(l.LAN, "udp", local.String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var udp []netip.AddrPort
+	for _, s := range f.stun {
+		mapped, err := stunBindingUDP(pc, s)
+		if err != nil {
+			t.Fatalf("STUN over UDP to %s: %v", s, err)
+		}
+		udp = append(udp, mapped)
+	}
+	checkMapped(t, kind, f.public, local, udp)
+
+	// A datagram from a never-contacted outside host gets through
+	// exactly when the NAT is full cone. A lan socket that never sent
+	// anything has no mapping, whatever its port: nothing reaches it.
+	idle, err := l.ListenPacket(l.LAN, "udp", netip.AddrPortFrom(f.lan, 40003).String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	unmapped := netip.AddrPortFrom(f.public, 40003)
+	sendFromOutside(t, l, udp[0])
+	sendFromOutside(t, l, unmapped)
+	// One deadline for both, so that the datagrams that must not arrive
+	// cost one timeout together.
+	deadline := time.Now().Add(500 * time.Millisecond)
+	got, from := received(t, pc, deadline)
+	if fullCone := kind != Symmetric; got != fullCone {
+		t.Errorf("outside UDP datagram to %s arrived: %v, want %v", udp[0], got, fullCone)
+	}
+	if got && from.Addr() != f.client {
+		t.Errorf("lan saw outside datagram from %s, want %s", from, f.client)
+	}
+	if got, _ := received(t, idle, deadline); got {
+		t.Errorf("outside UDP datagram to unmapped %s arrived", unmapped)
+	}
+}
+
+// sendFromOutside sends the datagram "hi" from the outside client to public.
+func sendFromOutside(t *testing.T, l *Lab, public netip.AddrPort) {
+	t.Helper()
+	c, err := l.DialFromOutside(context.Background(), "udp", public.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// received reports whether the outside datagram arrives at pc by deadline,
+// and from where.
+func received(t *testing.T, pc *net.UDPConn, deadline time.Time) (bool, netip.AddrPort) {
+	t.Helper()
+	pc.SetReadDeadline(deadline)
+	defer pc.SetReadDeadline(time.Time{})
+	buf := make([]byte, 100)
+	n, from, err := pc.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Errorf("read outside datagram: %v, want a timeout or the datagram", err)
+		}
+		return false, netip.AddrPort{}
+	}
+	if string(buf[:n]) != "hi" {
+		t.Errorf("lan read %q from %s, want the outside datagram", buf[:n], from)
+	}
+	return true, from
 }
 
 // stunBindingUDP sends a binding request from pc to server and returns the
@@ -242,12 +336,12 @@ func stunBindingUDP(pc *net.UDPConn, server netip.AddrPort) (netip.AddrPort, err
 }
 
 // checkMapped checks the addresses two STUN servers reported for local.
-func checkMapped(t *testing.T, l *Lab, kind Kind, local netip.AddrPort, mapped []netip.AddrPort) {
+func checkMapped(t *testing.T, kind Kind, public netip.Addr, local netip.AddrPort, mapped []netip.AddrPort) {
 	t.Helper()
 	t.Logf("%s mapped to %v", local, mapped)
 	for _, m := range mapped {
-		if m.Addr() != l.PublicAddr {
-			t.Errorf("mapped %s, want address %s", m, l.PublicAddr)
+		if m.Addr() != public {
+			t.Errorf("mapped %s, want address %s", m, public)
 		}
 	}
 	switch same := mapped[0] == mapped[1]; {
@@ -281,69 +375,99 @@ func TestForgetMappings(t *testing.T) {
 	t.Run("Translate", func(t *testing.T) {
 		t.Parallel()
 		l := New(t, FullConeTranslate)
-		local := netip.AddrPortFrom(l.LANAddr, 40000)
-		lanService(t, l, local)
-		// A keep-alive connection, like natmap's.
-		keep := dialFrom(t, l, l.LAN, local, l.HTTP)
-		br := bufio.NewReader(keep)
-		if err := httpHead(keep, br); err != nil {
-			t.Fatal(err)
+		type mapping struct {
+			f      family
+			keep   net.Conn
+			br     *bufio.Reader
+			local  netip.AddrPort
+			before netip.AddrPort
 		}
-		before, err := stunBinding(dialFrom(t, l, l.LAN, local, l.STUN[0]), 3*time.Second)
-		if err != nil {
-			t.Fatal(err)
+		var ms []mapping
+		for _, f := range families(l) {
+			local := netip.AddrPortFrom(f.lan, 40000)
+			lanService(t, l, local)
+			// A keep-alive connection, like natmap's.
+			keep := dialFrom(t, l, l.LAN, local, f.http)
+			br := bufio.NewReader(keep)
+			if err := httpHead(keep, br); err != nil {
+				t.Fatal(err)
+			}
+			before, err := stunBinding(dialFrom(t, l, l.LAN, local, f.stun[0]), 3*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms = append(ms, mapping{f, keep, br, local, before})
 		}
 
 		if err := l.ForgetMappings(); err != nil {
 			t.Fatal(err)
 		}
-		// The NAT now translates the old connection to a new port, which
-		// the server does not know: it must break.
-		if err := httpHead(keep, br); err == nil {
-			t.Error("keep-alive connection survived ForgetMappings")
+		var befores, afters []netip.AddrPort
+		for _, m := range ms {
+			// The NAT now translates the old connection to a new port,
+			// which the server does not know: it must break.
+			if err := httpHead(m.keep, m.br); err == nil {
+				t.Errorf("%s: keep-alive connection survived ForgetMappings", m.f.name)
+			}
+			after, err := stunBinding(dialFrom(t, l, l.LAN, m.local, m.f.stun[1]), 3*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: mapping before %s, after %s", m.f.name, m.before, after)
+			if after == m.before {
+				t.Errorf("mapping %s survived ForgetMappings", after)
+			}
+			befores, afters = append(befores, m.before), append(afters, after)
 		}
-		after, err := stunBinding(dialFrom(t, l, l.LAN, local, l.STUN[1]), 3*time.Second)
-		if err != nil {
-			t.Fatal(err)
+		got := reachableAll(t, l, append(befores, afters...)...)
+		for i, before := range befores {
+			if got[i] {
+				t.Errorf("forgotten mapping %s still reaches the lan", before)
+			}
 		}
-		t.Logf("mapping before %s, after %s", before, after)
-		if after == before {
-			t.Errorf("mapping %s survived ForgetMappings", after)
-		}
-		if reachable(t, l, before) {
-			t.Errorf("forgotten mapping %s still reaches the lan", before)
-		}
-		if !reachable(t, l, after) {
-			t.Errorf("new mapping %s does not reach the lan", after)
+		for i, after := range afters {
+			if !got[len(befores)+i] {
+				t.Errorf("new mapping %s does not reach the lan", after)
+			}
 		}
 	})
 	t.Run("Preserve", func(t *testing.T) {
 		t.Parallel()
 		l := New(t, FullConePreserve)
-		local := netip.AddrPortFrom(l.LANAddr, 40000)
-		lanService(t, l, local)
-		keep := dialFrom(t, l, l.LAN, local, l.HTTP)
-		br := bufio.NewReader(keep)
-		if err := httpHead(keep, br); err != nil {
-			t.Fatal(err)
-		}
-		public := netip.AddrPortFrom(l.PublicAddr, local.Port())
-		if !reachable(t, l, public) {
-			t.Fatalf("%s unreachable before ForgetMappings", public)
+		var keeps []net.Conn
+		var brs []*bufio.Reader
+		var publics []netip.AddrPort
+		for _, f := range families(l) {
+			local := netip.AddrPortFrom(f.lan, 40000)
+			lanService(t, l, local)
+			keep := dialFrom(t, l, l.LAN, local, f.http)
+			br := bufio.NewReader(keep)
+			if err := httpHead(keep, br); err != nil {
+				t.Fatal(err)
+			}
+			public := netip.AddrPortFrom(f.public, local.Port())
+			if !reachable(t, l, public) {
+				t.Fatalf("%s unreachable before ForgetMappings", public)
+			}
+			keeps, brs, publics = append(keeps, keep), append(brs, br), append(publics, public)
 		}
 		if err := l.ForgetMappings(); err != nil {
 			t.Fatal(err)
 		}
-		if reachable(t, l, public) {
-			t.Errorf("%s reachable after ForgetMappings without new outbound traffic", public)
+		for i, got := range reachableAll(t, l, publics...) {
+			if got {
+				t.Errorf("%s reachable after ForgetMappings without new outbound traffic", publics[i])
+			}
 		}
-		// The NAT picks the same public port again, so the old connection
-		// survives, and its traffic restores the mapping.
-		if err := httpHead(keep, br); err != nil {
-			t.Errorf("keep-alive connection broke: %v", err)
-		}
-		if !reachable(t, l, public) {
-			t.Errorf("%s unreachable after new outbound traffic", public)
+		for i, public := range publics {
+			// The NAT picks the same public port again, so the old
+			// connection survives, and its traffic restores the mapping.
+			if err := httpHead(keeps[i], brs[i]); err != nil {
+				t.Errorf("keep-alive connection to %s broke: %v", keeps[i].RemoteAddr(), err)
+			}
+			if !reachable(t, l, public) {
+				t.Errorf("%s unreachable after new outbound traffic", public)
+			}
 		}
 	})
 	t.Run("Symmetric", func(t *testing.T) {
@@ -359,26 +483,37 @@ func TestMappingTimeout(t *testing.T) {
 	t.Parallel()
 	const timeout = 500 * time.Millisecond
 	l := New(t, FullConePreserve, MappingTimeout(timeout))
-	local := netip.AddrPortFrom(l.LANAddr, 40000)
-	lanService(t, l, local)
-	public := netip.AddrPortFrom(l.PublicAddr, local.Port())
+	var keeps []net.Conn
+	var brs []*bufio.Reader
+	var publics []netip.AddrPort
+	for _, f := range families(l) {
+		local := netip.AddrPortFrom(f.lan, 40000)
+		lanService(t, l, local)
+		publics = append(publics, netip.AddrPortFrom(f.public, local.Port()))
+		keep := dialFrom(t, l, l.LAN, local, f.http)
+		keeps, brs = append(keeps, keep), append(brs, bufio.NewReader(keep))
+	}
 
-	// Traffic more often than the timeout keeps the mapping.
-	keep := dialFrom(t, l, l.LAN, local, l.HTTP)
-	br := bufio.NewReader(keep)
+	// Traffic more often than the timeout keeps the mappings.
 	for range 6 {
-		if err := httpHead(keep, br); err != nil {
-			t.Fatal(err)
+		for i := range keeps {
+			if err := httpHead(keeps[i], brs[i]); err != nil {
+				t.Fatal(err)
+			}
 		}
 		time.Sleep(timeout / 3)
 	}
-	if !reachable(t, l, public) {
-		t.Fatalf("%s unreachable while refreshed", public)
+	for i, got := range reachableAll(t, l, publics...) {
+		if !got {
+			t.Fatalf("%s unreachable while refreshed", publics[i])
+		}
 	}
-	// Idle longer than the timeout loses it.
+	// Idle longer than the timeout loses them.
 	time.Sleep(timeout + 300*time.Millisecond)
-	if reachable(t, l, public) {
-		t.Errorf("%s still reachable after idling past the timeout", public)
+	for i, got := range reachableAll(t, l, publics...) {
+		if got {
+			t.Errorf("%s still reachable after idling past the timeout", publics[i])
+		}
 	}
 }
 
@@ -392,13 +527,21 @@ func TestHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := l.HTTPRequests(); n != 3 {
-		t.Errorf("HTTPRequests = %d, want 3", n)
+	c6 := dialFrom(t, l, l.LAN, netip.AddrPortFrom(l.LANAddr6, 40000), l.HTTP6)
+	br6 := bufio.NewReader(c6)
+	if err := httpHead(c6, br6); err != nil {
+		t.Fatal(err)
+	}
+	if n := l.HTTPRequests(); n != 4 {
+		t.Errorf("HTTPRequests = %d, want 4", n)
 	}
 	l.DropHTTP()
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	if _, err := br.ReadByte(); err != io.EOF {
-		t.Errorf("read after DropHTTP: %v, want EOF", err)
+	c6.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for _, r := range []*bufio.Reader{br, br6} {
+		if _, err := r.ReadByte(); err != io.EOF {
+			t.Errorf("read after DropHTTP: %v, want EOF", err)
+		}
 	}
 	// The server still accepts new connections.
 	c = dialFrom(t, l, l.LAN, netip.AddrPortFrom(l.LANAddr, 40001), l.HTTP)
@@ -412,19 +555,21 @@ func TestStopSTUN(t *testing.T) {
 	l := New(t, FullConePreserve)
 	l.StopSTUN(0)
 	l.StopSTUN(0) // idempotent
-	err := l.Do(l.LAN, func() error {
-		_, err := stunBindingTCP(l.STUN[0], 2*time.Second)
-		return err
-	})
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Errorf("STUN to stopped server: %v, want connection refused", err)
-	}
-	err = l.Do(l.LAN, func() error {
-		_, err := stunBindingTCP(l.STUN[1], 2*time.Second)
-		return err
-	})
-	if err != nil {
-		t.Errorf("STUN to the other server: %v", err)
+	for _, f := range families(l) {
+		err := l.Do(l.LAN, func() error {
+			_, err := stunBindingTCP(f.stun[0], 2*time.Second)
+			return err
+		})
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("STUN to stopped server %s: %v, want connection refused", f.stun[0], err)
+		}
+		err = l.Do(l.LAN, func() error {
+			_, err := stunBindingTCP(f.stun[1], 2*time.Second)
+			return err
+		})
+		if err != nil {
+			t.Errorf("STUN to the other server %s: %v", f.stun[1], err)
+		}
 	}
 }
 
@@ -437,6 +582,266 @@ func TestCommand(t *testing.T) {
 	}
 	if !strings.Contains(string(out), l.LANAddr.String()+"/24") {
 		t.Errorf("lan0 in %s: %s, want %s/24", l.LAN, out, l.LANAddr)
+	}
+}
+
+// TestDualStack checks the IPv6 plumbing: every address usable at once (no
+// duplicate address detection pending), no routes from router
+// advertisements, and the lan's IPv6 default route via the NAT.
+func TestDualStack(t *testing.T) {
+	t.Parallel()
+	l := New(t, FullConePreserve)
+	for ns, want := range map[string][]netip.Addr{
+		l.LAN:  {l.LANAddr6},
+		l.NAT:  {natLANAddr6, l.PublicAddr6},
+		l.Inet: {l.STUN6[0].Addr(), l.STUN6[1].Addr(), l.HTTP6.Addr(), l.ClientAddr6},
+	} {
+		out, err := l.Command(context.Background(), ns, "ip", "-6", "addr", "show").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		for _, a := range want {
+			if !strings.Contains(string(out), " "+a.String()+"/64 ") {
+				t.Errorf("%s lacks %s/64:\n%s", ns, a, out)
+			}
+		}
+		// Link-local addresses too: the NAT needs its own to resolve
+		// neighbours when it forwards.
+		if strings.Contains(string(out), "tentative") || strings.Contains(string(out), "dadfailed") {
+			t.Errorf("%s has addresses not yet usable:\n%s", ns, out)
+		}
+		out, err = l.Command(context.Background(), ns, "ip", "-6", "route", "show").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if strings.Contains(string(out), "proto ra") {
+			t.Errorf("%s has routes from router advertisements:\n%s", ns, out)
+		}
+		if ns == l.LAN && !strings.Contains(string(out), "default via "+natLANAddr6.String()+" dev "+lanIf) {
+			t.Errorf("%s: no IPv6 default route via %s:\n%s", ns, natLANAddr6, out)
+		}
+	}
+}
+
+func TestDialFromOutside(t *testing.T) {
+	t.Parallel()
+	l := New(t, FullConePreserve)
+	ln4, err := l.Listen(l.Inet, "tcp4", netip.AddrPortFrom(l.HTTP.Addr(), 7).String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveRemoteAddr(t, ln4)
+	ln6, err := l.Listen(l.Inet, "tcp6", netip.AddrPortFrom(l.HTTP6.Addr(), 7).String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveRemoteAddr(t, ln6)
+	for _, tc := range []struct {
+		network string
+		to      netip.Addr
+		from    netip.Addr // invalid: the dial must fail
+	}{
+		{"tcp", l.HTTP.Addr(), l.ClientAddr},
+		{"tcp4", l.HTTP.Addr(), l.ClientAddr},
+		{"tcp", l.HTTP6.Addr(), l.ClientAddr6},
+		{"tcp6", l.HTTP6.Addr(), l.ClientAddr6},
+		{"tcp4", l.HTTP6.Addr(), netip.Addr{}},
+		{"tcp6", l.HTTP.Addr(), netip.Addr{}},
+	} {
+		to := netip.AddrPortFrom(tc.to, 7)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		c, err := l.DialFromOutside(ctx, tc.network, to.String())
+		cancel()
+		if !tc.from.IsValid() {
+			if err == nil {
+				c.Close()
+				t.Errorf("DialFromOutside(%s, %s) worked, want an error", tc.network, to)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("DialFromOutside(%s, %s): %v", tc.network, to, err)
+			continue
+		}
+		if seen := readAddr(t, c); seen.Addr() != tc.from {
+			t.Errorf("DialFromOutside(%s, %s) came from %s, want %s", tc.network, to, seen, tc.from)
+		}
+		c.Close()
+	}
+	// UDP: the inet namespace has no NAT, so an echo there shows the
+	// client address.
+	for _, tc := range []struct {
+		network string
+		echo    netip.AddrPort
+		from    netip.Addr
+	}{
+		{"udp", netip.AddrPortFrom(l.HTTP.Addr(), 7), l.ClientAddr},
+		{"udp4", netip.AddrPortFrom(l.HTTP.Addr(), 7), l.ClientAddr},
+		{"udp", netip.AddrPortFrom(l.HTTP6.Addr(), 7), l.ClientAddr6},
+		{"udp6", netip.AddrPortFrom(l.HTTP6.Addr(), 7), l.ClientAddr6},
+	} {
+		echo, err := l.ListenPacket(l.Inet, "udp", tc.echo.String(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := l.DialFromOutside(context.Background(), tc.network, tc.echo.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("x"))
+		echo.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, from, err := echo.ReadFromUDPAddrPort(make([]byte, 10))
+		if err != nil || from.Addr() != tc.from {
+			t.Errorf("DialFromOutside(%s, %s): datagram from %s (%v), want from %s", tc.network, tc.echo, from, err, tc.from)
+		}
+		c.Close()
+		echo.Close()
+	}
+	if _, err := l.DialFromOutside(context.Background(), "ip4:icmp", l.HTTP.Addr().String()); err == nil {
+		t.Error("DialFromOutside(ip4:icmp) worked, want unsupported network")
+	}
+}
+
+func TestListenPacket(t *testing.T) {
+	t.Parallel()
+	l := New(t, Symmetric)
+	for _, f := range families(l) {
+		addr := netip.AddrPortFrom(f.lan, 40000).String()
+		a, err := l.ListenPacket(l.LAN, "udp", addr, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		// reusePort lets a second socket share the port, as natmap's
+		// sockets share the service's.
+		b, err := l.ListenPacket(l.LAN, "udp", addr, true)
+		if err != nil {
+			t.Errorf("second socket with reusePort on %s: %v", addr, err)
+		} else {
+			b.Close()
+		}
+		if c, err := l.ListenPacket(l.LAN, "udp", addr, false); !errors.Is(err, syscall.EADDRINUSE) {
+			if err == nil {
+				c.Close()
+			}
+			t.Errorf("second socket without reusePort on %s: %v, want address in use", addr, err)
+		}
+		// The socket lives in the lan namespace: it reaches the STUN
+		// server through the NAT.
+		mapped, err := stunBindingUDP(a, f.stun[0])
+		if err != nil || mapped.Addr() != f.public {
+			t.Errorf("STUN from %s: %v, %v; want address %s", addr, mapped, err, f.public)
+		}
+	}
+	if _, err := l.ListenPacket(l.LAN, "tcp", ":0", false); err == nil {
+		t.Error("ListenPacket(tcp) worked, want unsupported network")
+	}
+}
+
+// transfer sends n bytes over c and reports how long until the peer, which
+// reads everything and then answers one byte, has them all.
+func transfer(c net.Conn, n int) (time.Duration, error) {
+	start := time.Now()
+	c.SetDeadline(start.Add(20 * time.Second))
+	if _, err := c.Write(make([]byte, n)); err != nil {
+		return 0, err
+	}
+	c.(*net.TCPConn).CloseWrite()
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// sink accepts connections on ln, reads each to EOF and then answers one
+// byte.
+func sink(t *testing.T, ln net.Listener) {
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(io.Discard, c)
+				c.Write([]byte{1})
+			}()
+		}
+	}()
+}
+
+func TestWANRate(t *testing.T) {
+	t.Parallel()
+	const (
+		size = 10 << 20 // bytes: 0.84 s at 100mbit
+		min  = 700 * time.Millisecond
+		max  = 5 * time.Second // far off means a broken limiter
+	)
+	l := New(t, FullConePreserve, WANRate("100mbit"))
+	// Upload over IPv4 (lan -> inet) and download over IPv6 (inet ->
+	// lan) at once: each direction has its own limiter.
+	up, err := l.Listen(l.Inet, "tcp", netip.AddrPortFrom(l.HTTP.Addr(), 5001).String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink(t, up)
+	down, err := l.Listen(l.LAN, "tcp", netip.AddrPortFrom(l.LANAddr6, 5001).String(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink(t, down)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	// The download starts from the outside, through a full-cone mapping
+	// that the lan opens first.
+	dialFrom(t, l, l.LAN, netip.AddrPortFrom(l.LANAddr6, 5001), l.HTTP6).Close()
+	downConn, err := l.DialFromOutside(ctx, "tcp", netip.AddrPortFrom(l.PublicAddr6, 5001).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer downConn.Close()
+	upConn := dialFrom(t, l, l.LAN, netip.AddrPortFrom(l.LANAddr, 0), netip.AddrPortFrom(l.HTTP.Addr(), 5001))
+
+	var wg sync.WaitGroup
+	names := []string{"upload (IPv4)", "download (IPv6)"}
+	took := make([]time.Duration, 2)
+	errs := make([]error, 2)
+	for i, c := range []net.Conn{upConn, downConn} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			took[i], errs[i] = transfer(c, size)
+		}()
+	}
+	wg.Wait()
+	for i, d := range took {
+		name := names[i]
+		if errs[i] != nil {
+			t.Errorf("%s: %v", name, errs[i])
+			continue
+		}
+		t.Logf("%s: %d MB in %v = %.0f Mbit/s", name, size>>20, d.Round(time.Millisecond), float64(size*8)/d.Seconds()/1e6)
+		if d < min || d > max {
+			t.Errorf("%s of %d MB at 100mbit took %v, want %v to %v", name, size>>20, d, min, max)
+		}
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	for s, want := range map[string]rateSpec{
+		"100mbit": 100e6, "1gbit": 1e9, "1Gbit": 1e9, "2.5gbit": 2.5e9, "800kbit": 800e3,
+		"1000000": 1e6, "125mbps": 1e9, "1mibit": 1 << 20, "10bit": 10,
+	} {
+		if got, err := parseRate(s); err != nil || got != want {
+			t.Errorf("parseRate(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "fast", "1bit", "0mbit", "-1mbit", "100mb", "1e9gbit", "nanbit", "infbit", "mbit"} {
+		if got, err := parseRate(s); err == nil {
+			t.Errorf("parseRate(%q) = %d, want an error", s, got)
+		}
 	}
 }
 

@@ -3,15 +3,18 @@ package lab
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// The NAT is one nftables table in the nat namespace. Full-cone behaviour
-// is built from dynamic maps that a filter chain after srcnat fills from the
-// packet path, keyed by what the conntrack entry says the mapping is:
+// The NAT is one nftables table per address family in the nat namespace:
+// "table ip natlab" and its NAT66 twin "table ip6 natlab", with the same
+// chains and the same behaviour. Full-cone behaviour is built from dynamic
+// maps that a filter chain after srcnat fills from the packet path, keyed by
+// what the conntrack entry says the mapping is:
 //
 //	fc_PROTO:  public port          -> private ip . private port (inbound dnat)
 //	out_PROTO: private ip . port    -> public ip . public port   (FullConeTranslate only:
@@ -20,42 +23,104 @@ import (
 // Every outbound packet refreshes its mapping, so a mapping expires after
 // being idle for the map timeout. The gate chain is empty except while
 // ForgetMappings runs.
+//
+// The IPv6 table stores the same mappings differently, because nft 1.0.6
+// (Debian bookworm) aborts on a rule that writes a map element whose key
+// or data is longer than 16 bytes (assertion "dreg < ctx->reg_low" in
+// netlink_gen_expr; fixed upstream later), and an IPv6 address and a port
+// take 20:
+//
+//	fc_PROTO:     public port -> private ip
+//	fcport_PROTO: public port -> private port  (both written by one rule)
+//	out_PROTO:    jhash(private ip . port) -> public port
+//
+// out_PROTO is keyed by a 32-bit hash (with a fixed seed, so that writing
+// and reading agree), handed to the snat lookup through the packet mark; the
+// public address is the NAT's only one. Two private ip:ports sharing a hash
+// would share a mapping: negligible for the few sockets of a test.
 const natTable = "natlab"
 
-// ruleset renders the nftables ruleset for a NAT kind.
+// outHash is the hash of a private ip . port in the IPv6 out_PROTO maps.
+const outHash = "mod 4294967295 seed 0x6e617436" // seed: "nat6"
+
+// nftFamily is what differs between the IPv4 table and its IPv6 twin.
+type nftFamily struct {
+	name     string     // table family and address keyword: "ip" or "ip6"
+	addrType string     // nftables type of an address
+	public   netip.Addr // the NAT's public address
+	split    bool       // store mappings the IPv6 way (see above)
+}
+
+var nftFamilies = []nftFamily{
+	{name: "ip", addrType: "ipv4_addr", public: publicAddr},
+	{name: "ip6", addrType: "ipv6_addr", public: publicAddr6, split: true},
+}
+
+// ruleset renders the nftables ruleset for a NAT kind: both tables.
 func ruleset(kind Kind, timeout time.Duration) string {
+	var s string
+	for _, f := range nftFamilies {
+		s += f.ruleset(kind, timeout)
+	}
+	return s
+}
+
+// ruleset renders the table of one address family.
+func (f nftFamily) ruleset(kind Kind, timeout time.Duration) string {
 	to := fmt.Sprintf("%dms", timeout.Milliseconds())
 	if timeout%time.Second == 0 {
 		to = fmt.Sprintf("%ds", timeout/time.Second)
 	}
+	public := f.public.String()
+	if f.public.Is6() {
+		public = "[" + public + "]" // so that a port can follow
+	}
+	mapDecl := func(name, typ string) string {
+		return fmt.Sprintf("map %s { type %s; flags dynamic,timeout; timeout %s; }", name, typ, to)
+	}
 	var maps, dnat, snat, record []string
 	if kind != Symmetric {
 		for _, proto := range []string{"tcp", "udp"} {
-			maps = append(maps, fmt.Sprintf("map fc_%s { type inet_service : ipv4_addr . inet_service; flags dynamic,timeout; timeout %s; }", proto, to))
-			dnat = append(dnat, fmt.Sprintf(`iifname "%s" dnat ip to %s dport map @fc_%[2]s`, wanIf, proto))
-			record = append(record, fmt.Sprintf(`oifname "%s" ct direction original meta l4proto %s update @fc_%[2]s { ct reply proto-dst timeout %s : ct original ip saddr . ct original proto-src }`, wanIf, proto, to))
+			fc := "fc_" + proto
+			if !f.split {
+				maps = append(maps, mapDecl(fc, "inet_service : "+f.addrType+" . inet_service"))
+				dnat = append(dnat, fmt.Sprintf(`iifname "%[1]s" dnat %[2]s to %[3]s dport map @%[4]s`, wanIf, f.name, proto, fc))
+				record = append(record, fmt.Sprintf(`oifname "%[1]s" ct direction original meta l4proto %[2]s update @%[3]s { ct reply proto-dst timeout %[4]s : ct original %[5]s saddr . ct original proto-src }`, wanIf, proto, fc, to, f.name))
+				continue
+			}
+			fcPort := "fcport_" + proto
+			maps = append(maps, mapDecl(fc, "inet_service : "+f.addrType), mapDecl(fcPort, "inet_service : inet_service"))
+			dnat = append(dnat, fmt.Sprintf(`iifname "%[1]s" dnat %[2]s to %[3]s dport map @%[4]s : %[3]s dport map @%[5]s`, wanIf, f.name, proto, fc, fcPort))
+			record = append(record, fmt.Sprintf(`oifname "%[1]s" ct direction original meta l4proto %[2]s update @%[3]s { ct reply proto-dst timeout %[4]s : ct original %[5]s saddr } update @%[6]s { ct reply proto-dst timeout %[4]s : ct original proto-src }`, wanIf, proto, fc, to, f.name, fcPort))
 		}
 	}
 	if kind == FullConeTranslate {
 		for _, proto := range []string{"tcp", "udp"} {
-			maps = append(maps, fmt.Sprintf("map out_%s { type ipv4_addr . inet_service : ipv4_addr . inet_service; flags dynamic,timeout; timeout %s; }", proto, to))
-			// A missing key makes this rule not match, so the random
+			out := "out_" + proto
+			// A missing key makes the snat rule not match, so the random
 			// snat below picks a fresh public port.
-			snat = append(snat, fmt.Sprintf(`oifname "%s" meta l4proto %s snat ip to ip saddr . %[2]s sport map @out_%[2]s`, wanIf, proto))
-			record = append(record, fmt.Sprintf(`oifname "%s" ct direction original meta l4proto %s update @out_%[2]s { ct original ip saddr . ct original proto-src timeout %s : ct reply ip daddr . ct reply proto-dst }`, wanIf, proto, to))
+			if !f.split {
+				maps = append(maps, mapDecl(out, f.addrType+" . inet_service : "+f.addrType+" . inet_service"))
+				snat = append(snat, fmt.Sprintf(`oifname "%[1]s" meta l4proto %[2]s snat %[3]s to %[3]s saddr . %[2]s sport map @%[4]s`, wanIf, proto, f.name, out))
+				record = append(record, fmt.Sprintf(`oifname "%[1]s" ct direction original meta l4proto %[2]s update @%[3]s { ct original %[4]s saddr . ct original proto-src timeout %[5]s : ct reply %[4]s daddr . ct reply proto-dst }`, wanIf, proto, out, f.name, to))
+				continue
+			}
+			maps = append(maps, mapDecl(out, "mark : inet_service"))
+			snat = append(snat, fmt.Sprintf(`oifname "%[1]s" meta l4proto %[2]s meta mark set jhash %[3]s saddr . %[2]s sport %[4]s snat %[3]s to %[5]s:meta mark map @%[6]s`, wanIf, proto, f.name, outHash, public, out))
+			record = append(record, fmt.Sprintf(`oifname "%[1]s" ct direction original meta l4proto %[2]s update @%[3]s { jhash ct original %[4]s saddr . ct original proto-src %[5]s timeout %[6]s : ct reply proto-dst }`, wanIf, proto, out, f.name, outHash, to))
 		}
 	}
 	if kind != FullConePreserve {
 		// fully-random, not random: "random" derives the port from a hash
 		// of the addresses, so a forgotten mapping would come back the same.
-		snat = append(snat, fmt.Sprintf(`oifname "%s" meta l4proto { tcp, udp } snat ip to %s:20000-29999 fully-random`, wanIf, publicAddr))
+		snat = append(snat, fmt.Sprintf(`oifname "%[1]s" meta l4proto { tcp, udp } snat %[2]s to %[3]s:20000-29999 fully-random`, wanIf, f.name, public))
 	}
 	// Without a port range, snat keeps the source port unless that would
 	// clash with an existing connection.
-	snat = append(snat, fmt.Sprintf(`oifname "%s" snat ip to %s`, wanIf, publicAddr))
+	snat = append(snat, fmt.Sprintf(`oifname "%[1]s" snat %[2]s to %[3]s`, wanIf, f.name, f.public))
 
 	lines := func(l []string) string { return strings.Join(l, "\n\t\t") }
-	return fmt.Sprintf(`table ip %[1]s {
+	return fmt.Sprintf(`table %[8]s %[1]s {
 	%[2]s
 	chain nat_pre {
 		type nat hook prerouting priority dstnat; policy accept;
@@ -87,37 +152,48 @@ func ruleset(kind Kind, timeout time.Duration) string {
 		iifname "%[7]s" meta l4proto { tcp, udp } drop
 	}
 }
-`, natTable, strings.Join(maps, "\n\t"), lines(dnat), lines(snat), lines(record), lanIf, wanIf)
+`, natTable, strings.Join(maps, "\n\t"), lines(dnat), lines(snat), lines(record), lanIf, wanIf, f.name)
 }
 
-// mapNames lists the nftables maps holding the mappings of a NAT kind.
-func mapNames(kind Kind) []string {
-	switch kind {
-	case FullConePreserve:
-		return []string{"fc_tcp", "fc_udp"}
-	case FullConeTranslate:
-		return []string{"fc_tcp", "fc_udp", "out_tcp", "out_udp"}
+// mapNames lists the nftables maps holding the mappings of a NAT kind in
+// the family's table.
+func (f nftFamily) mapNames(kind Kind) []string {
+	var names []string
+	for _, proto := range []string{"tcp", "udp"} {
+		if kind != Symmetric {
+			names = append(names, "fc_"+proto)
+			if f.split {
+				names = append(names, "fcport_"+proto)
+			}
+		}
+		if kind == FullConeTranslate {
+			names = append(names, "out_"+proto)
+		}
 	}
-	return nil
+	return names
 }
 
 func (l *Lab) setupNAT() error {
 	return run(l.NAT, ruleset(l.Kind, l.cfg.mappingTimeout), "nft", "-f", "-")
 }
 
-// ForgetMappings makes the NAT forget every mapping, like a NAT reboot:
-// it flushes the mapping maps and the conntrack table. Existing connections
+// ForgetMappings makes the NAT forget every mapping, IPv4 and IPv6, like a
+// NAT reboot: it flushes the mapping maps and the conntrack table. Existing connections
 // through the NAT break; new ones get fresh mappings (with FullConeTranslate
 // a different public port, barring a 1-in-10000 coincidence).
 func (l *Lab) ForgetMappings() error {
-	flushMaps := ""
-	for _, m := range mapNames(l.Kind) {
-		flushMaps += fmt.Sprintf("flush map ip %s %s\n", natTable, m)
+	var flushMaps, closeGate, openGate string
+	for _, f := range nftFamilies {
+		for _, m := range f.mapNames(l.Kind) {
+			flushMaps += fmt.Sprintf("flush map %s %s %s\n", f.name, natTable, m)
+		}
+		// Forwarding is blocked meanwhile so that no packet in flight
+		// re-creates a mapping from a conntrack entry about to be flushed.
+		closeGate += fmt.Sprintf("add rule %s %s gate drop\n", f.name, natTable)
+		openGate += fmt.Sprintf("flush chain %s %s gate\n", f.name, natTable)
 	}
-	// Forwarding is blocked meanwhile so that no packet in flight
-	// re-creates a mapping from a conntrack entry about to be flushed.
-	closeGate := fmt.Sprintf("add rule ip %s gate drop\n", natTable) + flushMaps
-	openGate := fmt.Sprintf("flush chain ip %s gate\n", natTable) + flushMaps
+	closeGate += flushMaps
+	openGate += flushMaps
 	if err := run(l.NAT, closeGate, "nft", "-f", "-"); err != nil {
 		return fmt.Errorf("forget mappings: %w", err)
 	}

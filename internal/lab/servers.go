@@ -28,10 +28,12 @@ func (s *stunServer) stop() {
 	})
 }
 
-// startSTUN starts one coturn per STUN address and waits until each answers
-// a binding request over TCP.
+// startSTUN starts one coturn per STUN address, listening on its IPv4 and
+// IPv6 address, and waits until each answers binding requests over TCP and
+// UDP on both.
 func (l *Lab) startSTUN() error {
 	for i, addr := range l.STUN {
+		addr6 := l.STUN6[i]
 		base := filepath.Join(l.dir, fmt.Sprintf("stun%d", i))
 		out, err := os.Create(base + ".out")
 		if err != nil {
@@ -43,6 +45,7 @@ func (l *Lab) startSTUN() error {
 			"--stun-only", "--no-cli", "--no-tls", "--no-dtls",
 			"--no-rfc5780", // one address per process anyway; keeps answers minimal
 			"--listening-ip", addr.Addr().String(),
+			"--listening-ip", addr6.Addr().String(), // same port
 			"--listening-port", fmt.Sprint(addr.Port()),
 			"--relay-threads", "1",
 			// Keep every file it writes in the test's temp dir.
@@ -60,32 +63,46 @@ func (l *Lab) startSTUN() error {
 		go func() { cmd.Wait(); close(s.done) }()
 		l.stun = append(l.stun, s)
 	}
+	deadline := time.Now().Add(10 * time.Second)
 	for i, s := range l.stun {
-		if err := l.waitSTUN(l.STUN[i], s); err != nil {
-			return err
+		for _, addr := range []netip.AddrPort{l.STUN[i], l.STUN6[i]} {
+			for _, network := range []string{"tcp", "udp"} {
+				if err := l.waitSTUN(network, addr, s, deadline); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil
 }
 
-// waitSTUN polls until coturn answers a STUN binding request on addr.
-func (l *Lab) waitSTUN(addr netip.AddrPort, s *stunServer) error {
-	deadline := time.Now().Add(10 * time.Second)
+// waitSTUN polls until coturn answers a STUN binding request on addr over
+// network ("tcp" or "udp").
+func (l *Lab) waitSTUN(network string, addr netip.AddrPort, s *stunServer, deadline time.Time) error {
+	// A TCP connect before coturn listens is refused at once. A UDP
+	// request has no handshake: one that goes astray while coturn starts
+	// up would cost the whole timeout, so UDP waits for an answer only
+	// briefly at first and asks again.
+	timeout := time.Second
+	if network == "udp" {
+		timeout = 20 * time.Millisecond
+	}
 	for {
 		err := l.Do(l.Inet, func() error {
-			_, err := stunBindingTCP(addr, time.Second)
+			_, err := stunBindingDial(network, addr, timeout)
 			return err
 		})
 		if err == nil {
 			return nil
 		}
+		timeout = min(2*timeout, time.Second)
 		select {
 		case <-s.done:
 			return fmt.Errorf("turnserver on %s exited: %v\n%s", addr, s.cmd.ProcessState, readTail(s.log))
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("turnserver on %s not answering: %w\n%s", addr, err, readTail(s.log))
+			return fmt.Errorf("turnserver on %s not answering over %s: %w\n%s", addr, network, err, readTail(s.log))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -103,13 +120,15 @@ func readTail(path string) string {
 	return string(b)
 }
 
-// StopSTUN kills STUN server i (index into STUN), so that connections to it
-// are refused from then on. Stopping twice is fine.
+// StopSTUN kills STUN server i (index into STUN and STUN6), so that
+// connections to it are refused from then on, over IPv4 and IPv6. Stopping
+// twice is fine.
 func (l *Lab) StopSTUN(i int) {
 	l.stun[i].stop()
 }
 
-// httpServer is the keep-alive HTTP server in the inet namespace.
+// httpServer is the keep-alive HTTP server in the inet namespace, on HTTP
+// and HTTP6.
 type httpServer struct {
 	srv      *http.Server
 	requests atomic.Int64
@@ -123,6 +142,11 @@ func (l *Lab) startHTTP() (*httpServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	ln6, err := l.Listen(l.Inet, "tcp", l.HTTP6.String(), false)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
 	h := &httpServer{conns: map[net.Conn]struct{}{}}
 	h.srv = &http.Server{
 		// No timeouts: connections stay open as long as the client wants.
@@ -133,6 +157,7 @@ func (l *Lab) startHTTP() (*httpServer, error) {
 		ConnState: h.track,
 	}
 	go h.srv.Serve(ln)
+	go h.srv.Serve(ln6)
 	return h, nil
 }
 
@@ -153,13 +178,13 @@ func (h *httpServer) close() {
 }
 
 // HTTPRequests returns how many requests (any method, normally natmap's
-// keep-alive HEAD /) the HTTP server has answered.
+// keep-alive HEAD /) the HTTP server has answered, over IPv4 and IPv6.
 func (l *Lab) HTTPRequests() int {
 	return int(l.http.requests.Load())
 }
 
 // DropHTTP closes, from the server side, every connection currently open to
-// the HTTP server. The server keeps accepting new ones.
+// the HTTP server (IPv4 and IPv6). The server keeps accepting new ones.
 func (l *Lab) DropHTTP() {
 	h := l.http
 	h.mu.Lock()

@@ -21,6 +21,7 @@ const (
 	stunXORMappedAddr   = 0x0020
 	stunHeaderLen       = 20
 	stunFamilyIPv4      = 0x01
+	stunFamilyIPv6      = 0x02
 	stunMaxMessageBytes = 1500
 )
 
@@ -56,15 +57,20 @@ func stunMapped(req, resp []byte) (netip.AddrPort, error) {
 			break
 		}
 		v := attrs[4 : 4+n]
-		if typ == stunXORMappedAddr && n == 8 && v[1] == stunFamilyIPv4 {
+		if typ == stunXORMappedAddr && (n == 8 && v[1] == stunFamilyIPv4 || n == 20 && v[1] == stunFamilyIPv6) {
 			port := binary.BigEndian.Uint16(v[2:]) ^ stunMagicCookie>>16
-			var ip [4]byte
-			binary.BigEndian.PutUint32(ip[:], binary.BigEndian.Uint32(v[4:])^stunMagicCookie)
-			return netip.AddrPortFrom(netip.AddrFrom4(ip), port), nil
+			// The address is XORed with the magic cookie and, for IPv6,
+			// the transaction ID that follows it in the header.
+			ip := make([]byte, n-4)
+			for i := range ip {
+				ip[i] = v[4+i] ^ resp[4+i]
+			}
+			addr, _ := netip.AddrFromSlice(ip)
+			return netip.AddrPortFrom(addr, port), nil
 		}
 		attrs = attrs[4+(n+3)&^3:] // attributes are padded to 4 bytes
 	}
-	return netip.AddrPort{}, errors.New("stun: no IPv4 XOR-MAPPED-ADDRESS in response")
+	return netip.AddrPort{}, errors.New("stun: no XOR-MAPPED-ADDRESS in response")
 }
 
 // stunBinding sends a binding request over an established connection (TCP
@@ -99,7 +105,12 @@ func stunBinding(c net.Conn, timeout time.Duration) (netip.AddrPort, error) {
 // stunBindingTCP asks the STUN server at addr, over a new TCP connection from
 // the calling thread's namespace, for the caller's mapped address.
 func stunBindingTCP(addr netip.AddrPort, timeout time.Duration) (netip.AddrPort, error) {
-	c, err := net.DialTimeout("tcp", addr.String(), timeout)
+	return stunBindingDial("tcp", addr, timeout)
+}
+
+// stunBindingDial is stunBindingTCP over network "tcp" or "udp".
+func stunBindingDial(network string, addr netip.AddrPort, timeout time.Duration) (netip.AddrPort, error) {
+	c, err := net.DialTimeout(network, addr.String(), timeout)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}

@@ -1,0 +1,111 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/natmap-go/natmap/internal/config"
+	"github.com/natmap-go/natmap/internal/sockopt"
+	"github.com/natmap-go/natmap/internal/stun"
+)
+
+// discover asks the STUN servers, in order from the one that answered last,
+// for local's public address. With checkNAT and two or more servers, a
+// second server must agree, else the NAT is not full cone.
+func (e *Engine) discover(ctx context.Context, local netip.AddrPort, checkNAT bool) (netip.AddrPort, string, error) {
+	servers := e.cfg.STUN
+	pref := e.preferredSTUN()
+
+	var (
+		first    netip.AddrPort
+		firstSrv string
+		errs     []error
+	)
+	for i := range servers {
+		idx := (pref + i) % len(servers)
+		srv := servers[idx]
+		public, err := e.query(ctx, local, srv)
+		if err != nil {
+			if ctx.Err() != nil {
+				return netip.AddrPort{}, "", ctx.Err()
+			}
+			e.log.Warn("STUN server failed", "stun", srv, "err", err)
+			errs = append(errs, err)
+			continue
+		}
+		if !first.IsValid() {
+			first, firstSrv = public, srv.String()
+			e.mu.Lock()
+			e.stunPref = idx
+			e.mu.Unlock()
+			if !checkNAT || len(servers) < 2 {
+				return first, firstSrv, nil
+			}
+			continue
+		}
+		if public != first {
+			return netip.AddrPort{}, "", &natError{a: first, srvA: firstSrv, b: public, srvB: srv.String()}
+		}
+		e.log.Debug("NAT mapping is endpoint-independent", "stun", firstSrv, "stun2", srv)
+		return first, firstSrv, nil
+	}
+	if first.IsValid() {
+		e.log.Info("only one STUN server answered: could not check that the NAT is full cone", "stun", firstSrv)
+		return first, firstSrv, nil
+	}
+	return netip.AddrPort{}, "", fmt.Errorf("no STUN server answered: %w", errors.Join(errs...))
+}
+
+// preferredSTUN is the index of the STUN server that answered last.
+func (e *Engine) preferredSTUN() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stunPref
+}
+
+// query runs one Binding transaction with srv over a fresh socket from
+// local: a TCP connection (closed with a reset, so the same 4-tuple is free
+// for the next check) or a UDP socket connected to srv.
+func (e *Engine) query(ctx context.Context, local netip.AddrPort, srv config.HostPort) (netip.AddrPort, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.dialTimeout())
+	defer cancel()
+	c, err := e.dial(ctx, local, srv, 0)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	var public netip.AddrPort
+	if e.cfg.UDP {
+		public, err = stun.BindUDP(ctx, c, udpRTO)
+		c.Close()
+	} else {
+		public, err = stun.BindTCP(ctx, c)
+		sockopt.Abort(c)
+	}
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if public.Addr().Is6() != e.cfg.IPv6 {
+		return netip.AddrPort{}, fmt.Errorf("STUN server %s answered with %s, of the other address family", srv, public)
+	}
+	return public, nil
+}
+
+// udpRTO is the first STUN retransmission timeout over UDP (RFC 8489
+// suggests 500 ms); it doubles on each retry within the exchange's timeout.
+const udpRTO = 500 * time.Millisecond
+
+// natError says the NAT maps one local port to different public ports
+// depending on the destination: nobody outside can use the address.
+type natError struct {
+	a, b       netip.AddrPort
+	srvA, srvB string
+}
+
+func (e *natError) Error() string {
+	return fmt.Sprintf("NAT is not full cone (endpoint-dependent mapping, symmetric NAT): "+
+		"STUN server %s saw %s but %s saw %s; an outside client cannot reach this port, "+
+		"natmap needs a full-cone (NAT-1) NAT", e.srvA, e.a, e.srvB, e.b)
+}

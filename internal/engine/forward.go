@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/natmap-go/natmap/internal/relay"
+	"github.com/natmap-go/natmap/internal/sockopt"
+)
+
+// forwarder is a session's relay in forward mode. In bind mode it is
+// empty: done never fires and wait returns at once.
+type forwarder struct {
+	done chan error   // the relay ended (its listener failed)
+	udp  *net.UDPConn // the UDP relay's socket on the bind port
+	stop func()       // ends the relay
+}
+
+// wait ends the relay and waits until it has closed everything.
+func (f *forwarder) wait() {
+	if f.stop == nil {
+		return
+	}
+	f.stop()
+	<-f.done
+}
+
+// startForward listens on local and relays to the target for the rest of
+// the session (forward mode); it does nothing in bind mode.
+func (e *Engine) startForward(ctx context.Context, local netip.AddrPort) (*forwarder, error) {
+	f := &forwarder{}
+	if !e.cfg.Forward() {
+		return f, nil
+	}
+	ctx, f.stop = context.WithCancel(ctx)
+	f.done = make(chan error, 1)
+	lc := net.ListenConfig{Control: sockopt.Options{
+		Device: e.cfg.Device, Mark: e.cfg.Mark, Congestion: e.cfg.Congestion,
+	}.Control}
+	addr := e.localAddr(local).String()
+
+	if e.cfg.UDP {
+		// The relay dials a session on its receive loop, which must not
+		// wait for DNS: resolve the target once per session.
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", e.cfg.ForwardTarget)
+		if err != nil || len(ips) == 0 {
+			f.stop()
+			return nil, fmt.Errorf("forward: resolve target %s: %w", e.cfg.ForwardTarget, err)
+		}
+		target := ips[0].Unmap()
+		pc, err := lc.ListenPacket(ctx, e.cfg.Network(), addr)
+		if err != nil {
+			f.stop()
+			return nil, fmt.Errorf("forward: listen on %s: %w", addr, err)
+		}
+		f.udp = pc.(*net.UDPConn)
+		setBuffers(f.udp)
+		r := &relay.UDP{
+			Conn:        f.udp,
+			Dial:        func(context.Context) (*net.UDPConn, error) { return e.dialTargetUDP(target) },
+			IdleTimeout: e.cfg.ForwardTimeout,
+			Log:         e.log,
+			Stats:       &e.relayStats,
+		}
+		go func() { f.done <- r.Serve(ctx) }()
+		return f, nil
+	}
+
+	ln, err := lc.Listen(ctx, e.cfg.Network(), addr)
+	if err != nil {
+		f.stop()
+		return nil, fmt.Errorf("forward: listen on %s: %w", addr, err)
+	}
+	r := &relay.TCP{
+		Listener:    ln.(*net.TCPListener),
+		Dial:        e.dialTargetTCP,
+		IdleTimeout: e.cfg.ForwardTimeout,
+		Log:         e.log,
+		Stats:       &e.relayStats,
+	}
+	go func() { f.done <- r.Serve(ctx) }()
+	return f, nil
+}
+
+// targetPort is the forward target's port; -p 0 means the current
+// public port, so it is read at each connection.
+func (e *Engine) targetPort() uint16 {
+	if e.cfg.ForwardPort != 0 {
+		return e.cfg.ForwardPort
+	}
+	return e.Status().Public.Port()
+}
+
+// The target is usually on the LAN: its sockets get no interface or mark
+// (as in the C natmap), which are meant for the path to the internet.
+func (e *Engine) dialTargetTCP(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", net.JoinHostPort(e.cfg.ForwardTarget, strconv.Itoa(int(e.targetPort()))))
+}
+
+func (e *Engine) dialTargetUDP(target netip.Addr) (*net.UDPConn, error) {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(target, e.targetPort())))
+	if err != nil {
+		return nil, err
+	}
+	setBuffers(c)
+	return c, nil
+}
+
+// setBuffers makes room for bursts of datagrams up to 64 KiB: the default
+// buffers hold only about three of them. Best effort: the kernel caps it.
+func setBuffers(c *net.UDPConn) {
+	_ = c.SetReadBuffer(1 << 20)
+	_ = c.SetWriteBuffer(1 << 20)
+}

@@ -1,0 +1,281 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestTCPRelaysBothWays(t *testing.T) {
+	target := newServer(t, echo)
+	r := &TCP{Dial: dialTCP(target.addr())}
+	addr, _ := startTCP(t, r)
+
+	const size = 4 << 20
+	data := make([]byte, size)
+	rand.Read(data)
+	for range 2 {
+		c := dial(t, addr)
+		go func() {
+			c.Write(data)
+			c.CloseWrite()
+		}()
+		got, err := readAll(t, c, 10*time.Second)
+		if err != nil {
+			t.Fatalf("read: %v after %d bytes", err, len(got))
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("got %d bytes back, want the %d sent", len(got), size)
+		}
+		c.Close()
+	}
+	eventually(t, 3*time.Second, "connections still active", func() bool { return r.Stats.Active.Load() == 0 })
+	if got := r.Stats.Total.Load(); got != 2 {
+		t.Errorf("Total = %d, want 2", got)
+	}
+	if up, down := r.Stats.BytesUp.Load(), r.Stats.BytesDown.Load(); up != 2*size || down != 2*size {
+		t.Errorf("BytesUp, BytesDown = %d, %d, want %d each", up, down, 2*size)
+	}
+}
+
+func TestTCPHalfClose(t *testing.T) {
+	// The target answers only after the client's EOF, then closes.
+	target := newServer(t, func(c net.Conn) {
+		b, err := io.ReadAll(c)
+		if err != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // the reply comes well after the FIN
+		fmt.Fprintf(c, "got %q", b)
+	})
+	r := &TCP{Dial: dialTCP(target.addr())}
+	addr, _ := startTCP(t, r)
+
+	c := dial(t, addr)
+	c.Write([]byte("hello"))
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(t, c, 5*time.Second)
+	if err != nil {
+		t.Fatalf("read after CloseWrite: %v (got %q)", err, got)
+	}
+	if want := `got "hello"`; string(got) != want {
+		t.Fatalf("reply %q, want %q then EOF", got, want)
+	}
+	eventually(t, 3*time.Second, "connection still active", func() bool { return r.Stats.Active.Load() == 0 })
+	if up, down := r.Stats.BytesUp.Load(), r.Stats.BytesDown.Load(); up != 5 || down != int64(len(got)) {
+		t.Errorf("BytesUp, BytesDown = %d, %d, want 5, %d", up, down, len(got))
+	}
+}
+
+func TestTCPTargetResetPropagates(t *testing.T) {
+	target := newServer(t, func(c net.Conn) {
+		io.ReadFull(c, make([]byte, 1))
+		c.(*net.TCPConn).SetLinger(0) // reset
+	})
+	addr, _ := startTCP(t, &TCP{Dial: dialTCP(target.addr())})
+	c := dial(t, addr)
+	c.Write([]byte("x"))
+	_, err := readAll(t, c, 5*time.Second)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client read after the target's reset: %v, want a reset", err)
+	}
+}
+
+func TestTCPTargetRefuses(t *testing.T) {
+	l := listenTCP(t)
+	refusing := l.Addr().String()
+	l.Close()
+	log, logs := newLog()
+	r := &TCP{Dial: dialTCP(refusing), Log: log}
+	addr, _ := startTCP(t, r)
+
+	// On loopback the reset can beat the end of the client's connect.
+	c, err := net.Dial("tcp4", addr)
+	var got []byte
+	if err == nil {
+		got, err = readAll(t, c, 5*time.Second)
+		c.Close()
+	}
+	if len(got) != 0 || !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client: %q, %v; want a reset", got, err)
+	}
+	eventually(t, 3*time.Second, "connection still active", func() bool { return r.Stats.Active.Load() == 0 })
+	if n := logs.count("target dial failed"); n != 1 || logs.count("connection refused") != 1 {
+		t.Fatalf("want one log line with the reason, got:\n%s", logs)
+	}
+	if got := r.Stats.Total.Load(); got != 1 {
+		t.Errorf("Total = %d, want 1", got)
+	}
+}
+
+func TestTCPIdleTimeout(t *testing.T) {
+	target := newServer(t, echo)
+	log, logs := newLog()
+	const idle = time.Second
+	r := &TCP{Dial: dialTCP(target.addr()), IdleTimeout: idle, Log: log}
+	addr, _ := startTCP(t, r)
+
+	c := dial(t, addr)
+	c.Write([]byte("x"))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	last := time.Now()
+	got, err := readAll(t, c, 3*idle)
+	took := time.Since(last)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("idle connection: read %q, %v; want EOF", got, err)
+	}
+	// TCP_INFO counts in jiffies (up to 10 ms with HZ=100). The reaper
+	// closes within ~10 ms of the timeout; the slack is for loaded test
+	// machines.
+	if took < idle-20*time.Millisecond || took > idle+idle/2 {
+		t.Fatalf("idle connection closed after %v, want %v", took, idle)
+	}
+	t.Logf("closed %v after the last byte (IdleTimeout %v)", took, idle)
+	eventually(t, 3*time.Second, "no idle close logged", func() bool { return logs.count("idle connection closed") == 1 })
+}
+
+func TestTCPSlowTrickleStaysOpen(t *testing.T) {
+	const idle, every, lasting = time.Second, 200 * time.Millisecond, 3 * time.Second
+	t.Run("client sends", func(t *testing.T) {
+		t.Parallel()
+		var got atomic.Int64
+		target := newServer(t, func(c net.Conn) {
+			n, _ := io.Copy(io.Discard, c)
+			got.Add(n)
+		})
+		addr, _ := startTCP(t, &TCP{Dial: dialTCP(target.addr()), IdleTimeout: idle})
+		c := dial(t, addr)
+		var sent int64
+		for end := time.Now().Add(lasting); time.Now().Before(end); sent++ {
+			if _, err := c.Write([]byte("k")); err != nil {
+				t.Fatalf("write after %d bytes: %v", sent, err)
+			}
+			time.Sleep(every)
+		}
+		c.CloseWrite()
+		if _, err := readAll(t, c, 3*time.Second); err != nil {
+			t.Fatalf("connection broken by the trickle's end: %v", err)
+		}
+		eventually(t, 3*time.Second, "target did not get every byte", func() bool { return got.Load() == sent })
+	})
+	t.Run("target sends", func(t *testing.T) {
+		t.Parallel()
+		var sent atomic.Int64
+		target := newServer(t, func(c net.Conn) {
+			for end := time.Now().Add(lasting); time.Now().Before(end); sent.Add(1) {
+				if _, err := c.Write([]byte("k")); err != nil {
+					return
+				}
+				time.Sleep(every)
+			}
+		})
+		addr, _ := startTCP(t, &TCP{Dial: dialTCP(target.addr()), IdleTimeout: idle})
+		start := time.Now()
+		c := dial(t, addr)
+		got, err := readAll(t, c, 2*lasting)
+		if took := time.Since(start); err != nil || int64(len(got)) != sent.Load() || took < lasting {
+			t.Fatalf("read %d bytes of %d, %v, after %v; want all then EOF after %v", len(got), sent.Load(), err, took, lasting)
+		}
+	})
+}
+
+func TestTCPLiveByteCounters(t *testing.T) {
+	// A connection that stays open still shows its bytes (TCP_INFO).
+	target := newServer(t, echo)
+	r := &TCP{Dial: dialTCP(target.addr())}
+	addr, _ := startTCP(t, r)
+	const size = 1 << 20
+	c := dial(t, addr)
+	go c.Write(make([]byte, size))
+	if _, err := io.ReadFull(c, make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*statsEvery, "counters not live", func() bool {
+		return r.Stats.BytesUp.Load() == size && r.Stats.BytesDown.Load() == size
+	})
+	c.Write([]byte("x"))
+	io.ReadFull(c, make([]byte, 1))
+	c.Close()
+	eventually(t, 3*time.Second, "counters not exact at the end", func() bool {
+		return r.Stats.Active.Load() == 0 && r.Stats.BytesUp.Load() == size+1 && r.Stats.BytesDown.Load() == size+1
+	})
+}
+
+func TestTCPServeEndClosesEverything(t *testing.T) {
+	goroutines, fds := runtime.NumGoroutine(), fdCount(t)
+	func() {
+		// Echoes, and holds a half-closed connection open.
+		hold := make(chan struct{})
+		target := newServer(t, func(c net.Conn) {
+			io.Copy(c, c)
+			<-hold
+		})
+		defer target.close()
+		defer close(hold)
+		dialing := make(chan struct{})
+		var dials atomic.Int32
+		r := &TCP{
+			Dial: func(ctx context.Context) (net.Conn, error) {
+				if dials.Add(1) == 3 { // hangs until Serve ends
+					close(dialing)
+					<-ctx.Done()
+					return nil, ctx.Err()
+				}
+				return dialTCP(target.addr())(ctx)
+			},
+			Listener: listenTCP(t),
+			Stats:    new(Stats),
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Serve(ctx) }()
+		addr := r.Listener.Addr().String()
+
+		active := dial(t, addr)
+		active.Write([]byte("x"))
+		io.ReadFull(active, make([]byte, 1))
+		halfClosed := dial(t, addr)
+		halfClosed.CloseWrite()
+		hanging := dial(t, addr)
+		<-dialing
+		eventually(t, 3*time.Second, "connections not all up", func() bool { return r.Stats.Active.Load() == 3 })
+
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("Serve = %v, want context.Canceled", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Serve did not return")
+		}
+		for _, c := range []*net.TCPConn{active, halfClosed, hanging} {
+			if _, err := readAll(t, c, 3*time.Second); errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("connection %v still open after Serve returned", c.LocalAddr())
+			}
+			c.Close()
+		}
+		if n := r.Stats.Active.Load(); n != 0 {
+			t.Errorf("Active = %d after Serve returned", n)
+		}
+		if c, err := net.Dial("tcp4", addr); err == nil {
+			c.Close()
+			t.Error("listener still open after Serve returned")
+		}
+	}()
+	checkNoLeaks(t, goroutines, fds)
+}
