@@ -7,14 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/natmap-go/natmap/internal/cli"
 	"github.com/natmap-go/natmap/internal/engine"
+	"github.com/natmap-go/natmap/internal/logx"
 	"github.com/natmap-go/natmap/internal/notify"
 )
 
@@ -34,6 +33,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "natmap", version)
 		return 0
 	}
+	if len(args) > 0 {
+		if sub, ok := subcommands[args[0]]; ok {
+			return sub(args[1:], stdout, stderr)
+		}
+	}
 	cmd, err := cli.Parse(args)
 	if err == nil {
 		err = checkCommand(cmd)
@@ -49,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	log := newLogger(stderr)
+	log := logx.Stderr(stderr, logx.Level(os.Getenv("NATMAP_LOG")))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
@@ -81,15 +85,6 @@ func checkCommand(cmd *cli.Command) error {
 		}
 	}
 	return nil
-}
-
-// newLogger writes one line per event. NATMAP_LOG=debug shows more.
-func newLogger(w io.Writer) *slog.Logger {
-	level := slog.LevelInfo
-	if strings.EqualFold(os.Getenv("NATMAP_LOG"), "debug") {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 const daemonEnv = "NATMAP_DAEMONIZED"

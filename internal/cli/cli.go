@@ -18,6 +18,8 @@ import (
 // Usage is the C natmap's help text, with this natmap's extensions noted.
 const Usage = `Usage:
  natmap [options]
+ natmap daemon [--config FILE]     run every section of /etc/config/natmap
+ natmap status [--json] [SECTION] | reload | restart SECTION
 
 Options:
  -4                  use IPv4

@@ -53,6 +53,8 @@ type Engine struct {
 	stunPref int            // STUN server that answered last; tried first
 
 	relayStats relay.Stats // forward mode, over every session
+
+	kick chan struct{} // Repunch: end the session and start again now
 }
 
 // Retry pacing: quick first, so a lost mapping is back within one interval,
@@ -70,7 +72,27 @@ func New(cfg config.Mapping, log *slog.Logger, notify func(notify.Mapping)) *Eng
 		notify: notify,
 		sock:   sockopt.Options{Device: cfg.Device, Mark: cfg.Mark},
 		status: Status{State: StateStarting, Protocol: cfg.Protocol(), Since: time.Now()},
+		kick:   make(chan struct{}, 1),
 	}
+}
+
+// Repunch ends the current session and starts a new one at once, without
+// waiting for the keep-alive to fail: the network changed under it (new WAN
+// address, interface down and up).
+func (e *Engine) Repunch() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// errRepunch ends a session on Repunch.
+var errRepunch = errors.New("network changed: re-establishing the mapping")
+
+// RelayStats returns the forward-mode relay's counters over all sessions.
+func (e *Engine) RelayStats() (active, total, up, down int64) {
+	s := &e.relayStats
+	return s.Active.Load(), s.Total.Load(), s.BytesUp.Load(), s.BytesDown.Load()
 }
 
 // Status returns a snapshot of the mapping.
@@ -103,11 +125,16 @@ func (e *Engine) Run(ctx context.Context) {
 		if e.Status().State == StateMapped {
 			delay = minRetry // the session worked: come back fast
 		}
-		e.retrying(err, delay, ports.Port())
+		wait := delay
+		if errors.Is(err, errRepunch) {
+			wait = 0
+		}
+		e.retrying(err, wait, ports.Port())
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(delay):
+		case <-e.kick:
+		case <-time.After(wait):
 		}
 		delay = min(2*delay, max(e.cfg.Keepalive, minRetry))
 	}

@@ -66,6 +66,8 @@ func (e *Engine) tcpSession(ctx context.Context, ports *portspec.Picker) error {
 			return err
 		case err := <-fwd.done:
 			return err
+		case <-e.kick:
+			return errRepunch
 		case <-tick.C:
 			public, server, err := e.discover(ctx, local, false)
 			if err != nil {

@@ -52,6 +52,8 @@ func (e *Engine) udpSession(ctx context.Context, ports *portspec.Picker) error {
 			return ctx.Err()
 		case err := <-fwd.done:
 			return err
+		case <-e.kick:
+			return errRepunch
 		case <-tick.C:
 		}
 		if fwd.udp != nil && n%e.cfg.StunCycle != 0 {

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/natmap-go/natmap/internal/ctl"
+	"github.com/natmap-go/natmap/internal/daemon"
+	"github.com/natmap-go/natmap/internal/logx"
+)
+
+const defaultConfig = "/etc/config/natmap"
+
+// subcommands beyond the C natmap's command line.
+var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{
+	"daemon":  runDaemon,
+	"status":  runStatus,
+	"reload":  runReload,
+	"restart": runRestart,
+}
+
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("natmap "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", ctl.DefaultPath, "control socket `path`")
+	return fs, socket
+}
+
+// runDaemon is `natmap daemon`: every enabled section of the UCI config,
+// with the control socket, until SIGTERM; SIGHUP reloads.
+func runDaemon(args []string, stdout, stderr io.Writer) int {
+	fs, socket := newFlags("daemon", stderr)
+	cfgPath := fs.String("config", defaultConfig, "UCI config `file`")
+	logTo := fs.String("log", "auto", "where logs go: syslog, stderr, or auto (syslog when /dev/log exists)")
+	watch := fs.Bool("watch", true, "re-punch mappings when addresses or links change (netlink)")
+	if fs.Parse(args) != nil || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: natmap daemon [--config FILE] [--socket PATH] [--log syslog|stderr|auto] [--watch=false]")
+		return 2
+	}
+	level := logx.Level(os.Getenv("NATMAP_LOG"))
+	log := logx.Stderr(stderr, level)
+	if *logTo == "syslog" || *logTo == "auto" {
+		if sl, err := logx.Syslog("", "", "natmap", level); err == nil {
+			log = sl
+		} else if *logTo == "syslog" {
+			fmt.Fprintf(stderr, "natmap: syslog: %v\n", err)
+			return 1
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	signal.Ignore(syscall.SIGPIPE)
+	d := daemon.New(daemon.Options{ConfigPath: *cfgPath, Log: log})
+
+	// The socket first: a second daemon must fail before it runs anything.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ready := make(chan struct{})
+	srvErr := make(chan error, 1)
+	srv := &ctl.Server{Path: *socket, Handler: d.Control(), Log: log, Ready: func() { close(ready) }}
+	wg.Add(1)
+	go func() { defer wg.Done(); srvErr <- srv.Serve(ctx) }()
+	select {
+	case err := <-srvErr:
+		log.Error("control socket", "err", err)
+		fmt.Fprintf(stderr, "natmap: %v\n", err)
+		return 1
+	case <-ready:
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := d.Reload(); err != nil {
+					log.Error("reload failed; running sections unchanged", "err", err)
+				}
+			}
+		}
+	}()
+	if *watch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.WatchNetwork(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("not watching the network: mappings re-punch on keep-alive failure only", "err", err)
+			}
+		}()
+	}
+	log.Info("natmap daemon starting", "version", version, "config", *cfgPath, "socket", *socket)
+	d.Run(ctx)
+	stop()
+	log.Info("natmap daemon stopped")
+	return 0
+}
+
+// call asks the daemon and reports a failure on stderr.
+func call(socket string, req ctl.Request, stderr io.Writer) (*ctl.Response, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := ctl.Call(ctx, socket, req)
+	if err != nil {
+		fmt.Fprintf(stderr, "natmap: %v\n", err)
+		return resp, false
+	}
+	return resp, true
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	fs, socket := newFlags("status", stderr)
+	asJSON := fs.Bool("json", false, "print JSON (for ubus and scripts)")
+	if fs.Parse(args) != nil || fs.NArg() > 1 {
+		fmt.Fprintln(stderr, "usage: natmap status [--json] [--socket PATH] [SECTION]")
+		return 2
+	}
+	resp, ok := call(*socket, ctl.Request{Cmd: ctl.CmdStatus, Section: fs.Arg(0)}, stderr)
+	if !ok {
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "\t")
+		if err := enc.Encode(struct {
+			Mappings []ctl.MappingStatus `json:"mappings"`
+		}{resp.Mappings}); err != nil {
+			return 1
+		}
+		return 0
+	}
+	if err := ctl.WriteTable(stdout, resp.Mappings, time.Now()); err != nil {
+		return 1
+	}
+	return 0
+}
+
+func runReload(args []string, stdout, stderr io.Writer) int {
+	fs, socket := newFlags("reload", stderr)
+	if fs.Parse(args) != nil || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: natmap reload [--socket PATH]")
+		return 2
+	}
+	if _, ok := call(*socket, ctl.Request{Cmd: ctl.CmdReload}, stderr); !ok {
+		return 1
+	}
+	return 0
+}
+
+func runRestart(args []string, stdout, stderr io.Writer) int {
+	fs, socket := newFlags("restart", stderr)
+	if fs.Parse(args) != nil || fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: natmap restart [--socket PATH] SECTION")
+		return 2
+	}
+	if _, ok := call(*socket, ctl.Request{Cmd: ctl.CmdRestart, Section: fs.Arg(0)}, stderr); !ok {
+		return 1
+	}
+	return 0
+}

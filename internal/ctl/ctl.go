@@ -1,0 +1,109 @@
+// Package ctl is the daemon's control socket: `natmap status`, `natmap
+// reload`, `natmap restart SECTION`, and the rpcd plugin (through `natmap
+// status --json`) talk to `natmap daemon` over a unix socket.
+//
+// Protocol: the client sends one JSON Request per line; the daemon answers
+// each with one JSON Response per line, in order. A connection may carry
+// several requests. Limits (a bad client must never disturb the daemon): a
+// request line is at most MaxRequest bytes, newline included (longer: an
+// error response, then the connection is closed); each request line must
+// arrive within Server.IdleTimeout; each response must be taken by the
+// client within Server.WriteTimeout; at most Server.MaxConns connections are
+// served at once, and those beyond get an error line and are closed.
+package ctl
+
+import (
+	"context"
+	"time"
+)
+
+// DefaultPath is where the daemon listens when no other path is given.
+const DefaultPath = "/var/run/natmap/natmap.sock"
+
+// Limits, see the package comment.
+const (
+	MaxRequest          = 64 << 10 // bytes in a request line, newline included
+	MaxResponse         = 64 << 20 // bytes Call accepts in a response line
+	DefaultIdleTimeout  = 10 * time.Second
+	DefaultWriteTimeout = 5 * time.Second
+	DefaultMaxConns     = 16
+)
+
+// Commands, the values of Request.Cmd.
+const (
+	CmdStatus  = "status"  // Section optional: only that mapping
+	CmdReload  = "reload"  // re-read the configuration; no Section
+	CmdRestart = "restart" // Section required
+)
+
+// States, the values of MappingStatus.State.
+const (
+	StateStarting = "starting" // first session under way
+	StateMapped   = "mapped"   // public address known and kept alive
+	StateRetrying = "retrying" // a session ended; the next one is paced
+	StateError    = "error"    // bad configuration: not running
+	StateDisabled = "disabled" // the section has enabled '0'
+	StateStopped  = "stopped"  // ended (daemon shutting down)
+)
+
+// MappingStatus is one configured mapping as the daemon sees it. The JSON
+// field names are an interface: LuCI and the rpcd plugin read them, so they
+// only ever get added to, never renamed.
+type MappingStatus struct {
+	Section     string      `json:"section"` // UCI section name
+	Comment     string      `json:"comment"` // the section's comment option
+	Enabled     bool        `json:"enabled"`
+	State       string      `json:"state"`    // one of the State constants
+	Protocol    string      `json:"protocol"` // "tcp" or "udp"
+	Mode        string      `json:"mode"`     // "bind" or "forward"
+	PrivateIP   string      `json:"private_ip"`
+	PrivatePort int         `json:"private_port"`
+	PublicIP    string      `json:"public_ip"` // empty until mapped
+	PublicPort  int         `json:"public_port"`
+	IP4P        string      `json:"ip4p"`        // empty for IPv6
+	Since       int64       `json:"since"`       // unix seconds: when State was entered
+	LastChange  int64       `json:"last_change"` // unix seconds: when the public address last changed (0: never)
+	LastError   string      `json:"last_error"`
+	Retries     int         `json:"retries"` // sessions that failed in a row
+	STUNServer  string      `json:"stun_server"`
+	Relay       *RelayStats `json:"relay,omitempty"` // forward mode only
+}
+
+// RelayStats are a forward-mode relay's counters.
+type RelayStats struct {
+	Active    int64 `json:"active"`     // connections or UDP sessions open now
+	Total     int64 `json:"total"`      // ever
+	BytesUp   int64 `json:"bytes_up"`   // client -> target
+	BytesDown int64 `json:"bytes_down"` // target -> client
+}
+
+// Request is one line from a client.
+type Request struct {
+	Cmd     string `json:"cmd"`
+	Section string `json:"section,omitempty"`
+}
+
+// Response is the daemon's answer to one Request. When OK is false, Error
+// says why (never empty). Mappings is set (possibly empty, never null) for
+// status only.
+type Response struct {
+	OK       bool            `json:"ok"`
+	Error    string          `json:"error,omitempty"`
+	Mappings []MappingStatus `json:"mappings,omitzero"`
+}
+
+// Handler is the daemon behind the socket. ctx ends when the client's
+// connection is dropped or the server stops; Reload and Restart should
+// honour it, since Serve waits for them before it returns.
+type Handler interface {
+	Status(ctx context.Context) []MappingStatus
+	Reload(ctx context.Context) error
+	// Restart restarts one section's mapping; an unknown section is an
+	// error, whose message the client shows as is.
+	Restart(ctx context.Context, section string) error
+}
+
+// RemoteError is a request the daemon answered with ok=false.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return e.Msg }

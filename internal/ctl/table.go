@@ -1,0 +1,143 @@
+package ctl
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+)
+
+// maxErrorWidth keeps a table line readable on a terminal; the whole
+// message is in the JSON output and the log.
+const maxErrorWidth = 60
+
+// WriteTable writes ms as a table for people, one line per mapping:
+// section, state, protocol (and forward mode), private and public
+// addresses, how long the state has lasted (relative to now), relay
+// counters, and the last error, shortened. Scripts should read the JSON
+// instead: columns may change.
+func WriteTable(w io.Writer, ms []MappingStatus, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SECTION\tSTATE\tPROTO\tPRIVATE\tPUBLIC\tFOR\tRELAY\tERROR")
+	for _, m := range ms {
+		cells := []string{
+			m.Section,
+			state(m),
+			proto(m),
+			addr(m.PrivateIP, m.PrivatePort),
+			addr(m.PublicIP, m.PublicPort),
+			age(m.Since, now),
+			relay(m.Relay),
+			lastError(m),
+		}
+		for i, c := range cells {
+			cells[i] = cell(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing status table: %w", err)
+	}
+	return nil
+}
+
+func state(m MappingStatus) string {
+	if m.State == StateRetrying && m.Retries > 0 {
+		return fmt.Sprintf("%s (%d)", m.State, m.Retries)
+	}
+	return m.State
+}
+
+func proto(m MappingStatus) string {
+	if m.Mode == "forward" {
+		return m.Protocol + "/forward"
+	}
+	return m.Protocol
+}
+
+func addr(ip string, port int) string {
+	switch {
+	case port == 0 && ip == "":
+		return ""
+	case ip == "":
+		ip = "*"
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(port))
+}
+
+// age is how long ago since was, coarse as people read it: 45s, 12m05s,
+// 3h12m, 2d04h.
+func age(since int64, now time.Time) string {
+	if since == 0 {
+		return ""
+	}
+	d := max(now.Sub(time.Unix(since, 0)), 0)
+	s := int64(d / time.Second)
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return fmt.Sprintf("%dm%02ds", s/60, s%60)
+	case s < 86400:
+		return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
+	default:
+		return fmt.Sprintf("%dd%02dh", s/86400, s%86400/3600)
+	}
+}
+
+func relay(r *RelayStats) string {
+	if r == nil {
+		return ""
+	}
+	return fmt.Sprintf("%d/%d up %s down %s", r.Active, r.Total, bytesize(r.BytesUp), bytesize(r.BytesDown))
+}
+
+// bytesize is n in binary units, 3 significant figures at most: 512B,
+// 1.5K, 40M.
+func bytesize(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%dB", n)
+	}
+	const units = "KMGTPE"
+	f, i := float64(n)/1024, 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	if f < 10 {
+		return fmt.Sprintf("%.1f%c", f, units[i])
+	}
+	return fmt.Sprintf("%.0f%c", f, units[i])
+}
+
+// lastError is the error worth showing: a mapped or disabled mapping's last
+// error is history.
+func lastError(m MappingStatus) string {
+	if m.State == StateMapped || m.State == StateDisabled {
+		return ""
+	}
+	r := []rune(m.LastError)
+	if len(r) > maxErrorWidth {
+		return string(r[:maxErrorWidth-3]) + "..."
+	}
+	return m.LastError
+}
+
+// cell makes s safe for one tabwriter cell: control characters (a tab or
+// newline in a comment or an error) would break the columns, and an empty
+// cell reads as a dash.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+}

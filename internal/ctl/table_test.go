@@ -1,0 +1,57 @@
+package ctl
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWriteTable(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	ms := []MappingStatus{{
+		Section: "web", Enabled: true, State: StateMapped, Protocol: "tcp", Mode: "bind",
+		PrivateIP: "192.168.1.2", PrivatePort: 8080, PublicIP: "198.51.100.1", PublicPort: 24936,
+		Since:     now.Add(-3*time.Hour - 12*time.Minute - 7*time.Second).Unix(),
+		LastError: "old news: not shown",
+	}, {
+		Section: "game", Enabled: true, State: StateMapped, Protocol: "udp", Mode: "forward",
+		PrivateIP: "2001:db8::2", PrivatePort: 3074, PublicIP: "2001:db8::1", PublicPort: 3074,
+		Since: now.Add(-50 * time.Hour).Unix(),
+		Relay: &RelayStats{Active: 3, Total: 120, BytesUp: 1234567, BytesDown: 42 << 30},
+	}, {
+		Section: "bad\tname", Enabled: true, State: StateError, Protocol: "tcp", Mode: "bind",
+		Since:     now.Add(-5 * time.Second).Unix(),
+		LastError: "option stun_server: lookup stun.example.invalid on 127.0.0.1:53: no such host\nand more",
+	}, {
+		Section: "flaky", Enabled: true, State: StateRetrying, Protocol: "tcp", Mode: "bind",
+		PrivatePort: 8443, Retries: 4, Since: now.Add(-75 * time.Second).Unix(),
+		LastError: "keep-alive: connection reset by peer",
+	}, {
+		Section: "old", State: StateDisabled, Protocol: "tcp", Mode: "bind",
+	}}
+	var b strings.Builder
+	if err := WriteTable(&b, ms, now); err != nil {
+		t.Fatal(err)
+	}
+	want := `SECTION   STATE         PROTO        PRIVATE             PUBLIC              FOR    RELAY                   ERROR
+web       mapped        tcp          192.168.1.2:8080    198.51.100.1:24936  3h12m  -                       -
+game      mapped        udp/forward  [2001:db8::2]:3074  [2001:db8::1]:3074  2d02h  3/120 up 1.2M down 42G  -
+bad name  error         tcp          -                   -                   5s     -                       option stun_server: lookup stun.example.invalid on 127.0....
+flaky     retrying (4)  tcp          *:8443              -                   1m15s  -                       keep-alive: connection reset by peer
+old       disabled      tcp          -                   -                   -      -                       -
+`
+	if got := b.String(); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestBytesize(t *testing.T) {
+	for n, want := range map[int64]string{
+		0: "0B", 1023: "1023B", 1024: "1.0K", 1536: "1.5K", 10 << 10: "10K",
+		1000 << 20: "1000M", 5 << 40: "5.0T", 1 << 62: "4.0E",
+	} {
+		if got := bytesize(n); got != want {
+			t.Errorf("bytesize(%d) = %s, want %s", n, got, want)
+		}
+	}
+}

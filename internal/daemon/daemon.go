@@ -1,0 +1,326 @@
+// Package daemon runs natmap on OpenWrt: one mapping per enabled section of
+// /etc/config/natmap, reloaded in place (only changed sections restart),
+// re-punched when the network changes, with status and control for the
+// unix socket.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/natmap-go/natmap/internal/ctl"
+	"github.com/natmap-go/natmap/internal/engine"
+	"github.com/natmap-go/natmap/internal/ip4p"
+	"github.com/natmap-go/natmap/internal/logx"
+	"github.com/natmap-go/natmap/internal/notify"
+	"github.com/natmap-go/natmap/internal/uciconf"
+)
+
+// Options configure a Daemon.
+type Options struct {
+	ConfigPath string
+	Log        *slog.Logger
+	// ResolveInterface maps a section's interface option (a logical
+	// network such as "wan", or a device) to a device name.
+	ResolveInterface func(ctx context.Context, name string) (string, error)
+	// NotifyTimeout bounds a notify script run (0: notify's default).
+	NotifyTimeout time.Duration
+}
+
+// Daemon supervises the sections. Create it with New, then Run it.
+type Daemon struct {
+	opts Options
+	log  *slog.Logger
+
+	reloadMu sync.Mutex // one reload or restart at a time
+	mu       sync.Mutex
+	ctx      context.Context // Run's; sections live under it
+	sections []*section      // in config order
+	cfgErr   error           // the config file could not be read
+}
+
+// section is one running (or not runnable) section.
+type section struct {
+	conf   uciconf.Section // with Mapping.Device resolved
+	state  string          // for sections without an engine: error, disabled
+	err    string
+	since  time.Time
+	eng    *engine.Engine
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New prepares a daemon.
+func New(opts Options) *Daemon {
+	if opts.ResolveInterface == nil {
+		opts.ResolveInterface = ResolveInterface
+	}
+	return &Daemon{opts: opts, log: opts.Log}
+}
+
+// Run loads the config, runs its sections and keeps them until ctx ends;
+// then it stops every section and returns. A config that cannot be read is
+// logged and reported in the status, and the daemon waits for a reload.
+func (d *Daemon) Run(ctx context.Context) {
+	d.mu.Lock()
+	d.ctx = ctx
+	d.mu.Unlock()
+	if err := d.Reload(); err != nil {
+		d.log.Error("config not loaded; waiting for a reload", "err", err)
+	}
+	<-ctx.Done()
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	d.mu.Lock()
+	secs := d.sections
+	d.sections = nil
+	d.mu.Unlock()
+	for _, s := range secs {
+		s.stop()
+	}
+}
+
+// Reload re-reads the config: sections whose settings changed restart,
+// new ones start, removed ones stop, and unchanged ones keep running (and
+// keep their public port). A config that cannot be read changes nothing.
+func (d *Daemon) Reload() error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	cfg, err := uciconf.Load(d.opts.ConfigPath)
+	d.mu.Lock()
+	d.cfgErr = err
+	ctx := d.ctx
+	old := d.sections
+	d.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("load %s: %w", d.opts.ConfigPath, err)
+	}
+	for _, w := range cfg.Warnings {
+		d.log.Warn("config: " + w)
+	}
+
+	byRef := map[string]*section{}
+	for _, s := range old {
+		byRef[s.conf.Ref] = s
+	}
+	var next []*section
+	var started, restarted, kept int
+	for _, c := range cfg.Sections {
+		d.resolve(ctx, &c)
+		if s, ok := byRef[c.Ref]; ok {
+			delete(byRef, c.Ref)
+			if reflect.DeepEqual(s.conf, c) {
+				next = append(next, s)
+				kept++
+				continue
+			}
+			s.stop()
+			restarted++
+		} else {
+			started++
+		}
+		next = append(next, d.start(ctx, c))
+	}
+	for _, s := range byRef {
+		s.stop()
+		d.log.Info("section removed", "section", s.conf.Ref)
+	}
+	d.mu.Lock()
+	d.sections = next
+	d.mu.Unlock()
+	d.log.Info("config loaded", "path", d.opts.ConfigPath, "sections", len(next),
+		"started", started, "restarted", restarted, "unchanged", kept, "stopped", len(byRef))
+	return nil
+}
+
+// Restart stops and starts one section with its current settings.
+func (d *Daemon) Restart(ref string) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	d.mu.Lock()
+	ctx := d.ctx
+	var refs []string
+	for i, s := range d.sections {
+		if s.conf.Ref == ref {
+			d.mu.Unlock()
+			s.stop()
+			ns := d.start(ctx, s.conf)
+			d.mu.Lock()
+			d.sections[i] = ns
+			d.mu.Unlock()
+			return nil
+		}
+		refs = append(refs, s.conf.Ref)
+	}
+	d.mu.Unlock()
+	return fmt.Errorf("no section %q (sections: %s)", ref, strings.Join(refs, ", "))
+}
+
+// resolve turns the section's interface into a device; failing that, the
+// section cannot run.
+func (d *Daemon) resolve(ctx context.Context, c *uciconf.Section) {
+	if c.Err != nil || c.Interface == "" {
+		return
+	}
+	dev, err := d.opts.ResolveInterface(ctx, c.Interface)
+	if err != nil {
+		c.Err = fmt.Errorf("option interface: %w", err)
+		return
+	}
+	c.Mapping.Device = dev
+}
+
+// start runs a section under ctx (or records why it cannot run).
+func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
+	s := &section{conf: c, since: time.Now()}
+	log := d.log.With("section", c.Ref)
+	err := c.Err
+	if err == nil && c.Enabled && c.Mapping.Script != "" {
+		err = checkScript(c.Mapping.Script)
+	}
+	switch {
+	case err != nil:
+		s.state, s.err = "error", err.Error()
+		if c.Enabled {
+			log.Error("section not started", "err", err)
+		}
+		return s
+	case !c.Enabled:
+		s.state = "disabled"
+		return s
+	}
+	for _, w := range c.Mapping.Ignored() {
+		log.Warn("ignored: " + w)
+	}
+
+	n := d.notifier(c, log)
+	s.eng = engine.New(c.Mapping, log, n.Notify)
+	var sctx context.Context
+	sctx, s.cancel = context.WithCancel(ctx)
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); n.Run(sctx) }()
+		s.eng.Run(sctx)
+		wg.Wait()
+	}()
+	log.Info("section started", "protocol", c.Mapping.Protocol(), "port", c.Mapping.Ports.String(), "mode", mode(c))
+	return s
+}
+
+// notifier runs the section's script with the C natmap's six arguments,
+// then the section name and comment (argv 7-8, and in the environment), so
+// one script can serve many mappings. Without a script the log says it all.
+func (d *Daemon) notifier(c uciconf.Section, log *slog.Logger) *notify.Notifier {
+	n := &notify.Notifier{
+		Script:    c.Mapping.Script,
+		ExtraArgs: []string{c.Ref, c.Comment},
+		Env:       []string{"NATMAP_SECTION=" + c.Ref, "NATMAP_COMMENT=" + c.Comment},
+		Timeout:   d.opts.NotifyTimeout,
+		Stdout:    discard{},
+		Stderr:    discard{},
+		Log:       log,
+	}
+	if c.LogStdout {
+		n.Stdout = logx.LineWriter(log, slog.LevelInfo, "notify script output")
+	}
+	if c.LogStderr {
+		n.Stderr = logx.LineWriter(log, slog.LevelWarn, "notify script error output")
+	}
+	if c.Mapping.Script == "" {
+		n.Stdout = discard{}
+	}
+	return n
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func checkScript(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("option notify_script: %w", err)
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("option notify_script: %s is not an executable file", path)
+	}
+	return nil
+}
+
+func (s *section) stop() {
+	if s.cancel != nil {
+		s.cancel()
+		<-s.done
+	}
+}
+
+func mode(c uciconf.Section) string {
+	if c.Mapping.Forward() {
+		return "forward"
+	}
+	return "bind"
+}
+
+// Status reports every section, in config order.
+func (d *Daemon) Status() []ctl.MappingStatus {
+	d.mu.Lock()
+	secs := append([]*section(nil), d.sections...)
+	cfgErr := d.cfgErr
+	d.mu.Unlock()
+	out := make([]ctl.MappingStatus, 0, len(secs)+1)
+	if cfgErr != nil {
+		out = append(out, ctl.MappingStatus{Section: "(config)", State: "error", LastError: cfgErr.Error(), Since: time.Now().Unix()})
+	}
+	for _, s := range secs {
+		out = append(out, s.status())
+	}
+	return out
+}
+
+func (s *section) status() ctl.MappingStatus {
+	c := s.conf
+	st := ctl.MappingStatus{
+		Section:   c.Ref,
+		Comment:   c.Comment,
+		Enabled:   c.Enabled,
+		Protocol:  c.Mapping.Protocol(),
+		Mode:      mode(c),
+		State:     s.state,
+		LastError: s.err,
+		Since:     s.since.Unix(),
+	}
+	if s.eng == nil {
+		return st
+	}
+	es := s.eng.Status()
+	st.State = string(es.State)
+	st.Since = es.Since.Unix()
+	st.LastError = es.LastError
+	st.Retries = es.Retries
+	st.STUNServer = es.STUNServer
+	if es.Private.IsValid() {
+		st.PrivateIP, st.PrivatePort = es.Private.Addr().String(), int(es.Private.Port())
+	}
+	if es.Public.IsValid() {
+		st.PublicIP, st.PublicPort = es.Public.Addr().String(), int(es.Public.Port())
+		st.IP4P = ip4p.Format(es.Public)
+	}
+	if !es.Changed.IsZero() {
+		st.LastChange = es.Changed.Unix()
+	}
+	if c.Mapping.Forward() {
+		var r ctl.RelayStats
+		r.Active, r.Total, r.BytesUp, r.BytesDown = s.eng.RelayStats()
+		st.Relay = &r
+	}
+	return st
+}

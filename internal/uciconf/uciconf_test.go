@@ -1,0 +1,152 @@
+package uciconf
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natmap-go/natmap/internal/config"
+	"github.com/natmap-go/natmap/internal/portspec"
+	"github.com/natmap-go/natmap/internal/uci"
+)
+
+func parse(t *testing.T, text string) *Config {
+	t.Helper()
+	f, err := uci.Parse("natmap", strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Translate(f)
+}
+
+// OpenWrt's stock default config keeps working: one disabled UDP section.
+func TestStockConfig(t *testing.T) {
+	c, err := Load("../uci/testdata/stock-natmap.config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Sections) != 1 || len(c.Warnings) != 0 {
+		t.Fatalf("sections %+v warnings %v", c.Sections, c.Warnings)
+	}
+	s := c.Sections[0]
+	m := s.Mapping
+	if s.Ref != "@natmap[0]" || s.Enabled || s.Err != nil || !m.UDP || m.IPv6 ||
+		len(m.STUN) != 1 || m.STUN[0] != (config.HostPort{Host: "stunserver.stunprotocol.org", Port: 3478}) ||
+		m.HTTP != (config.HostPort{Host: "example.com", Port: 80}) || m.Ports != (portspec.Spec{Lo: 8080, Hi: 8080}) ||
+		m.Keepalive != 10*time.Second || m.StunCycle != 10 || m.ForwardTarget != "" || m.Script != "" ||
+		!s.LogStdout || !s.LogStderr || s.Interface != "" || s.Firewall != FirewallAuto {
+		t.Fatalf("stock section: %+v", s)
+	}
+}
+
+func TestRealWorldConfig(t *testing.T) {
+	c := parse(t, `
+config global
+	list stun_server 'stun1.example.org'
+	list stun_server 'stun2.example.org:3479'
+	option http_server 'example.com'
+	option interval '25'
+
+# SSH from outside, bind mode on the router itself
+config natmap 'ssh'
+	option enable '1'
+	option comment 'router ssh'
+	option interface 'wan'
+	option port '22222'
+	option notify_script '/etc/natmap/ddns.sh'
+
+config natmap 'web'
+	option enable 'yes'
+	option family 'ipv4'
+	option port '10000-10010'
+	option port_random '1'
+	option forward_target '192.168.1.10'
+	option forward_port '80'
+	option forward_timeout '60'
+	option forward_congestion 'bbr'
+	option fwmark '0x10'
+	option stun_server 'stun.other.org:19302'
+	option firewall '0'
+
+config natmap
+	option enable '1'
+	option udp_mode '1'
+	option interface '192.168.1.1'
+	option forward_target '192.168.1.20'
+	option forward_port ''
+	option stun_cycle '5'
+`)
+	if len(c.Sections) != 3 || len(c.Warnings) != 0 {
+		t.Fatalf("%d sections, warnings %v", len(c.Sections), c.Warnings)
+	}
+	ssh, web, udp := c.Sections[0], c.Sections[1], c.Sections[2]
+	for _, s := range c.Sections {
+		if s.Err != nil || !s.Enabled {
+			t.Fatalf("%s: %+v", s.Ref, s)
+		}
+	}
+	if ssh.Ref != "ssh" || ssh.Comment != "router ssh" || ssh.Interface != "wan" || ssh.Mapping.Ports.Lo != 22222 ||
+		len(ssh.Mapping.STUN) != 2 || ssh.Mapping.STUN[1].Port != 3479 || ssh.Mapping.HTTP.Host != "example.com" ||
+		ssh.Mapping.Keepalive != 25*time.Second || ssh.Mapping.Script != "/etc/natmap/ddns.sh" {
+		t.Fatalf("ssh: %+v", ssh)
+	}
+	wm := web.Mapping
+	if wm.Ports != (portspec.Spec{Lo: 10000, Hi: 10010, Random: true}) || wm.ForwardTarget != "192.168.1.10" ||
+		wm.ForwardPort != 80 || wm.ForwardTimeout != time.Minute || wm.Congestion != "bbr" || wm.Mark != 16 ||
+		len(wm.STUN) != 1 || wm.STUN[0].Port != 19302 || web.Firewall != FirewallOff {
+		t.Fatalf("web: %+v", web)
+	}
+	um := udp.Mapping
+	if udp.Ref != "@natmap[2]" || !um.UDP || um.BindAddr != netip.MustParseAddr("192.168.1.1") || udp.Interface != "" ||
+		um.ForwardPort != 0 || !um.Forward() || um.StunCycle != 5 || um.Keepalive != 25*time.Second {
+		t.Fatalf("udp: %+v", udp)
+	}
+}
+
+// A bad value disables its section with a message naming the option; the
+// other sections are untouched.
+func TestBadSectionsAreIsolated(t *testing.T) {
+	cases := map[string]string{
+		"option family 'ipv5'":           "option family",
+		"option port '70000'":            "option port",
+		"option interval 'soon'":         "option interval",
+		"option fwmark '0xZZ'":           "option fwmark",
+		"option enable 'maybe'":          "option enable",
+		"option forward_port '80'":       "forward_port: set without forward_target",
+		"option stun_server 'a:b:c::z'":  "option stun_server",
+		"list port '1'\n\tlist port '2'": "option port: is a list",
+		"option firewall 'sometimes'":    "option firewall",
+	}
+	for line, want := range cases {
+		c := parse(t, "config natmap 'bad'\n\toption enable '1'\n\toption stun_server 's'\n\toption http_server 'h'\n\t"+line+
+			"\n\nconfig natmap 'good'\n\toption enable '1'\n\toption stun_server 's'\n\toption http_server 'h'\n")
+		bad, good := c.Sections[0], c.Sections[1]
+		if bad.Err == nil || !strings.Contains(bad.Err.Error(), want) {
+			t.Errorf("%q: error %v, want one containing %q", line, bad.Err, want)
+		}
+		if good.Err != nil {
+			t.Errorf("%q: the good section failed too: %v", line, good.Err)
+		}
+	}
+	c := parse(t, "config natmap 'x'\n\toption enable '1'\n\toption port '80'\n")
+	if err := c.Sections[0].Err; err == nil || !strings.Contains(err.Error(), "option stun_server") {
+		t.Errorf("missing STUN server: %v", err)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	c := parse(t, "config natmap\n\toption enable '1'\n\toption stun_server 's'\n\toption http_server 'h'\n\toption prot '80'\n\nconfig foo\n")
+	if len(c.Warnings) != 2 || !strings.Contains(c.Warnings[0], `unknown option "prot"`) || !strings.Contains(c.Warnings[1], `unknown section type "foo"`) {
+		t.Fatalf("warnings %q", c.Warnings)
+	}
+	if c.Sections[0].Err != nil {
+		t.Fatal("an unknown option must not stop the mapping")
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	if _, err := Load("/nonexistent/natmap"); err == nil {
+		t.Fatal("missing file: want error")
+	}
+}
