@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -25,12 +26,14 @@ var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"status":  runStatus,
 	"reload":  runReload,
 	"restart": runRestart,
+	// Run by the firewall's include script after a firewall reload.
+	"firewall-sync": runFirewallSync,
 }
 
 func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("natmap "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	socket := fs.String("socket", ctl.DefaultPath, "control socket `path`")
+	socket := fs.String("socket", cmp.Or(os.Getenv("NATMAP_SOCKET"), ctl.DefaultPath), "control socket `path` (default from NATMAP_SOCKET)")
 	return fs, socket
 }
 
@@ -168,6 +171,18 @@ func runRestart(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if _, ok := call(*socket, ctl.Request{Cmd: ctl.CmdRestart, Section: fs.Arg(0)}, stderr); !ok {
+		return 1
+	}
+	return 0
+}
+
+func runFirewallSync(args []string, stdout, stderr io.Writer) int {
+	fs, socket := newFlags("firewall-sync", stderr)
+	if fs.Parse(args) != nil || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: natmap firewall-sync [--socket PATH]")
+		return 2
+	}
+	if _, ok := call(*socket, ctl.Request{Cmd: ctl.CmdFirewallSync}, stderr); !ok {
 		return 1
 	}
 	return 0

@@ -31,9 +31,10 @@ const (
 
 // Commands, the values of Request.Cmd.
 const (
-	CmdStatus  = "status"  // Section optional: only that mapping
-	CmdReload  = "reload"  // re-read the configuration; no Section
-	CmdRestart = "restart" // Section required
+	CmdStatus       = "status"        // Section optional: only that mapping
+	CmdReload       = "reload"        // re-read the configuration; no Section
+	CmdRestart      = "restart"       // Section required
+	CmdFirewallSync = "firewall-sync" // re-apply firewall rules (after a firewall reload)
 )
 
 // States, the values of MappingStatus.State.
@@ -101,6 +102,12 @@ type Handler interface {
 	// Restart restarts one section's mapping; an unknown section is an
 	// error, whose message the client shows as is.
 	Restart(ctx context.Context, section string) error
+}
+
+// FirewallSyncer is a Handler that also re-applies its firewall rules,
+// for the firewall's include script after a firewall reload.
+type FirewallSyncer interface {
+	FirewallSync(ctx context.Context) error
 }
 
 // RemoteError is a request the daemon answered with ok=false.

@@ -264,8 +264,14 @@ func (s *Server) handle(ctx context.Context, line []byte) Response {
 			return Response{Error: "restart needs a section"}
 		}
 		return result(s.Handler.Restart(ctx, req.Section))
+	case CmdFirewallSync:
+		fs, ok := s.Handler.(FirewallSyncer)
+		if !ok {
+			return Response{Error: "this daemon manages no firewall rules"}
+		}
+		return result(fs.FirewallSync(ctx))
 	default:
-		return Response{Error: fmt.Sprintf("unknown command %.64q (want status, reload or restart)", req.Cmd)}
+		return Response{Error: fmt.Sprintf("unknown command %.64q (want status, reload, restart or firewall-sync)", req.Cmd)}
 	}
 }
 

@@ -63,7 +63,7 @@ func TestRoundTrips(t *testing.T) {
 		{Request{Cmd: CmdRestart}, "restart needs a section"},
 		{Request{Cmd: CmdReload, Section: "map1"}, "reload takes no section"},
 		{Request{Cmd: CmdStatus, Section: "nope"}, `no section "nope"`},
-		{Request{Cmd: "stop"}, `unknown command "stop" (want status, reload or restart)`},
+		{Request{Cmd: "stop"}, `unknown command "stop" (want status, reload, restart or firewall-sync)`},
 	} {
 		resp, err := call(t, s.Path, tc.req)
 		var re *RemoteError
@@ -119,7 +119,7 @@ func TestJSONFieldNames(t *testing.T) {
 	for req, want := range map[string]string{
 		`{"cmd":"status"}`: `{"ok":true,"mappings":[]}`,
 		`{"cmd":"reload"}`: `{"ok":true}`,
-		`{"cmd":"x"}`:      `{"ok":false,"error":"unknown command \"x\" (want status, reload or restart)"}`,
+		`{"cmd":"x"}`:      `{"ok":false,"error":"unknown command \"x\" (want status, reload, restart or firewall-sync)"}`,
 	} {
 		c.send(req + "\n")
 		line, err := c.r.ReadString('\n')
@@ -151,9 +151,9 @@ func TestBadRequestsKeepConnection(t *testing.T) {
 		`null` + "\n" + `{"cmd":"status"} {"cmd":"status"}` + "\n" + `["status"]` + "\n" + `{"cmd":"reload"}` + "\n")
 	for i, want := range []string{
 		"malformed request: invalid character 'b' looking for beginning of object key string",
-		`unknown command "fly" (want status, reload or restart)`, // blank lines: no answer
+		`unknown command "fly" (want status, reload, restart or firewall-sync)`, // blank lines: no answer
 		"",
-		`unknown command "" (want status, reload or restart)`,
+		`unknown command "" (want status, reload, restart or firewall-sync)`,
 		"malformed request: invalid character '{' after top-level value",
 		"malformed request: json: cannot unmarshal array into Go value of type ctl.Request",
 		"",
