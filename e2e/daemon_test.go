@@ -24,7 +24,7 @@ type natmapDaemon struct {
 
 // startDaemon writes config (with NOTIFY replaced by a recording notify
 // script) and runs the daemon on it.
-func startDaemon(t *testing.T, l *lab.Lab, config string) *natmapDaemon {
+func startDaemon(t *testing.T, l *lab.Lab, config string, extra ...string) *natmapDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &natmapDaemon{config: filepath.Join(dir, "natmap"), socket: filepath.Join(dir, "natmap.sock"), l: l}
@@ -37,7 +37,11 @@ func startDaemon(t *testing.T, l *lab.Lab, config string) *natmapDaemon {
 	}
 	d.writeConfig(t, strings.ReplaceAll(config, "NOTIFY", script))
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := l.Command(ctx, l.LAN, natmapBin, "daemon", "--config", d.config, "--socket", d.socket, "--log", "stderr")
+	args := append([]string{"daemon", "--config", d.config, "--socket", d.socket, "--log", "stderr"}, extra...)
+	if len(extra) == 0 {
+		args = append(args, "--firewall=false")
+	}
+	cmd := l.Command(ctx, l.LAN, natmapBin, args...)
 	d.natmap = &natmap{t: t, cmd: cmd, stderr: &syncBuf{}, notes: notes, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = d.stderr, d.stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }

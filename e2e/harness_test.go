@@ -79,6 +79,13 @@ type natmap struct {
 // records its arguments, and stops it at the end of the test.
 func startNatmap(t testing.TB, l *lab.Lab, args ...string) *natmap {
 	t.Helper()
+	return startBinary(t, l, natmapBin, args...)
+}
+
+// startBinary is startNatmap for another natmap binary (the C natmap, for
+// comparisons).
+func startBinary(t testing.TB, l *lab.Lab, bin string, args ...string) *natmap {
+	t.Helper()
 	dir := t.TempDir()
 	notes := filepath.Join(dir, "notes")
 	script := filepath.Join(dir, "notify.sh")
@@ -87,7 +94,7 @@ func startNatmap(t testing.TB, l *lab.Lab, args ...string) *natmap {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := l.Command(ctx, l.LAN, natmapBin, append(args, "-e", script)...)
+	cmd := l.Command(ctx, l.LAN, bin, append(args, "-e", script)...)
 	n := &natmap{t: t, cmd: cmd, stderr: &syncBuf{}, notes: notes, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = n.stderr, n.stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }

@@ -171,3 +171,34 @@ func TestKernelPickedPortIsKept(t *testing.T) {
 		t.Fatalf("retry did not keep port %s", n.PrivatePort)
 	}
 }
+
+// The NAT forgets every mapping and drops the packets of the connections it
+// no longer tracks (no reset reaches either end): the case where the C
+// natmap loops on EADDRNOTAVAIL for minutes. The next STUN check, from a
+// fresh connection, sees the new mapping within one interval.
+func TestRecoversWhenNATForgetsSilently(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConeTranslate, lab.StrictTCP())
+	const port = 40007
+	greeting := serve(t, l, port)
+	nm := startNatmap(t, l, bindArgs(l, port)...)
+	first := nm.waitNotification(1, 15*time.Second)
+	if err := l.ForgetMappings(); err != nil {
+		t.Fatal(err)
+	}
+	forgot := time.Now()
+	second := nm.waitNotification(2, 15*time.Second)
+	took := time.Since(forgot)
+	t.Logf("new mapping %s -> %s notified %v after the NAT forgot", first.Public(), second.Public(), took.Round(time.Millisecond))
+	if took > 2*time.Second+time.Second {
+		t.Fatalf("took %v to notify with a 2 s interval", took)
+	}
+	mustReach(t, l, second.Public(), greeting)
+	// The keep-alive, dead since, is replaced; the mapping stays and is not
+	// notified again.
+	nm.waitLog("mapping re-established, unchanged", 10*time.Second)
+	if n := nm.notifications(); len(n) != 2 {
+		t.Fatalf("%d notifications", len(n))
+	}
+	mustReach(t, l, second.Public(), greeting)
+}

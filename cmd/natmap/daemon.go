@@ -44,8 +44,10 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", defaultConfig, "UCI config `file`")
 	logTo := fs.String("log", "auto", "where logs go: syslog, stderr, or auto (syslog when /dev/log exists)")
 	watch := fs.Bool("watch", true, "re-punch mappings when addresses or links change (netlink)")
+	fw := fs.Bool("firewall", true, "open the sections' ports in fw4/fw3 (section option firewall)")
+	fwConfig := fs.String("firewall-config", "/etc/config/firewall", "firewall UCI `file`, for zones")
 	if fs.Parse(args) != nil || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: natmap daemon [--config FILE] [--socket PATH] [--log syslog|stderr|auto] [--watch=false]")
+		fmt.Fprintln(stderr, "usage: natmap daemon [--config FILE] [--socket PATH] [--log syslog|stderr|auto] [--watch=false] [--firewall=false] [--firewall-config FILE]")
 		return 2
 	}
 	level := logx.Level(os.Getenv("NATMAP_LOG"))
@@ -62,7 +64,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
-	d := daemon.New(daemon.Options{ConfigPath: *cfgPath, Log: log})
+	d := daemon.New(daemon.Options{ConfigPath: *cfgPath, Log: log, Firewall: *fw, FirewallConfig: *fwConfig})
 
 	// The socket first: a second daemon must fail before it runs anything.
 	var wg sync.WaitGroup

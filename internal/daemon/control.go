@@ -16,3 +16,5 @@ func (c control) Reload(context.Context) error               { return c.d.Reload
 func (c control) Restart(_ context.Context, section string) error {
 	return c.d.Restart(section)
 }
+
+func (c control) FirewallSync(ctx context.Context) error { return c.d.FirewallSync(ctx) }

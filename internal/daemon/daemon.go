@@ -16,6 +16,7 @@ import (
 
 	"github.com/natmap-go/natmap/internal/ctl"
 	"github.com/natmap-go/natmap/internal/engine"
+	"github.com/natmap-go/natmap/internal/firewall"
 	"github.com/natmap-go/natmap/internal/ip4p"
 	"github.com/natmap-go/natmap/internal/logx"
 	"github.com/natmap-go/natmap/internal/notify"
@@ -31,6 +32,10 @@ type Options struct {
 	ResolveInterface func(ctx context.Context, name string) (string, error)
 	// NotifyTimeout bounds a notify script run (0: notify's default).
 	NotifyTimeout time.Duration
+	// Firewall makes the daemon open its ports in fw4/fw3 (see firewall.go),
+	// reading zones from FirewallConfig (/etc/config/firewall).
+	Firewall       bool
+	FirewallConfig string
 }
 
 // Daemon supervises the sections. Create it with New, then Run it.
@@ -43,6 +48,10 @@ type Daemon struct {
 	ctx      context.Context // Run's; sections live under it
 	sections []*section      // in config order
 	cfgErr   error           // the config file could not be read
+	fw       firewall.Backend
+
+	fwMu   sync.Mutex // one firewall sync at a time
+	fwKick chan struct{}
 }
 
 // section is one running (or not runnable) section.
@@ -61,7 +70,10 @@ func New(opts Options) *Daemon {
 	if opts.ResolveInterface == nil {
 		opts.ResolveInterface = ResolveInterface
 	}
-	return &Daemon{opts: opts, log: opts.Log}
+	if opts.FirewallConfig == "" {
+		opts.FirewallConfig = "/etc/config/firewall"
+	}
+	return &Daemon{opts: opts, log: opts.Log, fwKick: make(chan struct{}, 1)}
 }
 
 // Run loads the config, runs its sections and keeps them until ctx ends;
@@ -74,6 +86,13 @@ func (d *Daemon) Run(ctx context.Context) {
 	if err := d.Reload(); err != nil {
 		d.log.Error("config not loaded; waiting for a reload", "err", err)
 	}
+	fwDone := make(chan struct{})
+	go func() {
+		defer close(fwDone)
+		if d.opts.Firewall {
+			d.runFirewall(ctx)
+		}
+	}()
 	<-ctx.Done()
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
@@ -84,6 +103,7 @@ func (d *Daemon) Run(ctx context.Context) {
 	for _, s := range secs {
 		s.stop()
 	}
+	<-fwDone // removes the rules
 }
 
 // Reload re-reads the config: sections whose settings changed restart,
@@ -134,6 +154,7 @@ func (d *Daemon) Reload() error {
 	d.mu.Lock()
 	d.sections = next
 	d.mu.Unlock()
+	d.kickFirewall()
 	d.log.Info("config loaded", "path", d.opts.ConfigPath, "sections", len(next),
 		"started", started, "restarted", restarted, "unchanged", kept, "stopped", len(byRef))
 	return nil
@@ -154,6 +175,7 @@ func (d *Daemon) Restart(ref string) error {
 			d.mu.Lock()
 			d.sections[i] = ns
 			d.mu.Unlock()
+			d.kickFirewall()
 			return nil
 		}
 		refs = append(refs, s.conf.Ref)
@@ -200,7 +222,10 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 	}
 
 	n := d.notifier(c, log)
-	s.eng = engine.New(c.Mapping, log, n.Notify)
+	s.eng = engine.New(c.Mapping, log, func(m notify.Mapping) {
+		n.Notify(m)
+		d.kickFirewall() // the port may be new (-b 0 or a range)
+	})
 	var sctx context.Context
 	sctx, s.cancel = context.WithCancel(ctx)
 	s.done = make(chan struct{})

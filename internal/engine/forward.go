@@ -12,9 +12,10 @@ import (
 )
 
 // forwarder is a session's relay in forward mode. In bind mode it is
-// empty: done never fires and wait returns at once.
+// empty: done never closes and wait returns at once.
 type forwarder struct {
-	done chan error   // the relay ended (its listener failed)
+	done chan struct{} // closed when the relay has ended; then err says why
+	err  error
 	udp  *net.UDPConn // the UDP relay's socket on the bind port
 	stop func()       // ends the relay
 }
@@ -28,6 +29,15 @@ func (f *forwarder) wait() {
 	<-f.done
 }
 
+// serve runs the relay until it ends.
+func (f *forwarder) serve(ctx context.Context, serve func(context.Context) error) {
+	f.done = make(chan struct{})
+	go func() {
+		defer close(f.done)
+		f.err = serve(ctx)
+	}()
+}
+
 // startForward listens on local and relays to the target for the rest of
 // the session (forward mode); it does nothing in bind mode.
 func (e *Engine) startForward(ctx context.Context, local netip.AddrPort) (*forwarder, error) {
@@ -36,7 +46,6 @@ func (e *Engine) startForward(ctx context.Context, local netip.AddrPort) (*forwa
 		return f, nil
 	}
 	ctx, f.stop = context.WithCancel(ctx)
-	f.done = make(chan error, 1)
 	lc := net.ListenConfig{Control: sockopt.Options{
 		Device: e.cfg.Device, Mark: e.cfg.Mark, Congestion: e.cfg.Congestion,
 	}.Control}
@@ -65,7 +74,7 @@ func (e *Engine) startForward(ctx context.Context, local netip.AddrPort) (*forwa
 			Log:         e.log,
 			Stats:       &e.relayStats,
 		}
-		go func() { f.done <- r.Serve(ctx) }()
+		f.serve(ctx, r.Serve)
 		return f, nil
 	}
 
@@ -81,7 +90,7 @@ func (e *Engine) startForward(ctx context.Context, local netip.AddrPort) (*forwa
 		Log:         e.log,
 		Stats:       &e.relayStats,
 	}
-	go func() { f.done <- r.Serve(ctx) }()
+	f.serve(ctx, r.Serve)
 	return f, nil
 }
 

@@ -64,8 +64,8 @@ func (e *Engine) tcpSession(ctx context.Context, ports *portspec.Picker) error {
 		case err := <-kaDone:
 			kaDone <- err // for the deferred wait
 			return err
-		case err := <-fwd.done:
-			return err
+		case <-fwd.done:
+			return fmt.Errorf("forward: %w", fwd.err)
 		case <-e.kick:
 			return errRepunch
 		case <-tick.C:

@@ -50,8 +50,8 @@ func (e *Engine) udpSession(ctx context.Context, ports *portspec.Picker) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-fwd.done:
-			return err
+		case <-fwd.done:
+			return fmt.Errorf("forward: %w", fwd.err)
 		case <-e.kick:
 			return errRepunch
 		case <-tick.C:

@@ -109,6 +109,7 @@ type Option func(*config)
 
 type config struct {
 	mappingTimeout time.Duration
+	strictTCP      bool
 	wanRate        string // tc rate; "" for no limit
 }
 
@@ -116,6 +117,15 @@ type config struct {
 // Outbound traffic on a mapping refreshes it. Resolution is milliseconds.
 func MappingTimeout(d time.Duration) Option {
 	return func(c *config) { c.mappingTimeout = d }
+}
+
+// StrictTCP makes the NAT drop TCP packets of connections it does not
+// track (conntrack's loose pickup off, invalid packets dropped), as many
+// home and carrier NATs do: after ForgetMappings, packets of an existing
+// connection vanish instead of creating a new mapping, and neither end
+// hears a reset.
+func StrictTCP() Option {
+	return func(c *config) { c.strictTCP = true }
 }
 
 // WANRate limits the NAT's wan link to rate in each direction (upload and

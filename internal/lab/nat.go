@@ -174,7 +174,20 @@ func (f nftFamily) mapNames(kind Kind) []string {
 }
 
 func (l *Lab) setupNAT() error {
-	return run(l.NAT, ruleset(l.Kind, l.cfg.mappingTimeout), "nft", "-f", "-")
+	if err := run(l.NAT, ruleset(l.Kind, l.cfg.mappingTimeout), "nft", "-f", "-"); err != nil {
+		return err
+	}
+	if !l.cfg.strictTCP {
+		return nil
+	}
+	if err := run(l.NAT, "", "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0"); err != nil {
+		return err
+	}
+	var rules string
+	for _, f := range nftFamilies {
+		rules += fmt.Sprintf("insert rule %s %s filter_fwd ct state invalid drop\n", f.name, natTable)
+	}
+	return run(l.NAT, rules, "nft", "-f", "-")
 }
 
 // ForgetMappings makes the NAT forget every mapping, IPv4 and IPv6, like a

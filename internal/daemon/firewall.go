@@ -1,0 +1,137 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/natmap-go/natmap/internal/firewall"
+	"github.com/natmap-go/natmap/internal/uciconf"
+)
+
+// The daemon opens its ports in OpenWrt's firewall (fw4 or fw3) itself: an
+// accept rule for each running section's bind port, at the top of the input
+// chain of the section's zone, tagged natmap:SECTION. Rules follow the
+// sections (start, stop, reload, a new port) and go away when the daemon
+// exits; stale ones from a crash are removed by the first sync. A firewall
+// reload drops them: the firewall's include script then runs `natmap
+// firewall-sync`, and a periodic sync catches anything else.
+//
+// Which sections: firewall '1' always, '0' never, unset ("auto") when the
+// section's zone is a WAN zone (named wan, or masquerading). A section
+// without an interface follows the default route: its zone is the first WAN
+// zone.
+
+const firewallPeriod = time.Minute
+
+// runFirewall keeps the rules in step until ctx ends, then removes them.
+func (d *Daemon) runFirewall(ctx context.Context) {
+	b, err := firewall.Detect(ctx, firewall.Command)
+	if err != nil {
+		d.log.Info("not managing firewall rules", "err", err)
+		return
+	}
+	d.mu.Lock()
+	d.fw = b
+	d.mu.Unlock()
+	d.log.Info("managing firewall rules", "firewall", b.Name())
+	tick := time.NewTicker(firewallPeriod)
+	defer tick.Stop()
+	for {
+		if err := d.FirewallSync(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("firewall rules", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			// The sections have stopped or are stopping: remove every rule,
+			// with a context of its own since ctx is over.
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			d.fwMu.Lock()
+			defer d.fwMu.Unlock()
+			if err := firewall.Sync(cctx, b, nil); err != nil {
+				d.log.Warn("removing firewall rules", "err", err)
+			}
+			return
+		case <-d.fwKick:
+			// Let a burst of changes (a reload) settle.
+			time.Sleep(100 * time.Millisecond)
+		case <-tick.C:
+		}
+	}
+}
+
+// kickFirewall asks for a sync soon; it never blocks.
+func (d *Daemon) kickFirewall() {
+	select {
+	case d.fwKick <- struct{}{}:
+	default:
+	}
+}
+
+// FirewallSync makes the firewall rules match the running sections now.
+func (d *Daemon) FirewallSync(ctx context.Context) error {
+	d.mu.Lock()
+	b := d.fw
+	secs := slices.Clone(d.sections)
+	d.mu.Unlock()
+	if b == nil {
+		return errors.New("no firewall (fw4 or fw3) is managed")
+	}
+	var want []firewall.Rule
+	var errs []error
+	for _, s := range secs {
+		r, ok, err := d.firewallRule(s)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if ok {
+			want = append(want, r)
+		}
+	}
+	d.fwMu.Lock()
+	defer d.fwMu.Unlock()
+	return errors.Join(append(errs, firewall.Sync(ctx, b, want))...)
+}
+
+// firewallRule is the rule a section needs, if any.
+func (d *Daemon) firewallRule(s *section) (firewall.Rule, bool, error) {
+	c := s.conf
+	if s.eng == nil || c.Firewall == uciconf.FirewallOff {
+		return firewall.Rule{}, false, nil
+	}
+	port := s.eng.Status().Private.Port()
+	if port == 0 && c.Mapping.Ports.Lo == c.Mapping.Ports.Hi {
+		port = c.Mapping.Ports.Lo // a fixed port: open it before the first session binds
+	}
+	if port == 0 {
+		return firewall.Rule{}, false, nil
+	}
+	zone, wan, err := d.zone(c.Interface)
+	switch {
+	case err != nil:
+		return firewall.Rule{}, false, err
+	case zone == "" && c.Firewall == uciconf.FirewallOn:
+		return firewall.Rule{}, false, errors.New("section " + c.Ref + ": firewall '1' but its interface is in no firewall zone")
+	case zone == "" || (!wan && c.Firewall == uciconf.FirewallAuto):
+		return firewall.Rule{}, false, nil
+	}
+	return firewall.Rule{Section: c.Ref, Zone: zone, Proto: c.Mapping.Protocol(), Port: port, IPv6: c.Mapping.IPv6}, true, nil
+}
+
+// zone is the firewall zone of a logical network, or the first WAN zone for
+// a section without one.
+func (d *Daemon) zone(network string) (string, bool, error) {
+	if network != "" {
+		return firewall.ZoneOf(d.opts.FirewallConfig, network)
+	}
+	zones, err := firewall.WANZones(d.opts.FirewallConfig)
+	if err != nil || len(zones) == 0 {
+		return "", false, err
+	}
+	if slices.Contains(zones, "wan") {
+		return "wan", true, nil
+	}
+	return zones[0], true, nil
+}
