@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/natmap-go/natmap/internal/config"
@@ -13,50 +14,69 @@ import (
 )
 
 // discover asks the STUN servers, in order from the one that answered last,
-// for local's public address. With checkNAT and two or more servers, a
-// second server must agree, else the NAT is not full cone.
+// for local's public address. With checkNAT and two or more servers, two
+// servers must agree, else the NAT is not full cone; they are asked at
+// once, so the check costs no extra round trip.
 func (e *Engine) discover(ctx context.Context, local netip.AddrPort, checkNAT bool) (netip.AddrPort, string, error) {
 	servers := e.cfg.STUN
 	pref := e.preferredSTUN()
-
+	need := 1
+	if checkNAT && len(servers) >= 2 {
+		need = 2
+	}
+	type answer struct {
+		idx    int
+		public netip.AddrPort
+		err    error
+	}
 	var (
-		first    netip.AddrPort
-		firstSrv string
-		errs     []error
+		got  []answer
+		errs []error
+		next int
 	)
-	for i := range servers {
-		idx := (pref + i) % len(servers)
-		srv := servers[idx]
-		public, err := e.query(ctx, local, srv)
-		if err != nil {
-			if ctx.Err() != nil {
-				return netip.AddrPort{}, "", ctx.Err()
+	for len(got) < need && next < len(servers) {
+		batch := make([]answer, min(need-len(got), len(servers)-next))
+		var wg sync.WaitGroup
+		for i := range batch {
+			idx := (pref + next + i) % len(servers)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				public, err := e.query(ctx, local, servers[idx])
+				batch[i] = answer{idx, public, err}
+			}()
+		}
+		wg.Wait()
+		next += len(batch)
+		if ctx.Err() != nil {
+			return netip.AddrPort{}, "", ctx.Err()
+		}
+		for _, a := range batch {
+			if a.err != nil {
+				e.log.Warn("STUN server failed", "stun", servers[a.idx], "err", a.err)
+				errs = append(errs, a.err)
+				continue
 			}
-			e.log.Warn("STUN server failed", "stun", srv, "err", err)
-			errs = append(errs, err)
-			continue
+			got = append(got, a)
 		}
-		if !first.IsValid() {
-			first, firstSrv = public, srv.String()
-			e.mu.Lock()
-			e.stunPref = idx
-			e.mu.Unlock()
-			if !checkNAT || len(servers) < 2 {
-				return first, firstSrv, nil
-			}
-			continue
-		}
-		if public != first {
-			return netip.AddrPort{}, "", &natError{a: first, srvA: firstSrv, b: public, srvB: srv.String()}
-		}
-		e.log.Debug("NAT mapping is endpoint-independent", "stun", firstSrv, "stun2", srv)
-		return first, firstSrv, nil
 	}
-	if first.IsValid() {
-		e.log.Info("only one STUN server answered: could not check that the NAT is full cone", "stun", firstSrv)
-		return first, firstSrv, nil
+	if len(got) == 0 {
+		return netip.AddrPort{}, "", fmt.Errorf("no STUN server answered: %w", errors.Join(errs...))
 	}
-	return netip.AddrPort{}, "", fmt.Errorf("no STUN server answered: %w", errors.Join(errs...))
+	first := got[0]
+	e.mu.Lock()
+	e.stunPref = first.idx
+	e.mu.Unlock()
+	srv := servers[first.idx].String()
+	switch {
+	case len(got) == 2 && got[1].public != first.public:
+		return netip.AddrPort{}, "", &natError{a: first.public, srvA: srv, b: got[1].public, srvB: servers[got[1].idx].String()}
+	case len(got) == 2:
+		e.log.Debug("NAT mapping is endpoint-independent", "stun", srv, "stun2", servers[got[1].idx])
+	case need == 2:
+		e.log.Info("only one STUN server answered: could not check that the NAT is full cone", "stun", srv)
+	}
+	return first.public, srv, nil
 }
 
 // preferredSTUN is the index of the STUN server that answered last.
