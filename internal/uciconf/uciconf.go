@@ -77,13 +77,23 @@ func Translate(f *uci.File) *Config {
 	var def defaults
 	for _, s := range f.Typed("global") {
 		r := reader{sec: s, cfg: c}
-		def.stun = r.servers("stun_server", config.DefaultSTUNPort)
+		// Like libuci's merging, a later global section overrides only
+		// what it sets.
+		if l := r.servers("stun_server", config.DefaultSTUNPort); len(l) > 0 {
+			def.stun = l
+		}
 		if h := r.servers("http_server", config.DefaultHTTPPort); len(h) > 0 {
 			def.http = h[0]
 		}
-		def.interval = r.seconds("interval")
-		def.stunCycle = int(r.uint("stun_cycle"))
-		def.script = r.str("notify_script")
+		if v := r.seconds("interval"); v > 0 {
+			def.interval = v
+		}
+		if v := int(r.uint("stun_cycle")); v > 0 {
+			def.stunCycle = v
+		}
+		if v := r.str("notify_script"); v != "" {
+			def.script = v
+		}
 		r.unknown(globalOptions)
 		if r.err != nil {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("section %s: %v (ignored)", s.Ref(), r.err))

@@ -150,3 +150,11 @@ func TestLoadErrors(t *testing.T) {
 		t.Fatal("missing file: want error")
 	}
 }
+
+func TestTwoGlobalSections(t *testing.T) {
+	c := parse(t, "config global\n\toption stun_server 's1'\n\toption interval '20'\n\nconfig global\n\toption http_server 'h'\n\nconfig natmap\n\toption enable '1'\n")
+	m := c.Sections[0].Mapping
+	if c.Sections[0].Err != nil || len(m.STUN) != 1 || m.STUN[0].Host != "s1" || m.HTTP.Host != "h" || m.Keepalive != 20*time.Second {
+		t.Fatalf("%+v %v", m, c.Sections[0].Err)
+	}
+}
