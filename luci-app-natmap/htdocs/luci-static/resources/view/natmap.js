@@ -1,0 +1,730 @@
+'use strict';
+'require view';
+'require form';
+'require rpc';
+'require poll';
+'require ui';
+'require uci';
+'require dom';
+'require network';
+'require tools.widgets as widgets';
+'require natmap.common as common';
+
+/*
+ * Services -> NATMap: the mappings (config natmap sections) in a table with
+ * their live state, a modal editor with every option the daemon reads, and
+ * the global defaults (config global).
+ *
+ * Status comes from the daemon through the rpcd plugin: `ubus call natmap
+ * status` lists every section as the daemon names it: a named section by
+ * its name, an anonymous one as @natmap[i], its index among the natmap
+ * sections of /etc/config/natmap. LuCI knows anonymous sections by their
+ * cfgXXXXXX ids, so sectionRef() turns an id into @natmap[i] by its
+ * position in uci.sections('natmap', 'natmap'), which lists the sections
+ * of that type in file order, named ones included, as libuci counts them.
+ * Sections added on this page and not saved yet (newXXXXXX) sort last and
+ * have no status; while removals or additions are not applied, the daemon
+ * still runs the old file, so a row whose comment, protocol or enable flag
+ * differs from what the daemon reports says the changes are not applied.
+ */
+
+/* {"mappings":[...]}, or {"ok":false,"error":"..."} when the daemon fails */
+var callStatus = rpc.declare({
+	object: 'natmap',
+	method: 'status',
+	reject: true
+});
+
+var callReload = rpc.declare({
+	object: 'natmap',
+	method: 'reload',
+	reject: true
+});
+
+var callRestart = rpc.declare({
+	object: 'natmap',
+	method: 'restart',
+	params: [ 'section' ],
+	reject: true
+});
+
+/* The daemon's latest status: ok is null before the first answer. */
+var status = { ok: null, error: null, list: [], bySection: {} };
+
+function fetchStatus() {
+	return callStatus().then(function(res) {
+		if (!L.isObject(res) || !Array.isArray(res.mappings))
+			throw new Error((L.isObject(res) && res.error) ? res.error : _('unexpected answer'));
+
+		status.ok = true;
+		status.error = null;
+		status.list = res.mappings;
+		status.bySection = {};
+
+		status.list.forEach(function(m) {
+			if (L.isObject(m) && typeof(m.section) == 'string')
+				status.bySection[m.section] = m;
+		});
+	}).catch(function(err) {
+		status.ok = false;
+		status.error = (err && err.message) ? err.message : String(err);
+		status.list = [];
+		status.bySection = {};
+	});
+}
+
+/* The daemon's name for a LuCI section id (see the comment at the top). */
+function sectionRef(sid) {
+	var s = uci.get('natmap', sid);
+
+	if (!L.isObject(s) || s['.type'] != 'natmap')
+		return null;
+
+	if (!s['.anonymous'])
+		return sid;
+
+	if (/^new[0-9a-f]{6}$/.test(sid))
+		return null;
+
+	var list = uci.sections('natmap', 'natmap');
+
+	for (var i = 0; i < list.length; i++)
+		if (list[i]['.name'] == sid)
+			return '@natmap[%d]'.format(i);
+
+	return null;
+}
+
+function statusOf(sid) {
+	var ref = sectionRef(sid);
+	return ref ? (status.bySection[ref] || null) : null;
+}
+
+/* What the user calls a section: its comment, else its name. */
+function sectionLabel(sid) {
+	var comment = uci.get('natmap', sid, 'comment');
+
+	if (comment)
+		return comment;
+
+	return sectionRef(sid) || sid;
+}
+
+/* Does the daemon run other settings than the ones on this page? */
+function notApplied(sid, st) {
+	var s = uci.get('natmap', sid) || {},
+	    udp = common.bool(s.udp_mode) === true,
+	    enabled = common.bool(s.enable) === true;
+
+	return (st.comment || '') != String(s.comment || '').trim() ||
+		st.protocol != (udp ? 'udp' : 'tcp') ||
+		!!st.enabled != enabled;
+}
+
+/* The last config global section is the one the daemon uses. */
+function globalValue(option) {
+	var g = uci.sections('natmap', 'global'),
+	    v = g.length ? g[g.length - 1][option] : null;
+
+	return Array.isArray(v) ? v.join(', ') : (v || null);
+}
+
+function notify(msg, isError) {
+	var node = E('p', {}, [ msg ]);
+
+	if (!isError && typeof(ui.addTimeLimitedNotification) == 'function')
+		ui.addTimeLimitedNotification(null, node, 5000, 'info');
+	else
+		ui.addNotification(null, node, isError ? 'danger' : 'info');
+}
+
+function copyText(text) {
+	var done = function() { notify(_('Copied %s').format(text)) },
+	    fallback = function() {
+		var ta = E('textarea', { 'style': 'position:fixed;top:0;left:0;opacity:0' });
+
+		ta.value = text;
+		document.body.appendChild(ta);
+		ta.select();
+
+		var ok = false;
+
+		try { ok = document.execCommand('copy') } catch (e) {}
+
+		document.body.removeChild(ta);
+
+		if (ok)
+			done();
+		else
+			notify(_('Cannot copy here; select the address and copy it by hand.'), true);
+	    };
+
+	if (navigator.clipboard && window.isSecureContext)
+		navigator.clipboard.writeText(text).then(done, fallback);
+	else
+		fallback();
+}
+
+function copyable(text, tooltip) {
+	return E('span', {
+		'style': 'cursor:pointer;text-decoration:underline dotted',
+		'title': tooltip || _('Click to copy'),
+		'click': function(ev) { ev.preventDefault(); copyText(text) }
+	}, [ text ]);
+}
+
+function renderPublic(st) {
+	if (!st || !st.public_ip)
+		return E('em', {}, [ '-' ]);
+
+	var nodes = [
+		copyable(common.addr(st.public_ip, st.public_port),
+			st.private_ip ? _('Local address %s; click to copy').format(common.addr(st.private_ip, st.private_port)) : null)
+	];
+
+	if (st.ip4p)
+		nodes.push(E('br'), E('small', {}, [ 'IP4P ', copyable(st.ip4p) ]));
+
+	return E('div', {}, nodes);
+}
+
+function renderState(sid, st) {
+	if (status.ok === false)
+		return E('em', {}, [ _('unknown') ]);
+
+	if (!st)
+		return E('em', {}, [ sectionRef(sid) ? _('Not running: save and apply') : _('New: save and apply') ]);
+
+	var info = [],
+	    age = common.age((st.state == 'mapped' && st.last_change) ? st.last_change : st.since),
+	    nodes = [ common.stateBadge(st.state, st.last_error || null) ];
+
+	if (age != null)
+		info.push((st.state == 'mapped')
+			? _('address kept for %s').format(common.duration(age))
+			: _('for %s').format(common.duration(age)));
+
+	if (st.retries > 0)
+		info.push(N_(st.retries, '%d failed attempt', '%d failed attempts').format(st.retries));
+
+	if (st.stun_server && st.state == 'mapped')
+		info.push(_('STUN %s').format(st.stun_server));
+
+	if (info.length)
+		nodes.push(E('br'), E('small', {}, [ info.join(', ') ]));
+
+	if (st.last_error)
+		nodes.push(E('div', {
+			'style': 'color:#c62828;font-size:90%;max-width:32em;overflow-wrap:anywhere'
+		}, [ st.last_error ]));
+
+	if (notApplied(sid, st))
+		nodes.push(E('div', { 'style': 'font-size:90%' }, [
+			E('em', {}, [ _('Changes not applied yet') ])
+		]));
+
+	return E('div', {}, nodes);
+}
+
+function renderTraffic(st) {
+	if (!st || !L.isObject(st.relay))
+		return E('em', {}, [ '-' ]);
+
+	var r = st.relay;
+
+	return E('div', {}, [
+		E('span', { 'class': 'nowrap' }, [ '↑ %s ↓ %s'.format(common.bytes(r.bytes_up), common.bytes(r.bytes_down)) ]),
+		E('br'),
+		E('small', {}, [ _('%d active, %d in total').format(r.active || 0, r.total || 0) ])
+	]);
+}
+
+function renderCell(kind, sid) {
+	var st = statusOf(sid);
+
+	switch (kind) {
+	case 'public':  return renderPublic(st);
+	case 'state':   return renderState(sid, st);
+	case 'traffic': return renderTraffic(st);
+	}
+
+	return E([]);
+}
+
+function liveCell(kind) {
+	return function(sid) {
+		return E('div', { 'data-natmap-cell': kind, 'data-natmap-sid': sid }, [ renderCell(kind, sid) ]);
+	};
+}
+
+function renderSummary() {
+	if (status.ok === null)
+		return E('em', {}, [ _('Collecting data…') ]);
+
+	if (status.ok === false)
+		return E('div', { 'class': 'alert-message warning' }, [
+			_('The natmap daemon does not answer (%s). Is the natmap service running?').format(status.error)
+		]);
+
+	var nodes = [],
+	    n = { total: 0, enabled: 0, mapped: 0, busy: 0, error: 0 };
+
+	status.list.forEach(function(m) {
+		if (m.section == '(config)') {
+			nodes.push(E('div', { 'class': 'alert-message error' }, [
+				_('The configuration cannot be read; the mappings keep running with the previous one: %s').format(m.last_error || '?')
+			]));
+			return;
+		}
+
+		n.total++;
+
+		if (m.enabled)
+			n.enabled++;
+
+		if (m.state == 'mapped')
+			n.mapped++;
+		else if (m.state == 'starting' || m.state == 'retrying')
+			n.busy++;
+		else if (m.state == 'error')
+			n.error++;
+	});
+
+	if (n.total == 0) {
+		nodes.push(E('p', {}, [ _('No mapping is configured yet.') ]));
+		return E('div', {}, nodes);
+	}
+
+	var line = [ _('%d of %d enabled mappings are up').format(n.mapped, n.enabled) ];
+
+	if (n.busy)
+		line.push(_('%d connecting').format(n.busy));
+
+	if (n.error)
+		line.push(_('%d failed').format(n.error));
+
+	if (n.total > n.enabled)
+		line.push(_('%d disabled').format(n.total - n.enabled));
+
+	nodes.push(E('p', {}, [ line.join(', ') ]));
+
+	var active = status.list.filter(function(m) { return m.state == 'mapped' && m.public_ip });
+
+	if (active.length) {
+		nodes.push(E('p', {}, active.map(function(m, i) {
+			return E('span', { 'class': 'nowrap', 'style': 'margin-right:1.5em' }, [
+				E('strong', {}, [ (m.comment || m.section) + ': ' ]),
+				copyable(common.addr(m.public_ip, m.public_port)),
+				' (%s %s)'.format(String(m.protocol || '').toUpperCase(), m.private_port || '')
+			]);
+		})));
+	}
+
+	return E('div', {}, nodes);
+}
+
+function updateLive() {
+	document.querySelectorAll('[data-natmap-cell]').forEach(function(el) {
+		dom.content(el, renderCell(el.getAttribute('data-natmap-cell'), el.getAttribute('data-natmap-sid')));
+	});
+
+	var sum = document.querySelector('[data-natmap-summary]');
+
+	if (sum)
+		dom.content(sum, renderSummary());
+}
+
+function refresh() {
+	return fetchStatus().then(updateLive);
+}
+
+function handleRestart(sid) {
+	var ref = sectionRef(sid);
+
+	if (!ref || !status.bySection[ref]) {
+		notify(_('This mapping is not running yet: save and apply first.'), true);
+		return Promise.resolve();
+	}
+
+	return callRestart(ref).then(function(res) {
+		if (L.isObject(res) && res.ok)
+			notify(_('Mapping "%s" restarted.').format(sectionLabel(sid)));
+		else
+			notify(_('Restart failed: %s').format((L.isObject(res) && res.error) || _('no answer')), true);
+	}).catch(function(err) {
+		notify(_('Restart failed: %s').format(err.message || err), true);
+	}).then(refresh);
+}
+
+function handleReload() {
+	return callReload().then(function(res) {
+		if (L.isObject(res) && res.ok)
+			notify(_('The daemon re-read /etc/config/natmap.'));
+		else
+			notify(_('Reload failed: %s').format((L.isObject(res) && res.error) || _('no answer')), true);
+	}).catch(function(err) {
+		notify(_('Reload failed: %s').format(err.message || err), true);
+	}).then(refresh);
+}
+
+/* Booleans as the daemon reads them (yes/on/true...), shown as 1/0. */
+function loadBool(sid) {
+	var v = form.Value.prototype.load.call(this, sid),
+	    b = common.bool(v);
+
+	return (b == null) ? v : (b ? '1' : '0');
+}
+
+function intervalPlaceholder(udp) {
+	return globalValue('interval') || (udp ? '10' : '30');
+}
+
+/*
+ * The interface: a logical network from the list, or typed in: a device
+ * (pppoe-wan, eth0.2) or a local address, which widgets.NetworkSelect's
+ * own 'uciname' check would refuse. Without the right to read the network
+ * state (ACL group luci-base-network-status) the list is empty and the
+ * field still takes a typed value.
+ */
+var IfaceSelect = widgets.NetworkSelect.extend({
+	__name__: 'CBI.NATMapInterface',
+
+	load: function(section_id) {
+		return L.resolveDefault(network.getNetworks(), []).then(L.bind(function(networks) {
+			this.networks = networks || [];
+			return form.Value.prototype.load.call(this, section_id);
+		}, this));
+	},
+
+	renderWidget: function(section_id, option_index, cfgvalue) {
+		var value = (cfgvalue != null) ? cfgvalue : '',
+		    choices = { '': E('em', {}, [ _('any (the default route)') ]) };
+
+		for (var i = 0; i < this.networks.length; i++) {
+			var name = this.networks[i].getName();
+
+			if (name != 'loopback')
+				choices[name] = this.renderIfaceBadge(this.networks[i]);
+		}
+
+		var widget = new ui.Dropdown(value, choices, {
+			id: this.cbid(section_id),
+			sort: true,
+			optional: true,
+			create: true,
+			custom_placeholder: _('-- custom: device or local address --'),
+			validate: L.bind(this.validate, this, section_id),
+			disabled: (this.readonly != null) ? this.readonly : this.map.readonly,
+			display_items: 3,
+			dropdown_items: 8
+		});
+
+		return widget.render();
+	},
+
+	textvalue: function(section_id) {
+		return '%h'.format(this.cfgvalue(section_id) || '');
+	}
+});
+
+/* A grid whose tab options live in the modal only, with a Restart button. */
+var MappingGrid = form.GridSection.extend({
+	taboption: function(/* ... */) {
+		var o = this.super('taboption', arguments);
+
+		if (o.modalonly == null)
+			o.modalonly = true;
+
+		return o;
+	},
+
+	renderRowActions: function(section_id) {
+		var td = this.super('renderRowActions', [ section_id ]),
+		    box = td.lastElementChild || td;
+
+		box.insertBefore(E('button', {
+			'class': 'cbi-button cbi-button-action',
+			'title': _('Restart this mapping now (a new session; the public port may change)'),
+			'click': ui.createHandlerFn(this, handleRestart, section_id),
+			'disabled': this.map.readonly || null
+		}, [ _('Restart') ]), box.firstChild);
+
+		return td;
+	}
+});
+
+return view.extend({
+	load: function() {
+		return Promise.all([
+			uci.load('natmap'),
+			fetchStatus()
+		]);
+	},
+
+	render: function() {
+		var m, s, g, o;
+
+		m = new form.Map('natmap', _('NATMap'),
+			_('Opens a port to the internet from behind a full-cone NAT (NAT-1) without port forwarding at the ISP: natmap learns the public address from STUN servers, keeps the NAT mapping alive, and runs a notify script whenever the address changes.'));
+
+		s = m.section(MappingGrid, 'natmap', _('Port mappings'));
+		s.anonymous = true;
+		s.addremove = true;
+		s.nodescriptions = true;
+		s.addbtntitle = _('Add mapping');
+		s.modaltitle = function(section_id) {
+			return _('NATMap') + ' » ' + (uci.get('natmap', section_id, 'comment') || _('Port mapping'));
+		};
+
+		s.tab('general', _('General Settings'));
+		s.tab('servers', _('Servers'));
+		s.tab('forward', _('Forward mode'));
+		s.tab('advanced', _('Advanced Settings'));
+
+		/* The table */
+
+		o = s.option(form.Flag, 'enable', _('Enable'));
+		o.editable = true;
+		o.modalonly = false;
+		o.rmempty = false;
+		o.load = loadBool;
+
+		o = s.option(form.Value, 'comment', _('Comment'));
+		o.modalonly = false;
+		o.textvalue = function(section_id) {
+			var c = this.cfgvalue(section_id);
+			return c ? '%h'.format(c) : E('em', {}, [ sectionRef(section_id) || '-' ]);
+		};
+
+		o = s.option(form.ListValue, 'udp_mode', _('Protocol'));
+		o.modalonly = false;
+		o.value('0', 'TCP');
+		o.value('1', 'UDP');
+		o.default = '0';
+		o.load = loadBool;
+
+		o = s.option(form.Value, 'port', _('Bind port'));
+		o.modalonly = false;
+		o.textvalue = function(section_id) {
+			var p = this.cfgvalue(section_id);
+
+			if (!p || p == '0')
+				return E('em', {}, [ _('any') ]);
+
+			if (/-/.test(p) && common.bool(uci.get('natmap', section_id, 'port_random')))
+				p = p.replace('-', '~');
+
+			return '%h'.format(p) + (/~/.test(p) ? ' (' + _('random') + ')' : '');
+		};
+
+		o = s.option(form.DummyValue, '_public', _('Public address'));
+		o.modalonly = false;
+		o.textvalue = liveCell('public');
+
+		o = s.option(form.DummyValue, '_state', _('State'));
+		o.modalonly = false;
+		o.textvalue = liveCell('state');
+
+		o = s.option(form.DummyValue, '_traffic', _('Relay traffic'));
+		o.modalonly = false;
+		o.textvalue = liveCell('traffic');
+
+		/* The editor: General */
+
+		o = s.taboption('general', form.Flag, 'enable', _('Enable'));
+		o.rmempty = false;
+		o.load = loadBool;
+
+		o = s.taboption('general', form.Value, 'comment', _('Comment'),
+			_('A name for this mapping; the notify script gets it as its 8th argument.'));
+
+		o = s.taboption('general', form.ListValue, 'udp_mode', _('Protocol'));
+		o.value('0', _('TCP'));
+		o.value('1', _('UDP'));
+		o.default = '0';
+		o.load = loadBool;
+		o.onchange = function(ev, section_id, value) {
+			var field = this.map.findElement('data-field', 'cbid.natmap.%s.interval'.format(section_id)),
+			    input = field ? field.querySelector('input') : null;
+
+			if (input)
+				input.placeholder = intervalPlaceholder(value == '1');
+		};
+
+		o = s.taboption('general', form.ListValue, 'family', _('Address family'),
+			_('Which address to map. With IPv6, the notify script gets an empty IP4P argument.'));
+		o.value('', _('IPv4 (default)'));
+		o.value('ipv4', _('IPv4'));
+		o.value('ipv6', _('IPv6'));
+
+		o = s.taboption('general', IfaceSelect, 'interface', _('Interface'),
+			_('Bind every socket to this network or device, or to this local address. Empty: the default route.'));
+		o.validate = function(section_id, value) {
+			var family = (typeof(this.section.formvalue) == 'function')
+				? this.section.formvalue(section_id, 'family') : null;
+
+			return common.iface(value, family);
+		};
+
+		o = s.taboption('general', form.Value, 'port', _('Bind port'),
+			_('The local port the NAT maps: <code>0</code> or empty lets the kernel pick one (kept on retry), <code>N</code> a port, <code>A-B</code> the first free port of a range, <code>A~B</code> a random one. In bind mode your service listens on this port itself.'));
+		o.placeholder = '0';
+		o.validate = function(section_id, value) { return common.portSpec(value) };
+
+		o = s.taboption('general', form.Flag, 'port_random', _('Random port'),
+			_('Pick the port of the range A-B at random instead of in order.'));
+		o.load = loadBool;
+		o.depends({ port: /^[0-9]+-[0-9]+$/ });
+
+		o = s.taboption('general', form.ListValue, 'firewall', _('Open in firewall'),
+			_('Accept incoming connections to the bind port in the firewall.'));
+		o.value('', _('Automatic: when the interface is in the wan zone'));
+		o.value('1', _('Always'));
+		o.value('0', _('Never'));
+		o.load = loadBool;
+
+		/* Servers */
+
+		o = s.taboption('servers', form.DynamicList, 'stun_server', _('STUN servers'),
+			_('Asked for the public address, in order, the next one when one fails; with two or more, natmap also checks that the NAT is full cone. <code>host</code>, <code>host:port</code> or <code>[IPv6]:port</code>; the default port is 3478. Required unless set in the global settings.'));
+		o.placeholder = globalValue('stun_server') || 'host[:3478]';
+		o.validate = function(section_id, value) { return common.serverList(value) };
+
+		o = s.taboption('servers', form.Value, 'http_server', _('HTTP server'),
+			_('TCP mode keeps the NAT mapping alive with HTTP requests to this server: <code>host</code> or <code>host:port</code>; the default port is 80. Required in TCP mode unless set in the global settings.'));
+		o.placeholder = globalValue('http_server') || 'host[:80]';
+		o.validate = function(section_id, value) { return common.server(value) };
+		o.depends('udp_mode', '0');
+
+		o = s.taboption('servers', form.Value, 'interval', _('Keep-alive interval'),
+			_('Seconds between keep-alives and STUN checks. Default: 30 for TCP, 10 for UDP.'));
+		o.validate = function(section_id, value) { return common.count(value) };
+		o.renderWidget = function(section_id, option_index, cfgvalue) {
+			this.placeholder = intervalPlaceholder(common.bool(uci.get('natmap', section_id, 'udp_mode')) === true);
+			return form.Value.prototype.renderWidget.apply(this, arguments);
+		};
+
+		/* Forward mode */
+
+		o = s.taboption('forward', form.Flag, '_forward', _('Forward mode'),
+			_('natmap listens on the bind port itself and relays every connection to the target. Off (bind mode): your service listens on the bind port.'));
+		o.load = function(section_id) {
+			return uci.get('natmap', section_id, 'forward_target') ? '1' : '0';
+		};
+		o.write = function() {};
+		o.remove = function() {};
+
+		o = s.taboption('forward', form.Value, 'forward_target', _('Forward target'),
+			_('Host name or IP address of the service to relay to.'));
+		o.depends('_forward', '1');
+		o.rmempty = false;
+		o.validate = function(section_id, value) { return common.host(value) };
+
+		o = s.taboption('forward', form.Value, 'forward_port', _('Forward target port'),
+			_('Port of the service; <code>0</code> or empty: the same as the public port.'));
+		o.depends('_forward', '1');
+		o.placeholder = '0';
+		o.validate = function(section_id, value) { return common.port(value) };
+
+		o = s.taboption('forward', form.Value, 'forward_timeout', _('Idle timeout'),
+			_('Seconds after which an idle relayed connection or UDP session is closed. Default: 300.'));
+		o.depends('_forward', '1');
+		o.placeholder = '300';
+		o.validate = function(section_id, value) { return common.count(value) };
+
+		o = s.taboption('forward', form.Value, 'stun_cycle', _('STUN check cycle'),
+			_('UDP forward mode checks the public address every this many keep-alive intervals. Default: 10.'));
+		o.depends({ _forward: '1', udp_mode: '1' });
+		o.placeholder = globalValue('stun_cycle') || '10';
+		o.validate = function(section_id, value) { return common.count(value) };
+
+		o = s.taboption('forward', form.Value, 'forward_congestion', _('Congestion control'),
+			_('TCP congestion control algorithm of the relayed connections; empty: the system default.'));
+		o.depends({ _forward: '1', udp_mode: '0' });
+		o.value('cubic');
+		o.value('bbr');
+		o.value('reno');
+		o.validate = function(section_id, value) { return common.congestion(value) };
+
+		/* Advanced */
+
+		o = s.taboption('advanced', form.Value, 'notify_script', _('Notify script'),
+			_('Run (without a shell) when the public address changes, with the arguments: public IP, public port, IP4P, private port, protocol, private IP, section name, comment.'));
+		o.placeholder = globalValue('notify_script') || '/etc/natmap/notify.sh';
+		o.validate = function(section_id, value) { return common.script(value) };
+
+		o = s.taboption('advanced', form.Flag, 'log_stdout', _('Log script output'),
+			_('Write what the notify script prints to the system log.'));
+		o.default = '1';
+		o.load = loadBool;
+
+		o = s.taboption('advanced', form.Flag, 'log_stderr', _('Log script errors'),
+			_('Write what the notify script prints on its error output to the system log.'));
+		o.default = '1';
+		o.load = loadBool;
+
+		o = s.taboption('advanced', form.Value, 'fwmark', _('Firewall mark'),
+			_('Mark (SO_MARK) of every socket, for policy routing: hexadecimal <code>0x1</code>, decimal <code>1</code> or octal <code>01</code>.'));
+		o.validate = function(section_id, value) { return common.fwmark(value) };
+
+		/* Global defaults: the last config global section, the one the daemon uses */
+
+		var globals = uci.sections('natmap', 'global');
+
+		g = m.section(form.NamedSection,
+			globals.length ? globals[globals.length - 1]['.name'] : 'global', 'global',
+			_('Global settings'),
+			_('Defaults for every mapping that does not set its own.'));
+		g.addremove = true;
+
+		o = g.option(form.DynamicList, 'stun_server', _('STUN servers'),
+			_('<code>host</code>, <code>host:port</code> or <code>[IPv6]:port</code>; the default port is 3478.'));
+		o.placeholder = 'host[:3478]';
+		o.validate = function(section_id, value) { return common.serverList(value) };
+
+		o = g.option(form.Value, 'http_server', _('HTTP server'),
+			_('For TCP mode: <code>host</code> or <code>host:port</code>; the default port is 80.'));
+		o.placeholder = 'host[:80]';
+		o.validate = function(section_id, value) { return common.server(value) };
+
+		o = g.option(form.Value, 'interval', _('Keep-alive interval'),
+			_('Seconds. Default: 30 for TCP, 10 for UDP.'));
+		o.placeholder = _('30 (TCP), 10 (UDP)');
+		o.validate = function(section_id, value) { return common.count(value) };
+
+		o = g.option(form.Value, 'stun_cycle', _('STUN check cycle'),
+			_('UDP forward mode: keep-alive intervals between STUN checks. Default: 10.'));
+		o.placeholder = '10';
+		o.validate = function(section_id, value) { return common.count(value) };
+
+		o = g.option(form.Value, 'notify_script', _('Notify script'));
+		o.validate = function(section_id, value) { return common.script(value) };
+
+		/* The status summary, above the form */
+
+		var summary = E('div', { 'class': 'cbi-section' }, [
+			E('h3', {}, [ _('Status') ]),
+			E('div', { 'data-natmap-summary': '' }, [ renderSummary() ]),
+			E('div', { 'class': 'right' }, [
+				E('button', {
+					'class': 'cbi-button cbi-button-action',
+					'title': _('Make the daemon re-read /etc/config/natmap; only changed mappings restart'),
+					'click': ui.createHandlerFn(this, function() {
+						return handleReload();
+					})
+				}, [ _('Reload configuration') ])
+			])
+		]);
+
+		return m.render().then(function(mapEl) {
+			var btn = summary.querySelector('button');
+
+			if (m.readonly && btn)
+				btn.disabled = true;
+
+			poll.add(refresh, 5);
+
+			return E([ summary, mapEl ]);
+		});
+	}
+});
