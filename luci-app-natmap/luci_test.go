@@ -24,6 +24,7 @@ import (
 	"testing"
 
 	"github.com/natmap-go/natmap/internal/po2lmo"
+	"github.com/natmap-go/natmap/internal/testgate"
 	"github.com/natmap-go/natmap/internal/uci"
 	"github.com/natmap-go/natmap/internal/uciconf"
 )
@@ -97,13 +98,8 @@ func jsFiles(t *testing.T) []string {
 
 func node(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("node (Debian package nodejs) is required in CI to check the LuCI JavaScript")
-		}
-		t.Skip("node not installed (Debian: apt-get install nodejs); skipping the JavaScript checks")
-	}
+	testgate.Require(t, "LuCI JavaScript checks", false, map[string]string{"node": "nodejs"})
+	p, _ := exec.LookPath("node")
 	return p
 }
 

@@ -10,13 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testgate"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,41 +38,12 @@ var nsSeq atomic.Uint64
 // without testing anything.
 func requireNetns(t *testing.T, cmds ...string) {
 	t.Helper()
-	var missing []string
-	if !hasNetnsCaps() {
-		missing = append(missing, "root (CAP_NET_ADMIN and CAP_SYS_ADMIN)")
-	}
 	pkg := map[string]string{"ip": "iproute2", "nft": "nftables", "iptables": "iptables", "ip6tables": "iptables"}
-	for _, c := range append([]string{"ip"}, cmds...) {
-		if _, err := exec.LookPath(c); err != nil {
-			missing = append(missing, c+" (Debian package "+pkg[c]+")")
-		}
+	need := map[string]string{"ip": "iproute2"}
+	for _, c := range cmds {
+		need[c] = pkg[c]
 	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "firewall: namespace tests need " + strings.Join(missing, ", ")
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s; CI=true, so this is a failure, not a skip", msg)
-	}
-	t.Skip(msg)
-}
-
-// hasNetnsCaps: capabilities rather than the uid, because uid 0 in a
-// container may lack them.
-func hasNetnsCaps() bool {
-	const capNetAdmin, capSysAdmin = 12, 21
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if hex, ok := strings.CutPrefix(line, "CapEff:"); ok {
-			caps, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
-			return err == nil && caps&(1<<capNetAdmin) != 0 && caps&(1<<capSysAdmin) != 0
-		}
-	}
-	return false
+	testgate.Require(t, "firewall", true, need)
 }
 
 // router is a namespace with a firewall to test, and a wan namespace to

@@ -8,12 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testgate"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,36 +26,7 @@ import (
 // pass without testing anything.
 func requireNetns(t *testing.T) {
 	t.Helper()
-	var missing []string
-	if !hasNetnsCaps() {
-		missing = append(missing, "root (CAP_NET_ADMIN and CAP_SYS_ADMIN)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		missing = append(missing, "ip (iproute2)")
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "netwatch: network namespace tests need " + strings.Join(missing, ", ")
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s; CI=true, so this is a failure, not a skip", msg)
-	}
-	t.Skip(msg)
-}
-
-func hasNetnsCaps() bool {
-	const capNetAdmin, capSysAdmin = 12, 21
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if hex, ok := strings.CutPrefix(line, "CapEff:"); ok {
-			caps, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
-			return err == nil && caps&(1<<capNetAdmin) != 0 && caps&(1<<capSysAdmin) != 0
-		}
-	}
-	return false
+	testgate.Require(t, "netwatch", true, map[string]string{"ip": "iproute2"})
 }
 
 var netnsSeq atomic.Int64

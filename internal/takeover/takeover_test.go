@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/sockopt"
+	"github.com/natmap-go/natmap/internal/testgate"
 	"golang.org/x/sys/unix"
 )
 
@@ -160,10 +161,7 @@ func require(t *testing.T, ok bool, msg string) {
 	if ok {
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("takeover: " + msg + "; CI=true, so this is a failure, not a skip")
-	}
-	t.Skip("takeover: " + msg)
+	testgate.Unmet(t, "takeover: "+msg)
 }
 
 func selfCmd(t *testing.T, env ...string) *exec.Cmd {
