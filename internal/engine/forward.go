@@ -38,6 +38,18 @@ func (f *forwarder) serve(ctx context.Context, serve func(context.Context) error
 	}()
 }
 
+// establish learns the new session's public address and starts the relay
+// (forward mode). The first check asks two STUN servers when it can, to
+// catch a NAT whose mapping depends on the destination.
+func (e *Engine) establish(ctx context.Context, local netip.AddrPort) (*forwarder, error) {
+	public, server, err := e.discover(ctx, local, true)
+	if err != nil {
+		return nil, err
+	}
+	e.mapped(local, public, server)
+	return e.startForward(ctx, local)
+}
+
 // startForward listens on local and relays to the target for the rest of
 // the session (forward mode); it does nothing in bind mode.
 func (e *Engine) startForward(ctx context.Context, local netip.AddrPort) (*forwarder, error) {

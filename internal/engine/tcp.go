@@ -41,15 +41,7 @@ func (e *Engine) tcpSession(ctx context.Context, ports *portspec.Picker) error {
 		<-kaDone
 	}()
 
-	// The first check asks two servers when it can, to catch a NAT whose
-	// mapping depends on the destination.
-	public, server, err := e.discover(ctx, local, true)
-	if err != nil {
-		return err
-	}
-	e.mapped(local, public, server)
-
-	fwd, err := e.startForward(ctx, local)
+	fwd, err := e.establish(ctx, local)
 	if err != nil {
 		return err
 	}

@@ -32,13 +32,7 @@ func (e *Engine) udpSession(ctx context.Context, ports *portspec.Picker) error {
 	}
 	ports.Keep(local.Port())
 
-	public, server, err := e.discover(ctx, local, true)
-	if err != nil {
-		return err
-	}
-	e.mapped(local, public, server)
-
-	fwd, err := e.startForward(ctx, local)
+	fwd, err := e.establish(ctx, local)
 	if err != nil {
 		return err
 	}
