@@ -53,3 +53,10 @@ demo: build
 
 clean:
 	rm -rf bin
+
+# OpenWrt packages without an SDK: dist/natmap_VERSION_ARCH.ipk for each of
+# OpenWrt's arches above, and luci-app-natmap when its directory exists
+# (scripts/ipk.sh; the feed package is openwrt/natmap).
+.PHONY: ipk
+ipk:
+	GO='$(GO)' scripts/ipk.sh

@@ -1,0 +1,402 @@
+package openwrt_test
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// shellFiles are the package's shell scripts (the ipk's control scripts
+// are checked in ipk_test.go).
+var shellFiles = []string{initScript, rpcdPlugin, fwInclude, uciDefaults}
+
+func TestShellSyntax(t *testing.T) {
+	for _, sh := range shells(t) {
+		for _, f := range shellFiles {
+			if _, stderr, code := run(t, nil, "", sh[0], append(sh[1:], "-n", f)...); code != 0 {
+				t.Errorf("%s -n %s: %s", shellName(sh), f, stderr)
+			}
+		}
+	}
+	if _, stderr, code := run(t, nil, "", "bash", "-n", "../scripts/ipk.sh"); code != 0 {
+		t.Errorf("bash -n scripts/ipk.sh: %s", stderr)
+	}
+}
+
+// TestShellcheck runs shellcheck when it is installed.
+func TestShellcheck(t *testing.T) {
+	if _, err := exec.LookPath("shellcheck"); err != nil {
+		t.Skip("shellcheck not installed")
+	}
+	args := []string{"-s", "sh", "-e", "SC1090,SC1091,SC2034,SC3043"}
+	// SC2034: the init script's variables are read by rc.common;
+	// SC3043: local, which OpenWrt's ash (and dash) have.
+	if out, _, code := run(t, nil, "", "shellcheck", append(args, shellFiles...)...); code != 0 {
+		t.Errorf("shellcheck:\n%s", out)
+	}
+	if out, _, code := run(t, nil, "", "shellcheck", "../scripts/ipk.sh"); code != 0 {
+		t.Errorf("shellcheck scripts/ipk.sh:\n%s", out)
+	}
+}
+
+// fakeJshn is just enough of libubox's jshn.sh for the plugin: flat
+// objects of strings and booleans.
+const fakeJshn = `
+json_init() { _json=; }
+_json_add() { _json="${_json:+$_json,}\"$1\":$2"; }
+json_add_string() {
+	_json_add "$1" "\"$(printf '%s' "$2" | sed 's/\\/\\\\/g; s/"/\\"/g')\""
+}
+json_add_boolean() {
+	case "$2" in 1) _json_add "$1" true ;; *) _json_add "$1" false ;; esac
+}
+json_dump() { printf '{%s}\n' "$_json"; }
+json_load() { _in=$1; }
+json_get_var() {
+	_v=$(printf '%s' "$_in" | sed -n "s/.*\"$2\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p")
+	eval "$1=\$_v"
+	[ -n "$_v" ]
+}
+`
+
+type plugin struct {
+	path string
+	rec  *recorder
+	sock string
+}
+
+// newPlugin installs the rpcd plugin with a fake jshn.sh and a natmap stub
+// that prints $FAKE_OUT, prints $FAKE_ERR on stderr and exits $FAKE_RC.
+//
+// NATMAP_TEST_JSHN_SH names libubox's real jshn.sh to use instead (with its
+// jshn on PATH).
+func newPlugin(t *testing.T) *plugin {
+	dir := t.TempDir()
+	jshn := os.Getenv("NATMAP_TEST_JSHN_SH")
+	if jshn == "" {
+		jshn = filepath.Join(dir, "jshn.sh")
+		writeFile(t, jshn, fakeJshn, 0o644)
+	}
+	rec := newRecorder(t)
+	natmap := rec.stub(t, "natmap", `[ -z "$FAKE_OUT" ] || printf '%s\n' "$FAKE_OUT"
+[ -z "$FAKE_ERR" ] || printf '%s\n' "$FAKE_ERR" >&2
+exit "${FAKE_RC:-0}"`)
+	p := rewrite(t, rpcdPlugin, filepath.Join(dir, "natmap"),
+		"/usr/share/libubox/jshn.sh", jshn, "/usr/bin/natmap", natmap)
+	return &plugin{path: p, rec: rec, sock: filepath.Join(dir, "natmap.sock")}
+}
+
+func (p *plugin) call(t *testing.T, sh []string, stdin string, env []string, args ...string) map[string]any {
+	t.Helper()
+	env = append(env, "NATMAP_SOCKET="+p.sock)
+	out, stderr, code := run(t, env, stdin, sh[0], append(append(sh[1:], p.path), args...)...)
+	if code != 0 {
+		t.Fatalf("plugin %v exited %d: %s", args, code, stderr)
+	}
+	var v map[string]any
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("plugin %v printed %q, not a JSON object: %v", args, out, err)
+	}
+	return v
+}
+
+func TestRpcdPlugin(t *testing.T) {
+	for _, sh := range shells(t) {
+		t.Run(shellName(sh), func(t *testing.T) {
+			if os.Getenv("NATMAP_TEST_JSHN_SH") != "" && !strings.Contains(sh[0], "busybox") {
+				t.Skip("the real jshn.sh needs OpenWrt's ash (export -n)")
+			}
+			p := newPlugin(t)
+			list := p.call(t, sh, "", nil, "list")
+			want := map[string]any{"status": map[string]any{}, "reload": map[string]any{}, "restart": map[string]any{"section": "String"}}
+			if !reflect.DeepEqual(list, want) {
+				t.Errorf("list: %v, want %v", list, want)
+			}
+
+			status := `{"mappings": [{"section": "web", "state": "mapped", "public_port": 24936}]}`
+			if got := p.call(t, sh, "{}", []string{"FAKE_OUT=" + status}, "call", "status"); got["mappings"] == nil {
+				t.Errorf("status: %v", got)
+			}
+			// The daemon is not running: no socket.
+			got := p.call(t, sh, "{}", []string{"FAKE_RC=1", "FAKE_ERR=natmap: natmap daemon is not running"}, "call", "status")
+			if got["ok"] != false || !strings.Contains(got["error"].(string), "not running") {
+				t.Errorf("status without a daemon: %v", got)
+			}
+			for _, m := range []string{"reload", "restart"} {
+				got := p.call(t, sh, `{"section":"web"}`, []string{"FAKE_RC=1"}, "call", m)
+				if got["ok"] != false || !strings.Contains(got["error"].(string), "not running") {
+					t.Errorf("%s without a daemon: %v", m, got)
+				}
+			}
+
+			l, err := net.Listen("unix", p.sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			before := len(p.rec.calls(t))
+			if got := p.call(t, sh, "{}", nil, "call", "reload"); !reflect.DeepEqual(got, map[string]any{"ok": true}) {
+				t.Errorf("reload: %v", got)
+			}
+			got = p.call(t, sh, "{}", []string{"FAKE_RC=1", `FAKE_ERR=natmap: load /etc/config/natmap: line 3: "bad"`}, "call", "reload")
+			if got["ok"] != false || got["error"] != `load /etc/config/natmap: line 3: "bad"` {
+				t.Errorf("failed reload: %v", got)
+			}
+			if got := p.call(t, sh, `{"section":"my web"}`, nil, "call", "restart"); got["ok"] != true {
+				t.Errorf("restart: %v", got)
+			}
+			got = p.call(t, sh, `{ "section" : "nope" }`, []string{"FAKE_RC=1", `FAKE_ERR=natmap: no section "nope" (sections: web)`}, "call", "restart")
+			if got["ok"] != false || got["error"] != `no section "nope" (sections: web)` {
+				t.Errorf("restart of an unknown section: %v", got)
+			}
+			calls := p.rec.calls(t)[before:]
+			want2 := []string{"natmap reload", "natmap reload", "natmap restart -- my web", "natmap restart -- nope"}
+			if len(calls) != len(want2) {
+				t.Fatalf("natmap calls %q, want %q", calls, want2)
+			}
+			for i := range calls {
+				if joinArgs(calls[i]) != want2[i] {
+					t.Errorf("natmap call %d: %q, want %q", i, calls[i], want2[i])
+				}
+			}
+			if calls[2][3] != "my web" {
+				t.Errorf("section split: %q", calls[2])
+			}
+
+			for _, in := range []string{"", "{}", `{"section":""}`} {
+				got := p.call(t, sh, in, nil, "call", "restart")
+				if got["ok"] != false || !strings.Contains(got["error"].(string), "section") {
+					t.Errorf("restart with %q: %v", in, got)
+				}
+			}
+			if got := p.call(t, sh, "{}", nil, "call", "bogus"); got["ok"] != false {
+				t.Errorf("unknown method: %v", got)
+			}
+			if n := len(p.rec.calls(t)) - before; n != 4 {
+				t.Errorf("natmap run %d times, want 4 (no run for bad arguments)", n)
+			}
+		})
+	}
+}
+
+func TestFirewallInclude(t *testing.T) {
+	for _, sh := range shells(t) {
+		t.Run(shellName(sh), func(t *testing.T) {
+			dir := t.TempDir()
+			rec := newRecorder(t)
+			done := filepath.Join(dir, "done")
+			natmap := rec.stub(t, "natmap", "sleep 2; : >"+shq(done)+"; exit 1")
+			inc := rewrite(t, fwInclude, filepath.Join(dir, "firewall.include"), "/usr/bin/natmap", natmap)
+			sock := filepath.Join(dir, "natmap.sock")
+			// As fw4 runs it: sourced by sh -c, with other code after it
+			// under fw3; it must neither exit nor fail nor wait.
+			source := func() {
+				t.Helper()
+				start := time.Now()
+				out, stderr, code := run(t, []string{"NATMAP_SOCKET=" + sock}, "", sh[0], append(sh[1:], "-c", ". "+shq(inc)+"; echo after")...)
+				if code != 0 || out != "after\n" || stderr != "" {
+					t.Errorf("include: %q %q exit %d", out, stderr, code)
+				}
+				if d := time.Since(start); d > time.Second {
+					t.Errorf("include took %v: it must not wait for natmap", d)
+				}
+			}
+			source()
+			if calls := rec.calls(t); len(calls) != 0 {
+				t.Errorf("natmap called without a daemon: %q", calls)
+			}
+			l, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			source()
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				if _, err := os.Stat(done); err == nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if calls := rec.calls(t); len(calls) != 1 || joinArgs(calls[0]) != "natmap firewall-sync" {
+				t.Errorf("natmap calls %q, want one firewall-sync", calls)
+			}
+		})
+	}
+}
+
+// fakeUci keeps the config as lines "KEY=VALUE" in $UCI_DB and pending
+// changes in $UCI_DB.changes; enough of uci(1) for the package's scripts.
+const fakeUci = `
+db=$UCI_DB
+[ "$1" = -q ] && shift
+touch "$db"
+case "$1" in
+show)
+	grep "^$2[.=]" "$db" || exit 1 ;;
+get)
+	v=$(grep "^$2=" "$db") || exit 1
+	printf '%s\n' "${v#*=}" ;;
+set)
+	# as libuci: setting the value an option has is no change
+	grep -qxF "$2" "$db" && exit 0
+	k=${2%%=*}
+	grep -v "^$k=" "$db" >"$db.new"; printf '%s\n' "$2" >>"$db.new"; mv "$db.new" "$db"
+	echo "set $2" >>"$db.changes" ;;
+delete)
+	grep -v "^$2[.=]" "$db" >"$db.new"; mv "$db.new" "$db"
+	echo "delete $2" >>"$db.changes" ;;
+changes)
+	[ ! -s "$db.changes" ] || cat "$db.changes" ;;
+commit)
+	rm -f "$db.changes" ;;
+*)
+	echo "fake uci: $*" >&2; exit 1 ;;
+esac
+`
+
+type fakeUciDB struct {
+	rec *recorder
+	db  string
+}
+
+func newFakeUci(t *testing.T, rec *recorder, lines ...string) *fakeUciDB {
+	db := filepath.Join(t.TempDir(), "uci.db")
+	if len(lines) > 0 {
+		writeFile(t, db, strings.Join(lines, "\n")+"\n", 0o644)
+	}
+	rec.stub(t, "uci", fakeUci)
+	return &fakeUciDB{rec: rec, db: db}
+}
+
+func (u *fakeUciDB) env() []string { return []string{u.rec.path(), "UCI_DB=" + u.db} }
+
+func (u *fakeUciDB) lines(t *testing.T) []string {
+	b, err := os.ReadFile(u.db)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(b))
+}
+
+func (u *fakeUciDB) commits(t *testing.T) int {
+	n := 0
+	for _, c := range u.rec.calls(t) {
+		if c[0] == "uci" && strings.Contains(joinArgs(c), "commit firewall") {
+			n++
+		}
+	}
+	return n
+}
+
+func TestUciDefaults(t *testing.T) {
+	const (
+		base   = "firewall.@defaults[0]=defaults"
+		inc    = "firewall.natmap=include"
+		typ    = "firewall.natmap.type=script"
+		path   = "firewall.natmap.path=/usr/share/natmap/firewall.include"
+		compat = "firewall.natmap.fw4_compatible=1"
+		reload = "firewall.natmap.reload=1"
+	)
+	for _, sh := range shells(t) {
+		for _, fw4 := range []bool{true, false} {
+			name := shellName(sh) + map[bool]string{true: "/fw4", false: "/fw3"}[fw4]
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				fw4Path := filepath.Join(dir, "fw4")
+				if fw4 {
+					writeFile(t, fw4Path, "#!/bin/sh\n", 0o755)
+				}
+				script := rewrite(t, uciDefaults, filepath.Join(dir, "99-natmap"), "/sbin/fw4", fw4Path)
+				// As default_postinst and the boot run it: sourced in a subshell.
+				apply := func(u *fakeUciDB) {
+					t.Helper()
+					out, stderr, code := run(t, u.env(), "", sh[0], append(sh[1:], "-c", "( . "+shq(script)+" ) && echo removed")...)
+					if code != 0 || out != "removed\n" {
+						t.Errorf("uci-defaults: %q %q exit %d: it must exit 0 to be removed", out, stderr, code)
+					}
+				}
+				want := []string{base, inc, typ, path, compat}
+				if !fw4 {
+					want = append(want, reload)
+				}
+
+				// No firewall package: nothing.
+				u := newFakeUci(t, newRecorder(t))
+				apply(u)
+				if l := u.lines(t); len(l) != 0 || u.commits(t) != 0 {
+					t.Errorf("without a firewall config: %q", l)
+				}
+
+				// The include is added once.
+				u = newFakeUci(t, newRecorder(t), base)
+				apply(u)
+				if l := u.lines(t); !sameSet(l, want) {
+					t.Errorf("after install: %q, want %q", l, want)
+				}
+				if n := u.commits(t); n != 1 {
+					t.Errorf("%d commits, want 1", n)
+				}
+				apply(u)
+				if l := u.lines(t); !sameSet(l, want) {
+					t.Errorf("after a second run: %q", l)
+				}
+				if n := u.commits(t); n != 1 {
+					t.Errorf("a second run committed again (%d commits)", n)
+				}
+
+				// After fw3 became fw4 (a sysupgrade keeping the config):
+				// fw3's reload option goes, fw4 would warn about it.
+				if fw4 {
+					u = newFakeUci(t, newRecorder(t), append(slicesClone(want), reload)...)
+					apply(u)
+					if l := u.lines(t); !sameSet(l, want) {
+						t.Errorf("fw3's include under fw4: %q, want %q", l, want)
+					}
+				}
+
+				// An include the user disabled stays disabled.
+				u = newFakeUci(t, newRecorder(t), append(slicesClone(want), "firewall.natmap.enabled=0")...)
+				apply(u)
+				if l := u.lines(t); !sameSet(l, append(slicesClone(want), "firewall.natmap.enabled=0")) {
+					t.Errorf("user's include: %q", l)
+				}
+
+				// A section named natmap that is not an include: left alone.
+				other := []string{base, "firewall.natmap=rule", "firewall.natmap.name=mine"}
+				u = newFakeUci(t, newRecorder(t), other...)
+				apply(u)
+				if l := u.lines(t); !sameSet(l, other) || u.commits(t) != 0 {
+					t.Errorf("someone else's section: %q", l)
+				}
+			})
+		}
+	}
+}
+
+func slicesClone(s []string) []string { return append([]string(nil), s...) }
+
+func sameSet(a, b []string) bool {
+	m := map[string]int{}
+	for _, x := range a {
+		m[x]++
+	}
+	for _, x := range b {
+		m[x]--
+	}
+	for _, n := range m {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
+}
