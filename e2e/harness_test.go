@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -151,6 +152,46 @@ func (n *natmap) waitNotification(count int, within time.Duration) notification 
 			n.t.Fatalf("no notification #%d within %v", count, within)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitNotificationDetached is waitNotification for a natmap that has
+// detached (-d): its process's exit says nothing.
+func (n *natmap) waitNotificationDetached(count int, within time.Duration) notification {
+	n.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if got := n.notifications(); len(got) >= count {
+			return got[count-1]
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("no notification #%d within %v", count, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// findProcess returns the pid of the one process whose command line
+// contains s.
+func findProcess(t testing.TB, s string) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		dirs, _ := os.ReadDir("/proc")
+		for _, d := range dirs {
+			pid, err := strconv.Atoi(d.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			b, _ := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+			if bytes.Contains(b, []byte(s)) && !bytes.Contains(b, []byte("netns")) {
+				return pid
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no process with %q in its command line", s)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

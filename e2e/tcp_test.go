@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,4 +202,26 @@ func TestRecoversWhenNATForgetsSilently(t *testing.T) {
 		t.Fatalf("%d notifications", len(n))
 	}
 	mustReach(t, l, second.Public(), greeting)
+}
+
+// -d: natmap detaches (the command returns at once) and keeps working.
+func TestDaemonizeFlag(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	greeting := serve(t, l, 40008)
+	nm := startNatmap(t, l, bindArgs(l, 40008, "-d")...)
+	select {
+	case <-nm.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("natmap -d did not return")
+	}
+	if !nm.cmd.ProcessState.Success() {
+		t.Fatalf("natmap -d exited with %v", nm.cmd.ProcessState)
+	}
+	// The detached natmap is the one process whose command line names this
+	// test's notify script; stop it at the end.
+	pid := findProcess(t, nm.notes[:len(nm.notes)-len("notes")]+"notify.sh")
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGTERM) })
+	n := nm.waitNotificationDetached(1, 15*time.Second)
+	mustReach(t, l, n.Public(), greeting)
 }
