@@ -1,6 +1,14 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,4 +29,386 @@ func BenchmarkTimeToFirstNotify(b *testing.B) {
 		nm.stop()
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms/notify")
+}
+
+// BenchmarkTCPThroughput measures bulk TCP from the outside client to the
+// lan host through the NAT, side by side in one lab: directly (bind mode:
+// iperf3 listens on the bind port itself) and through natmap's
+// forward-mode relay (natmap listens on its bind port and relays to iperf3
+// on 127.0.0.1). Each iteration measures upload (outside -> lan) and
+// download (-R), each direction as four iperf3 runs of iperfSecs in the
+// order direct, relay, relay, direct (then the other way round), so that a
+// drift in the machine's speed weighs on both paths alike. Run it with
+// -benchtime 1x (16 s per case) or 2x.
+//
+// wan=1gbit puts a 1 Gbit/s WAN link (lab.WANRate) in the path, as on a
+// real router, so the link and not the CPU is the bottleneck: the relay
+// should cost nothing. wan=unlimited is bound by the CPU copying packets
+// between veths; the relay's extra hop through loopback shows there.
+//
+// other-cores is the CPU that processes outside the benchmark used
+// meanwhile: well above 0 means a shared, busy machine and figures that
+// say more about it than about natmap.
+func BenchmarkTCPThroughput(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		opts []lab.Option
+	}{
+		{"wan=1gbit", []lab.Option{lab.WANRate("1gbit")}},
+		{"wan=unlimited", nil},
+	} {
+		b.Run(c.name, func(b *testing.B) { benchTCPThroughput(b, c.opts...) })
+	}
+}
+
+// iperfSecs is how long each iperf3 run lasts.
+const iperfSecs = 2
+
+func benchTCPThroughput(b *testing.B, opts ...lab.Option) {
+	l := lab.New(b, lab.FullConePreserve, opts...)
+	const directPort, relayPort, targetPort = 42001, 42002, 5202
+
+	// Direct path: iperf3 holds the port first, without SO_REUSEPORT, and
+	// natmap (bind mode) takes it over (pidfd_getfd) to keep the mapping.
+	// iperf3 makes a new listening socket after every test, without
+	// SO_REUSEPORT again, so natmap's STUN rechecks fail from then on
+	// ("bind: address already in use" in its log); its keep-alive
+	// connection, bound already, keeps the mapping up all the same.
+	startIperfServer(b, l, "", directPort)
+	direct := startNatmap(b, l, bindArgs(l, directPort)...)
+	// Relay path: iperf3 on loopback, natmap relays its bind port to it.
+	startIperfServer(b, l, "127.0.0.1", targetPort)
+	relay := startNatmap(b, l, benchForwardArgs(l, relayPort, "127.0.0.1", targetPort)...)
+	addr := map[string]netip.AddrPort{
+		"direct": direct.waitNotification(1, 15*time.Second).Public(),
+		"relay":  relay.waitNotification(1, 15*time.Second).Public(),
+	}
+
+	type key struct {
+		path string
+		down bool
+	}
+	sum := map[key]iperfResult{}
+	runs := 0
+	load := otherLoad()
+	for b.Loop() {
+		for _, down := range []bool{false, true} {
+			order := []string{"direct", "relay", "relay", "direct"}
+			if down {
+				order = []string{"relay", "direct", "direct", "relay"}
+			}
+			for _, p := range order {
+				r := iperf(b, l, addr[p], iperfSecs, down)
+				b.Logf("%-6s %-4s %6.3f Gbit/s %5.2f CPU-s/GB", p, dirName(down), r.bps/1e9, r.cpu/r.bytes*1e9)
+				s := sum[key{p, down}]
+				s.bps += r.bps
+				s.bytes += r.bytes
+				s.cpu += r.cpu
+				sum[key{p, down}] = s
+			}
+		}
+		runs += 2 // per path and direction
+	}
+	other := load()
+	for _, down := range []bool{false, true} {
+		d, r := sum[key{"direct", down}], sum[key{"relay", down}]
+		dir := dirName(down)
+		b.ReportMetric(d.bps/float64(runs)/1e9, "direct-"+dir+"-Gbit/s")
+		b.ReportMetric(r.bps/float64(runs)/1e9, "relay-"+dir+"-Gbit/s")
+		b.ReportMetric(r.bps/d.bps, "ratio-"+dir)
+		// CPU cost: what the benchmark (iperf3 at both ends, the NAT's and
+		// the hosts' packet work, natmap) spent per GB moved. Unlike
+		// throughput it does not depend on how the scheduler happened to
+		// spread the work over the two CPUs. Other work on the machine
+		// skews it less than throughput, but still (its packet work counts
+		// as ours): trust it with other-cores near 0.
+		b.ReportMetric(d.cpu/d.bytes*1e9, "direct-"+dir+"-CPU-s/GB")
+		b.ReportMetric(r.cpu/r.bytes*1e9, "relay-"+dir+"-CPU-s/GB")
+	}
+	b.ReportMetric(other, "other-cores")
+	b.ReportMetric(0, "ns/op")
+}
+
+func dirName(down bool) string {
+	if down {
+		return "down"
+	}
+	return "up"
+}
+
+// BenchmarkTCPConnRate measures short connections from the outside client
+// through the NAT: connect, a one-byte round trip, close (the server closes
+// first), one after another (conc=1) and from 8 clients at once, directly
+// (bind mode: the echo server listens on the bind port) and through
+// natmap's relay to the same echo server on 127.0.0.1. The two paths take
+// turns in batches of connBatch connections (direct, relay, relay, direct
+// per iteration), so both see the same machine; -benchtime sets how long.
+func BenchmarkTCPConnRate(b *testing.B) {
+	l := lab.New(b, lab.FullConePreserve)
+	const directPort, relayPort, targetPort = 42011, 42012, 5203
+	ln, err := l.Listen(l.LAN, "tcp4", fmt.Sprintf("0.0.0.0:%d", directPort), true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	serveEcho1(b, ln)
+	tln, err := l.Listen(l.LAN, "tcp4", fmt.Sprintf("127.0.0.1:%d", targetPort), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	serveEcho1(b, tln)
+	direct := startNatmap(b, l, bindArgs(l, directPort)...)
+	relay := startNatmap(b, l, benchForwardArgs(l, relayPort, "127.0.0.1", targetPort)...)
+	addr := map[string]string{
+		"direct": direct.waitNotification(1, 15*time.Second).Public().String(),
+		"relay":  relay.waitNotification(1, 15*time.Second).Public().String(),
+	}
+	d := outsideDialer(l)
+	const connBatch = 250
+	for _, conc := range []int{1, 8} {
+		b.Run(fmt.Sprintf("conc=%d", conc), func(b *testing.B) {
+			count := map[string]int{}
+			took := map[string]time.Duration{}
+			load := otherLoad()
+			for b.Loop() {
+				for _, path := range abba {
+					start := time.Now()
+					if err := connBurst(l, d, addr[path], conc, connBatch); err != nil {
+						b.Fatalf("%s: %v", path, err)
+					}
+					took[path] += time.Since(start)
+					count[path] += connBatch
+				}
+			}
+			rate := func(path string) float64 { return float64(count[path]) / took[path].Seconds() }
+			b.ReportMetric(rate("direct"), "direct-conn/s")
+			b.ReportMetric(rate("relay"), "relay-conn/s")
+			b.ReportMetric(rate("relay")/rate("direct"), "ratio")
+			b.ReportMetric(load(), "other-cores")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// abba is the order in which the two paths take turns in one iteration:
+// neither always goes first, and a steady drift weighs on both alike.
+var abba = []string{"direct", "relay", "relay", "direct"}
+
+// connBurst makes n short connections (roundTrip1) to addr from conc
+// outside clients at once.
+func connBurst(l *lab.Lab, d *net.Dialer, addr string, conc, n int) error {
+	var next atomic.Int64
+	errs := make(chan error, conc)
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			// All of a client's sockets are made on a thread in the inet
+			// namespace.
+			errs <- l.Do(l.Inet, func() error {
+				for next.Add(1) <= int64(n) {
+					if err := roundTrip1(d, addr); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BenchmarkRelayRSS measures natmap's resident memory in forward mode: idle
+// once the mapping is up, and with relayConns TCP connections relayed at
+// once (every outside client has had its byte echoed by the target, which
+// holds the connection open). Run it with -benchtime 1x.
+func BenchmarkRelayRSS(b *testing.B) {
+	const relayConns = 1000
+	// This process holds both ends (outside clients and target side) of
+	// every connection; natmap holds two sockets per connection.
+	raiseNoFile(b, 4*relayConns+1024)
+	l := lab.New(b, lab.FullConePreserve)
+	const port, targetPort = 42021, 5204
+	tln, err := l.Listen(l.LAN, "tcp4", fmt.Sprintf("127.0.0.1:%d", targetPort), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	held := holdServer(b, tln)
+	nm := startNatmap(b, l, benchForwardArgs(l, port, "127.0.0.1", targetPort)...)
+	addr := nm.waitNotification(1, 15*time.Second).Public().String()
+	pid := nm.cmd.Process.Pid
+	checkNatmapPID(b, pid)
+	// Per relayed connection natmap holds two sockets and, while both
+	// directions splice, two pipes (four fds; Go's splice keeps a pipe per
+	// running copy).
+	lim := fdLimit(b, pid)
+	if lim < 6*relayConns+100 {
+		b.Fatalf("natmap may open only %d files, fewer than the %d fds of %d relayed connections", lim, 6*relayConns, relayConns)
+	}
+	time.Sleep(200 * time.Millisecond) // the first keep-alive and STUN round are over
+	idle := procStatusKiB(b, pid, "VmRSS")
+	idleSockets, _, _ := openFDs(b, pid)
+
+	d := outsideDialer(l)
+	var loaded float64
+	var sockets, pipes, iters int
+	for b.Loop() {
+		var cs []net.Conn
+		err := l.Do(l.Inet, func() error {
+			for range relayConns {
+				c, err := d.Dial("tcp4", addr)
+				if err != nil {
+					return err
+				}
+				cs = append(cs, c)
+				if _, err := c.Write([]byte{'x'}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		// Every echo came back: every connection is relayed end to end.
+		for _, c := range cs {
+			if err == nil {
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				var buf [1]byte
+				_, err = io.ReadFull(c, buf[:])
+			}
+		}
+		if err != nil {
+			b.Fatalf("%d connections open: %v", len(cs), err)
+		}
+		if n := held(); n != relayConns {
+			b.Fatalf("the target holds %d connections, want %d", n, relayConns)
+		}
+		loaded += procStatusKiB(b, pid, "VmRSS")
+		sockets, pipes, _ = openFDs(b, pid)
+		iters++
+		for _, c := range cs {
+			c.Close()
+		}
+		// Wait until the relay has closed them all, for the next round.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			n, _, _ := openFDs(b, pid)
+			if held() == 0 && n <= idleSockets {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("10 s after the clients left, the target still holds %d connections and natmap %d sockets (%d when idle)", held(), n, idleSockets)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	loaded /= float64(iters)
+	b.ReportMetric(idle, "idle-KiB")
+	b.ReportMetric(loaded, "1000conns-KiB")
+	b.ReportMetric((loaded-idle)/relayConns, "KiB/conn")
+	b.ReportMetric(float64(sockets), "1000conns-sockets")
+	b.ReportMetric(float64(pipes), "1000conns-pipes")
+	b.ReportMetric(float64(lim), "nofile-limit")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkUDPRelay measures UDP echo round trips from the outside client
+// through the NAT, with up to window datagrams in flight: directly (bind
+// mode: the echo server listens on the bind port) and through natmap's UDP
+// relay to the same echo server on 127.0.0.1, taking turns in batches
+// (direct, relay, relay, direct per iteration); -benchtime sets how long.
+// Every echo must come back whole (size and content checked): 60000-byte
+// datagrams cross the NAT as 41 IP fragments each way (MTU 1500), which
+// NAT-frags/dgram shows. Lost datagrams (no echo within 200 ms) are
+// counted, not fatal.
+func BenchmarkUDPRelay(b *testing.B) {
+	l := lab.New(b, lab.FullConePreserve)
+	const directPort, relayPort, targetPort = 42031, 42032, 5205
+	dc, err := l.ListenPacket(l.LAN, "udp4", fmt.Sprintf("0.0.0.0:%d", directPort), true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	serveUDPEcho(b, dc)
+	tc, err := l.ListenPacket(l.LAN, "udp4", fmt.Sprintf("127.0.0.1:%d", targetPort), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	serveUDPEcho(b, tc)
+	direct := startNatmap(b, l, benchUDPArgs(l, directPort)...)
+	relay := startNatmap(b, l, benchUDPArgs(l, relayPort, "-t", "127.0.0.1", "-p", strconv.Itoa(targetPort))...)
+	addr := map[string]string{
+		"direct": direct.waitNotification(1, 15*time.Second).Public().String(),
+		"relay":  relay.waitNotification(1, 15*time.Second).Public().String(),
+	}
+	for _, ns := range []string{l.LAN, l.NAT, l.Inet} {
+		if mtu := maxMTU(b, l, ns); mtu > 1500 {
+			b.Fatalf("an interface in %s has MTU %d: 60000-byte datagrams would not be fragmented as on a real link", ns, mtu)
+		}
+	}
+	// One outside client socket per path for the whole benchmark: the
+	// relay's session for it stays up.
+	client := map[string]*net.UDPConn{}
+	for path, a := range addr {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := l.DialFromOutside(ctx, "udp4", a)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		uc := c.(*net.UDPConn)
+		uc.SetReadBuffer(4 << 20)
+		uc.SetWriteBuffer(4 << 20)
+		client[path] = uc
+	}
+	for _, s := range []struct{ size, window, batch int }{{64, 32, 4000}, {60000, 4, 200}} {
+		b.Run(fmt.Sprintf("size=%d", s.size), func(b *testing.B) {
+			sum := map[string]udpStats{}
+			load := otherLoad()
+			ip0 := ipStats(b, l, l.NAT)
+			for b.Loop() {
+				for _, path := range abba {
+					st := udpEcho(client[path], s.batch, s.size, s.window)
+					t := sum[path]
+					t.sent += st.sent
+					t.back += st.back
+					t.lost += st.lost
+					t.bad += st.bad
+					t.elapsed += st.elapsed
+					sum[path] = t
+				}
+			}
+			ip := ipStats(b, l, l.NAT)
+			b.ReportMetric(load(), "other-cores")
+			rate := map[string]float64{}
+			for path, st := range sum {
+				if st.bad > 0 {
+					b.Fatalf("%s: %d of %d echoes of %d-byte datagrams came back cut or corrupted", path, st.bad, st.sent, s.size)
+				}
+				if st.back == 0 {
+					b.Fatalf("%s: none of %d %d-byte datagrams came back", path, st.sent, s.size)
+				}
+				rate[path] = float64(st.back) / st.elapsed.Seconds()
+				b.ReportMetric(rate[path], path+"-dgram/s")
+				b.ReportMetric(100*float64(st.lost)/float64(st.sent), path+"-%lost")
+				if s.size > 1000 {
+					b.ReportMetric(rate[path]*float64(s.size)*8/1e9, path+"-Gbit/s")
+				}
+			}
+			b.ReportMetric(rate["relay"]/rate["direct"], "ratio")
+			if s.size > 1000 {
+				// Proof of the fragmentation: the NAT reassembles every
+				// datagram (conntrack needs the whole of it) and fragments
+				// it again, both ways.
+				sent := sum["direct"].sent + sum["relay"].sent
+				b.ReportMetric(float64(ip["ReasmReqds"]-ip0["ReasmReqds"])/float64(2*sent), "NAT-frags/dgram")
+				if fails := ip["ReasmFails"] - ip0["ReasmFails"]; fails > 0 {
+					b.Logf("the NAT failed to reassemble %d datagrams", fails)
+				}
+			}
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,42 +29,47 @@ import (
 	"github.com/natmap-go/natmap/internal/lab"
 )
 
-// forwardArgs is a TCP forward-mode command line for the lab: natmap keeps
+// benchForwardArgs is a TCP forward-mode command line for the lab: natmap keeps
 // the mapping of port and relays every connection to target:tport.
-func forwardArgs(l *lab.Lab, port uint16, target string, tport uint16, extra ...string) []string {
+func benchForwardArgs(l *lab.Lab, port uint16, target string, tport uint16, extra ...string) []string {
 	return bindArgs(l, port, append([]string{"-t", target, "-p", strconv.Itoa(int(tport))}, extra...)...)
 }
 
-// udpArgs is a UDP command line for the lab (STUN is the keep-alive, so no
+// benchUDPArgs is a UDP command line for the lab (STUN is the keep-alive, so no
 // -h); add -t and -p for forward mode.
-func udpArgs(l *lab.Lab, port uint16, extra ...string) []string {
+func benchUDPArgs(l *lab.Lab, port uint16, extra ...string) []string {
 	args := append([]string{"-u", "-k", "2", "-b", strconv.Itoa(int(port))}, stunArgs(l)...)
 	return append(args, extra...)
 }
 
-// proc is a helper process (iperf3) in one of the lab's namespaces.
-type proc struct {
+// benchProc is a helper process (iperf3) in one of the lab's namespaces.
+type benchProc struct {
 	cmd  *exec.Cmd
 	out  *syncBuf
 	done chan struct{}
 }
 
-// startProc starts name in namespace ns and stops it at the end of the test
+// startBenchProc starts name in namespace ns and stops it at the end of the test
 // (before the lab goes).
-func startProc(t testing.TB, l *lab.Lab, ns, name string, args ...string) *proc {
+func startBenchProc(t testing.TB, l *lab.Lab, ns, name string, args ...string) *benchProc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(name, args...), out: &syncBuf{}, done: make(chan struct{})}
+	p := &benchProc{cmd: exec.Command(name, args...), out: &syncBuf{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := l.Do(ns, p.cmd.Start); err != nil {
 		t.Fatalf("start %s in %s: %v", name, ns, err)
 	}
 	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.stop)
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, tailOf(p.out.String(), 2000))
+		}
+	})
 	return p
 }
 
 // stop ends the process: SIGTERM, then SIGKILL after 3 s.
-func (p *proc) stop() {
+func (p *benchProc) stop() {
 	select {
 	case <-p.done:
 		return
@@ -104,59 +110,93 @@ func waitListening(t testing.TB, pid int, port uint16, within time.Duration) {
 
 // startIperfServer runs "iperf3 -s" on port in the lan namespace, on addr
 // if not empty (else on every address), and waits until it listens.
-func startIperfServer(t testing.TB, l *lab.Lab, addr string, port uint16) *proc {
+func startIperfServer(t testing.TB, l *lab.Lab, addr string, port uint16) *benchProc {
 	t.Helper()
 	args := []string{"-s", "-p", strconv.Itoa(int(port))}
 	if addr != "" {
 		args = append(args, "-B", addr)
 	}
-	p := startProc(t, l, l.LAN, "iperf3", args...)
+	p := startBenchProc(t, l, l.LAN, "iperf3", args...)
 	waitListening(t, p.cmd.Process.Pid, port, 5*time.Second)
 	return p
 }
 
+// iperfResult is one iperf3 run's outcome.
+type iperfResult struct {
+	bps   float64 // throughput the receiver saw, bits per second
+	bytes float64 // what the receiver got
+	cpu   float64 // CPU seconds the benchmark spent meanwhile (both iperf3s, the NAT, natmap)
+}
+
 // iperf runs an iperf3 client from the outside client address for secs
-// seconds to addr (upload: client -> lan; reverse: lan -> client) and
-// returns the throughput the receiver saw, in bits per second.
-func iperf(t testing.TB, l *lab.Lab, addr netip.AddrPort, secs int, reverse bool) float64 {
+// seconds to addr (upload: client -> lan; reverse: lan -> client).
+func iperf(t testing.TB, l *lab.Lab, addr netip.AddrPort, secs int, reverse bool) iperfResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+15)*time.Second)
-	defer cancel()
 	args := []string{"-c", addr.Addr().String(), "-p", strconv.Itoa(int(addr.Port())),
 		"-B", l.ClientAddr.String(), "-t", strconv.Itoa(secs), "-J"}
 	if reverse {
 		args = append(args, "-R")
 	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		res, out, err := iperfOnce(l, secs, args)
+		// Right after a test the server may still be winding it down and
+		// turns the next client away: a moment later it takes it.
+		if err != nil && strings.Contains(err.Error(), "server is busy") && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("iperf3 %s: %v\n%s", strings.Join(args, " "), err, tailOf(out, 2000))
+		}
+		return res
+	}
+}
+
+func iperfOnce(l *lab.Lab, secs int, args []string) (iperfResult, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+15)*time.Second)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, "iperf3", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cpu := sampleCPU()
 	err := l.Do(l.Inet, cmd.Start)
 	if err == nil {
 		err = cmd.Wait()
 	}
+	used := sampleCPU().oursSince(cpu)
 	var res struct {
 		Error string
 		End   struct {
 			SumReceived struct {
+				Bytes         float64
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		}
 	}
-	if jerr := json.Unmarshal(out.Bytes(), &res); err != nil || jerr != nil || res.Error != "" || res.End.SumReceived.BitsPerSecond <= 0 {
-		t.Fatalf("iperf3 %s: %v %v %s\n%s", strings.Join(args, " "), err, jerr, res.Error, tail(out.String(), 2000))
+	jerr := json.Unmarshal(out.Bytes(), &res)
+	switch {
+	case res.Error != "":
+		return iperfResult{}, out.String(), errors.New(res.Error)
+	case err != nil:
+		return iperfResult{}, out.String(), err
+	case jerr != nil:
+		return iperfResult{}, out.String(), jerr
+	case res.End.SumReceived.BitsPerSecond <= 0:
+		return iperfResult{}, out.String(), errors.New("no throughput in the report")
 	}
-	return res.End.SumReceived.BitsPerSecond
+	r := res.End.SumReceived
+	return iperfResult{bps: r.BitsPerSecond, bytes: r.Bytes, cpu: used}, out.String(), nil
 }
 
-func tail(s string, n int) string {
+func tailOf(s string, n int) string {
 	if len(s) > n {
 		return "..." + s[len(s)-n:]
 	}
 	return s
 }
 
-// dialer is the outside client's TCP dialer (from ClientAddr, as iperf3 -B).
-func dialer(l *lab.Lab) *net.Dialer {
+// outsideDialer is the outside client's TCP dialer (from ClientAddr, as iperf3 -B).
+func outsideDialer(l *lab.Lab) *net.Dialer {
 	return &net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(l.ClientAddr, 0)), Timeout: 5 * time.Second}
 }
 
@@ -203,16 +243,16 @@ func roundTrip1(d *net.Dialer, addr string) error {
 }
 
 // holdServer answers one byte on every TCP connection on ln and keeps the
-// connection open until the test ends. It returns how many connections it
-// answered, live.
+// connection open until the client closes it (or the test ends). It returns
+// how many connections it holds, live.
 func holdServer(t testing.TB, ln net.Listener) func() int {
 	var mu sync.Mutex
-	var conns []net.Conn
+	conns := map[net.Conn]bool{}
 	t.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
 		defer mu.Unlock()
-		for _, c := range conns {
+		for c := range conns {
 			c.Close()
 		}
 	})
@@ -223,13 +263,18 @@ func holdServer(t testing.TB, ln net.Listener) func() int {
 				return
 			}
 			mu.Lock()
-			conns = append(conns, c)
+			conns[c] = true
 			mu.Unlock()
 			go func() {
 				var b [1]byte
 				if _, err := io.ReadFull(c, b[:]); err == nil {
 					c.Write(b[:])
+					io.Copy(io.Discard, c) // until the client's EOF
 				}
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+				c.Close()
 			}()
 		}
 	}()
@@ -265,26 +310,28 @@ type udpStats struct {
 // udpEcho sends n datagrams of size bytes to c's peer with up to window
 // of them awaiting their echo, and checks every echo arrives whole (size
 // and content). A window that gets no echo for 200 ms counts as lost and
-// is refilled; late echoes of lost datagrams are ignored.
+// is refilled; late echoes of lost datagrams (of this call or an earlier
+// one: sequence numbers never repeat) are ignored.
 func udpEcho(c *net.UDPConn, n, size, window int) udpStats {
 	const hdr = 8 // sequence number
 	size = max(size, hdr)
+	base := udpSeq.Add(uint64(n)) - uint64(n)
 	fill := func(p []byte, seq uint64) {
+		putSeq(p, seq)
 		for i := hdr; i < len(p); i++ {
 			p[i] = byte(seq*131 + uint64(i)*7)
 		}
 	}
 	out := make([]byte, size)
+	want := make([]byte, size)
 	in := make([]byte, 1<<16)
 	state := make([]byte, n) // 0 unsent, 1 in flight, 2 back, 3 lost
 	var st udpStats
 	inflight := 0
 	send := func() {
-		seq := st.sent
-		putSeq(out, uint64(seq))
-		fill(out, uint64(seq))
+		fill(out, base+uint64(st.sent))
 		c.Write(out)
-		state[seq] = 1
+		state[st.sent] = 1
 		st.sent++
 		inflight++
 	}
@@ -308,23 +355,22 @@ func udpEcho(c *net.UDPConn, n, size, window int) udpStats {
 			}
 			inflight = 0
 		} else {
-			seq := int(getSeq(in))
-			if m < hdr || seq < 0 || seq >= st.sent {
+			if m < hdr {
 				st.bad++
 				continue
 			}
-			if state[seq] != 1 {
-				continue // late echo of one counted lost
+			seq := getSeq(in)
+			i := int(seq - base)
+			if seq < base || i >= st.sent || state[i] != 1 {
+				continue // a late echo of one counted lost
 			}
-			want := make([]byte, size)
-			putSeq(want, uint64(seq))
-			fill(want, uint64(seq))
+			fill(want, seq)
 			if m != size || !bytes.Equal(in[:m], want) {
 				st.bad++
 			} else {
 				st.back++
 			}
-			state[seq] = 2
+			state[i] = 2
 			inflight--
 		}
 		for st.sent < n && inflight < window {
@@ -334,6 +380,9 @@ func udpEcho(c *net.UDPConn, n, size, window int) udpStats {
 	st.elapsed = time.Since(start)
 	return st
 }
+
+// udpSeq hands out udpEcho's sequence numbers.
+var udpSeq atomic.Uint64
 
 func putSeq(p []byte, v uint64) {
 	for i := range 8 {
@@ -371,14 +420,27 @@ func procStatusKiB(t testing.TB, pid int, name string) float64 {
 	return 0
 }
 
-// openFDs counts process pid's open file descriptors.
-func openFDs(t testing.TB, pid int) int {
+// openFDs counts process pid's open file descriptors: sockets, pipes and
+// the rest.
+func openFDs(t testing.TB, pid int) (sockets, pipes, other int) {
 	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(ents)
+	for _, e := range ents {
+		target, _ := os.Readlink(dir + "/" + e.Name())
+		switch {
+		case strings.HasPrefix(target, "socket:"):
+			sockets++
+		case strings.HasPrefix(target, "pipe:"):
+			pipes++
+		default:
+			other++
+		}
+	}
+	return sockets, pipes, other
 }
 
 // fdLimit reads process pid's soft RLIMIT_NOFILE from /proc/PID/limits.
@@ -435,4 +497,187 @@ func checkNatmapPID(t testing.TB, pid int) {
 	if err != nil || strings.TrimSpace(string(b)) != "natmap" {
 		t.Fatalf("pid %d is %q, not natmap: %v", pid, b, err)
 	}
+}
+
+// The machine may be shared (other test runs): a benchmark that compares
+// two paths one after the other is only as good as the machine was quiet.
+// otherLoad measures how much CPU everything but this benchmark used
+// meanwhile, so that a run on a busy machine says so instead of passing for
+// a result.
+
+// cpuSample is the machine's busy CPU time and the part of it that is this
+// benchmark's, in clock ticks.
+type cpuSample struct {
+	busy, irq uint64 // statTicks
+	// procs is the CPU time (user+system) of this process and its
+	// descendants (natmap, iperf3, coturn...), with their reaped children's
+	// (so that a child that ended meanwhile still counts), plus every
+	// kernel thread's (they do this benchmark's packet work as much as
+	// anyone's), by pid and start time.
+	procs map[[2]uint64]procTicks
+	at    time.Time
+}
+
+type procTicks struct {
+	ticks   uint64
+	kthread bool
+}
+
+// statTicks reads the machine's CPU time so far (/proc/stat): busy is what
+// was not idle: user, nice, system, irq, softirq, and steal (time the
+// hypervisor gave away: this benchmark did not get it either); irq is the
+// irq and softirq part, packet work mostly, counted as this benchmark's.
+func statTicks() (busy, irq uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		if i < len(f) {
+			v, _ := strconv.ParseUint(f[i], 10, 64)
+			busy += v
+			if i == 6 || i == 7 {
+				irq += v
+			}
+		}
+	}
+	return busy, irq
+}
+
+func sampleCPU() cpuSample {
+	s := cpuSample{procs: map[[2]uint64]procTicks{}, at: time.Now()}
+	s.busy, s.irq = statTicks()
+	type pstat struct{ ppid, start, ticks, flags uint64 }
+	all := map[uint64]pstat{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.ParseUint(e.Name(), 10, 64)
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:])) // f[0] is field 3 (state)
+		if len(f) < 20 {
+			continue
+		}
+		num := func(field int) uint64 { v, _ := strconv.ParseUint(f[field-3], 10, 64); return v }
+		all[pid] = pstat{ppid: num(4), flags: num(9), start: num(22),
+			ticks: num(14) + num(15) + num(16) + num(17)}
+	}
+	ours := map[uint64]bool{uint64(os.Getpid()): true}
+	for changed := true; changed; {
+		changed = false
+		for pid, p := range all {
+			if !ours[pid] && ours[p.ppid] {
+				ours[pid], changed = true, true
+			}
+		}
+	}
+	const pfKthread = 0x00200000
+	for pid, p := range all {
+		kthread := pid == 2 || p.ppid == 2 || p.flags&pfKthread != 0
+		if ours[pid] || kthread {
+			s.procs[[2]uint64{pid, p.start}] = procTicks{p.ticks, kthread}
+		}
+	}
+	return s
+}
+
+// oursSince returns the CPU seconds this benchmark used since before.
+func (s cpuSample) oursSince(before cpuSample) float64 {
+	var ticks float64
+	for k, t := range s.procs {
+		ticks += float64(t.ticks) - float64(before.procs[k].ticks) // a new process counts whole
+	}
+	// A process of ours that ended meanwhile moved its time into its
+	// parent's reaped-children time: only what it used since before
+	// counts. (A kernel thread that ended took its time along.)
+	for k, t := range before.procs {
+		if _, ok := s.procs[k]; !ok && !t.kthread {
+			ticks -= float64(t.ticks)
+		}
+	}
+	ticks += float64(s.irq - before.irq)
+	return max(ticks, 0) / clockTicks
+}
+
+// otherSince returns the CPU seconds everything else used since before.
+func (s cpuSample) otherSince(before cpuSample) float64 {
+	return max(float64(s.busy-before.busy)/clockTicks-s.oursSince(before), 0)
+}
+
+// otherLoad starts measuring; the function it returns reports how many
+// CPU cores, on average, everything but this benchmark kept busy since.
+func otherLoad() func() float64 {
+	before := sampleCPU()
+	return func() float64 {
+		after := sampleCPU()
+		return after.otherSince(before) / after.at.Sub(before.at).Seconds()
+	}
+}
+
+// clockTicks is USER_HZ, the unit of /proc/stat and /proc/PID/stat times:
+// 100 on every Linux architecture natmap's tests run on.
+const clockTicks = 100
+
+// ipStats reads the IP counters (/proc/net/snmp "Ip:", such as ReasmReqds:
+// fragments received for reassembly) of namespace ns.
+func ipStats(t testing.TB, l *lab.Lab, ns string) map[string]uint64 {
+	t.Helper()
+	var b []byte
+	err := l.Do(ns, func() error {
+		var err error
+		b, err = os.ReadFile("/proc/thread-self/net/snmp") // the thread's netns
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	out := map[string]uint64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Ip:" {
+			continue
+		}
+		if names == nil {
+			names = f[1:]
+			continue
+		}
+		for i, v := range f[1:] {
+			if i < len(names) {
+				out[names[i]], _ = strconv.ParseUint(v, 10, 64)
+			}
+		}
+	}
+	return out
+}
+
+// maxMTU returns the largest MTU of the non-loopback interfaces in ns.
+func maxMTU(t testing.TB, l *lab.Lab, ns string) int {
+	t.Helper()
+	mtu := 0
+	err := l.Do(ns, func() error {
+		ifs, err := net.Interfaces()
+		for _, i := range ifs {
+			if i.Flags&net.FlagLoopback == 0 {
+				mtu = max(mtu, i.MTU)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mtu
 }

@@ -223,6 +223,9 @@ func TestInitStartService(t *testing.T) {
 			if _, ok := params["respawn"]; !ok {
 				t.Error("no respawn")
 			}
+			if l := params["limits"]; !slices.Equal(l, []string{"nofile=65536 65536"}) {
+				t.Errorf("limits %q, want nofile=65536 65536 (relayed connections need fds)", l)
+			}
 			// A reload re-registers the instance: anything that changes
 			// with the config would make procd restart every mapping.
 			for _, p := range []string{"file", "netdev", "data", "env"} {

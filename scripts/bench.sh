@@ -1,11 +1,162 @@
 #!/usr/bin/env bash
-# natmap's benchmarks: time from start to the first notify in the namespace
-# lab (needs root and the lab's tools), and the STUN reply parser.
+# natmap's benchmarks: in the namespace lab (needs root and the lab's tools)
+# the time from start to the first notify, the forward-mode relay against
+# the direct path side by side (TCP throughput with iperf3, TCP connections
+# per second, UDP echo), natmap's memory with 1000 relayed connections; and
+# the STUN reply parser. Prints the raw benchmark lines, then a summary.
+#
+#   BENCHTIME   -benchtime of the first-notify benchmark (default 50x)
+#   COUNT       -count of every benchmark (default 1; the summary averages)
+#   QUIET_PCT   before each group, wait until the machine is less busy than
+#   QUIET_WAIT  this (percent, default 10), for at most this long (seconds,
+#               default 120)
+#   RETRIES     how often to measure a comparison again when other processes
+#               were busy meanwhile (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-$(scripts/go.sh)}
 scripts/deps.sh
+out=$(mktemp)
+log=$(mktemp)
+grp=$(mktemp)
+trap 'rm -f "$out" "$log" "$grp"' EXIT
+failed=0
+
+# bench PATTERN BENCHTIME PACKAGE [flags]: run benchmarks, print and keep
+# their result lines; a failure is reported with its log at the end. A
+# comparison measured while other processes kept more than a tenth of a CPU
+# busy (other-cores) is measured again, up to RETRIES (default 2) times.
+bench() {
+	local pattern=$1 benchtime=$2 pkg=$3 try other
+	shift 3
+	for ((try = 0; ; try++)); do
+		quiet
+		if ! "$GO" test -run '^$' -bench "$pattern" -benchtime "$benchtime" -count "${COUNT:-1}" "$@" "$pkg" >"$log" 2>&1; then
+			failed=1
+			echo "bench: $pattern in $pkg failed:" >&2
+			grep -v '^        time=' "$log" | tail -n 40 >&2
+			try=${RETRIES:-2} # no second chance for a failure
+		fi
+		grep -E '^(Benchmark[^[:space:]]+[[:space:]]+[0-9]+[[:space:]]|cpu:)' "$log" >"$grp" || true
+		other=$(awk '{ for (i = 3; i < NF; i += 2) if ($(i+1) == "other-cores" && $i > m) m = $i } END { print m + 0 }' "$grp")
+		if awk -v o="$other" 'BEGIN { exit !(o > 0.1) }' && ((try < ${RETRIES:-2})); then
+			echo "bench: other processes used $other CPU cores meanwhile; measuring again" >&2
+			continue
+		fi
+		break
+	done
+	tee -a "$out" <"$grp"
+	# What the benchmarks logged (each iperf3 run, say), for the spread.
+	grep -E '^    bench_test\.go:[0-9]+: ' "$log" | sed 's/^    bench_test\.go:[0-9]*: /    /' || true
+}
+
+# busy prints how much of the CPU (percent) the machine used over a second.
+busy() {
+	local a b c d e f g h t1 i1
+	read -r _ a b c d e f g h _ </proc/stat
+	t1=$((a + b + c + d + e + f + g + h)) i1=$((d + e))
+	sleep 1
+	read -r _ a b c d e f g h _ </proc/stat
+	t1=$((a + b + c + d + e + f + g + h - t1)) i1=$((d + e - i1))
+	echo $((t1 > 0 ? 100 * (t1 - i1) / t1 : 0))
+}
+
+# quiet waits (up to QUIET_WAIT seconds, default 120) until the machine is
+# idle (below QUIET_PCT percent busy, default 10): the comparisons below
+# measure two paths one after the other, and other work on a shared
+# machine would skew them. The benchmarks also report, as other-cores, the
+# CPU that other processes used while they ran.
+quiet() {
+	local pct waited=0
+	while pct=$(busy) && ((pct > ${QUIET_PCT:-10})); do
+		((waited > 0)) || echo "bench: waiting for a quiet machine (${pct}% CPU busy)" >&2
+		waited=$((waited + 1))
+		if ((waited >= ${QUIET_WAIT:-120})); then
+			echo "bench: machine still busy (${pct}%) after ${waited}s; measuring anyway" >&2
+			return
+		fi
+	done
+}
+
 echo "== time from natmap's start to its first notify (namespace lab, full-cone NAT)"
-"$GO" test -run '^$' -bench '^BenchmarkTimeToFirstNotify$' -benchtime "${BENCHTIME:-50x}" -count "${COUNT:-1}" ./e2e/ | grep -E '^(Benchmark|cpu)'
+bench '^BenchmarkTimeToFirstNotify$' "${BENCHTIME:-50x}" ./e2e/
+echo "== TCP throughput through the NAT, direct and natmap's relay taking turns (iperf3, 4 x 2 s per path and direction)"
+bench '^BenchmarkTCPThroughput$' 1x ./e2e/
+echo "== TCP connections per second (connect, 1-byte round trip, close), direct and relay taking turns"
+bench '^BenchmarkTCPConnRate$' 3s ./e2e/
+echo "== natmap's memory in forward mode, idle and with 1000 relayed connections"
+bench '^BenchmarkRelayRSS$' 1x ./e2e/
+echo "== UDP echo through the NAT, direct and relay taking turns (64-byte and 60000-byte datagrams)"
+bench '^BenchmarkUDPRelay$' 3s ./e2e/
 echo "== STUN reply parsing"
-"$GO" test -run '^$' -bench . -benchmem ./internal/stun/ | grep -E '^Benchmark'
+bench . 1s ./internal/stun/ -benchmem
+
+echo
+echo "== summary (ratio: relay / direct; other: CPU cores used by other processes meanwhile)"
+awk '
+/^Benchmark/ {
+	name = $1
+	sub(/-[0-9]+$/, "", name)
+	for (i = 3; i < NF; i += 2) {
+		sum[name "|" $(i+1)] += $i
+		cnt[name "|" $(i+1)]++
+	}
+}
+function v(name, unit,   k) { k = name "|" unit; return (k in cnt) ? sum[k] / cnt[k] : -1 }
+function max(a, b) { return a > b ? a : b }
+function row(what, d, r, fmt, unit, other,   ds, rs, ratio, os) {
+	if (d < 0 && r < 0) return
+	ds = d < 0 ? "-" : sprintf(fmt " %s", d, unit)
+	rs = r < 0 ? "-" : sprintf(fmt " %s", r, unit)
+	ratio = (d > 0 && r >= 0) ? sprintf("%.3f", r / d) : "-"
+	os = other < 0 ? "" : sprintf("%.2f", other)
+	if (other > maxother) maxother = other
+	printf "| %-45s | %-15s | %-15s | %-6s | %-5s |\n", what, ds, rs, ratio, os
+}
+function pair(what, name, unit, fmt, shown) {
+	row(what, v(name, "direct-" unit), v(name, "relay-" unit), fmt, shown, v(name, "other-cores"))
+}
+function one(what, val, fmt, unit) {
+	if (val < 0) return
+	printf "| %-45s | %-20s |\n", what, sprintf(fmt " %s", val, unit)
+}
+END {
+	maxother = 0
+	print "| what                                          | direct          | relay           | ratio  | other |"
+	print "| --------------------------------------------- | --------------- | --------------- | ------ | ----- |"
+	t = "BenchmarkTCPThroughput/"
+	for (w = 1; w <= 2; w++) for (dir = 1; dir <= 2; dir++) {
+		wan = w == 1 ? "wan=1gbit" : "wan=unlimited"
+		d = dir == 1 ? "up" : "down"
+		label = "TCP " (d == "up" ? "upload" : "download") (w == 1 ? ", WAN 1 Gbit/s" : ", no limit (CPU-bound)")
+		row(label, v(t wan, "direct-" d "-Gbit/s"), v(t wan, "relay-" d "-Gbit/s"), "%.3f", "Gbit/s", v(t wan, "other-cores"))
+		row("  CPU per GB moved (all of the path)", v(t wan, "direct-" d "-CPU-s/GB"), v(t wan, "relay-" d "-CPU-s/GB"), "%.2f", "s", v(t wan, "other-cores"))
+	}
+	c = "BenchmarkTCPConnRate/"
+	pair("TCP connections, one at a time", c "conc=1", "conn/s", "%.0f", "conn/s")
+	pair("TCP connections, 8 clients at once", c "conc=8", "conn/s", "%.0f", "conn/s")
+	u = "BenchmarkUDPRelay/"
+	pair("UDP echo, 64 B, 32 in flight", u "size=64", "dgram/s", "%.0f", "dgram/s")
+	pair("UDP echo, 60000 B, 4 in flight", u "size=60000", "dgram/s", "%.0f", "dgram/s")
+	pair("  same, payload", u "size=60000", "Gbit/s", "%.2f", "Gbit/s")
+	f = v(u "size=60000", "NAT-frags/dgram")
+	if (f >= 0) printf "| %-45s | %-33s | %-6s | %-5s |\n", "  IP fragments per datagram at the NAT (both)", sprintf("%.1f", f), "", ""
+	pair("  lost (all others came back whole)", u "size=60000", "%lost", "%.2f", "%")
+	print ""
+	print "| what                                          | figure               |"
+	print "| --------------------------------------------- | -------------------- |"
+	m = "BenchmarkRelayRSS"
+	one("natmap RSS, forward mode, idle", v(m, "idle-KiB"), "%.0f", "KiB")
+	one("natmap RSS, 1000 relayed TCP connections", v(m, "1000conns-KiB"), "%.0f", "KiB")
+	one("  per relayed connection", v(m, "KiB/conn"), "%.1f", "KiB")
+	one("  natmap fds: sockets + pipes (splice)", v(m, "1000conns-sockets"), "%.0f", sprintf("+ %.0f", v(m, "1000conns-pipes")))
+	one("  natmap fd limit (RLIMIT_NOFILE)", v(m, "nofile-limit"), "%.0f", "")
+	one("start to first notify", v("BenchmarkTimeToFirstNotify", "ms/notify"), "%.1f", "ms")
+	one("STUN reply parse", v("BenchmarkParseResponse", "ns/op"), "%.0f", "ns")
+	if (maxother > 0.1)
+		printf "\nWARNING: other processes used up to %.2f CPU cores while the comparisons ran: the machine was busy, the figures are not reliable.\n", maxother
+}' "$out"
+if ((failed)); then
+	echo "bench: some benchmarks failed (see above)" >&2
+	exit 1
+fi
