@@ -293,3 +293,54 @@ func TestFwmarkAndInterface(t *testing.T) {
 	nm3 := startNatmap(t, l, bindArgs(l, 40025, "-i", "nosuch0")...)
 	nm3.waitLog("bind to interface nosuch0", 10*time.Second)
 }
+
+// -C sets the congestion control of the relayed client connections.
+func TestForwardCongestionControl(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	serveEcho(t, l, l.LAN, "127.0.0.1:9004")
+	nm := startNatmap(t, l, bindArgs(l, 40019, "-t", "127.0.0.1", "-p", "9004", "-C", "reno")...)
+	n := nm.waitNotification(1, 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := l.DialFromOutside(ctx, "tcp4", n.Public().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("x"))
+	io.ReadFull(c, make([]byte, 1))
+	out, err := l.Command(context.Background(), l.LAN, "ss", "-tin", "state", "established", "sport", "= :40019").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v %s", err, out)
+	}
+	if !strings.Contains(string(out), " reno ") {
+		t.Fatalf("relayed connection does not use reno:\n%s", out)
+	}
+}
+
+// IPv6 in UDP mode and in forward mode.
+func TestIPv6UDPAndForward(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConeTranslate)
+	var stun []string
+	for _, s := range l.STUN6 {
+		stun = append(stun, "-s", s.String())
+	}
+	serveUDP(t, l, l.LAN, "[::]:40026", true)
+	udp := startNatmap(t, l, append([]string{"-6", "-u", "-k", "1", "-b", "40026"}, stun...)...)
+	n := udp.waitNotification(1, 15*time.Second)
+	if n.PublicIP != l.PublicAddr6.String() || n.IP4P != "" || n.Protocol != "udp" {
+		t.Fatalf("UDP over IPv6: script got %+v", n)
+	}
+	if got, err := echoUDP(t, l, n.Public(), []byte("v6")); err != nil || string(got) != "v6" {
+		t.Fatalf("UDP over IPv6 through %s: %q %v", n.Public(), got, err)
+	}
+
+	serveEcho(t, l, l.LAN, "[::1]:9005")
+	fwd := startNatmap(t, l, append([]string{"-6", "-k", "2", "-h", l.HTTP6.String(), "-b", "40027", "-t", "::1", "-p", "9005"}, stun...)...)
+	nf := fwd.waitNotification(1, 15*time.Second)
+	if got := echoTCP(t, l, nf.Public(), "forwarded over IPv6"); got != "forwarded over IPv6" {
+		t.Fatalf("TCP forward over IPv6: %q", got)
+	}
+}
