@@ -332,6 +332,7 @@ func (s *section) status() ctl.MappingStatus {
 	st.LastError = es.LastError
 	st.Retries = es.Retries
 	st.STUNServer = es.STUNServer
+	st.NAT = es.NAT
 	if es.Private.IsValid() {
 		st.PrivateIP, st.PrivatePort = es.Private.Addr().String(), int(es.Private.Port())
 	}

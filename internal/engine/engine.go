@@ -37,7 +37,8 @@ type Status struct {
 	Since      time.Time      // when State was entered
 	Changed    time.Time      // when Public last changed
 	LastError  string
-	Retries    int // sessions that failed in a row
+	Retries    int    // sessions that failed in a row
+	NAT        string // the NAT's type as far as natmap could tell; "" if untested
 }
 
 // Engine runs one mapping. Create it with New, then call Run once.
@@ -55,6 +56,9 @@ type Engine struct {
 	relayStats relay.Stats // forward mode, over every session
 
 	kick chan struct{} // Repunch: end the session and start again now
+
+	probes   sync.WaitGroup // filtering probes; Run waits for them
+	probedIP netip.Addr     // public address whose NAT filtering was probed
 }
 
 // Retry pacing: quick first, so a lost mapping is back within one interval,
@@ -104,6 +108,7 @@ func (e *Engine) Status() Status {
 
 // Run keeps the mapping until ctx ends.
 func (e *Engine) Run(ctx context.Context) {
+	defer e.probes.Wait()
 	ports := portspec.NewPicker(e.cfg.Ports)
 	delay := minRetry
 	for {
@@ -154,6 +159,9 @@ func (e *Engine) retrying(err error, delay time.Duration, port uint16) {
 	e.status.Since = time.Now()
 	e.status.LastError = err.Error()
 	e.status.Retries++
+	if ne := (*natError)(nil); errors.As(err, &ne) {
+		e.status.NAT = "symmetric"
+	}
 	retries := e.status.Retries
 	e.mu.Unlock()
 	msg := "session failed"

@@ -47,6 +47,7 @@ func (e *Engine) establish(ctx context.Context, local netip.AddrPort) (*forwarde
 		return nil, err
 	}
 	e.mapped(local, public, server)
+	e.probeFiltering(ctx, public)
 	return e.startForward(ctx, local)
 }
 

@@ -1,0 +1,92 @@
+package engine
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/natmap-go/natmap/internal/stun"
+)
+
+// probeFiltering checks, in the background and once per public address,
+// whether the NAT lets anyone reach a mapping (endpoint-independent
+// filtering) or only the hosts it has sent to (restricted cones), which STUN
+// alone cannot see. It needs a STUN server that answers from a second
+// address (RFC 5780); most public servers cannot, and then nothing is said.
+// It runs over UDP from a port of its own, so the service on the bind port
+// is not disturbed; NATs filter TCP the same way.
+func (e *Engine) probeFiltering(ctx context.Context, public netip.AddrPort) {
+	e.mu.Lock()
+	if e.probedIP == public.Addr() {
+		e.mu.Unlock()
+		return
+	}
+	e.probedIP = public.Addr()
+	e.mu.Unlock()
+	e.probes.Add(1)
+	go func() {
+		defer e.probes.Done()
+		f, srv := e.runFilteringProbe(ctx)
+		switch f {
+		case stun.FilteringUnknown:
+			if ctx.Err() != nil {
+				e.mu.Lock()
+				e.probedIP = netip.Addr{} // cut short: the next session tries again
+				e.mu.Unlock()
+				return
+			}
+			e.log.Debug("NAT filtering not checked: no STUN server answers from a second address (RFC 5780)")
+			return
+		case stun.EndpointIndependent:
+			e.setNAT("full cone")
+			e.log.Info("NAT filtering is endpoint-independent: a full cone", "stun", srv)
+		default:
+			nat := "restricted cone"
+			if f == stun.AddressPortDependent {
+				nat = "port-restricted cone"
+			}
+			e.setNAT(nat)
+			e.log.Warn("NAT is not full cone: its filtering is "+f.String()+
+				"; only hosts this one has sent to can reach the public address, natmap needs a full-cone (NAT-1) NAT",
+				"public", public, "stun", srv)
+		}
+	}()
+}
+
+func (e *Engine) setNAT(nat string) {
+	e.mu.Lock()
+	e.status.NAT = nat
+	e.mu.Unlock()
+}
+
+func (e *Engine) runFilteringProbe(ctx context.Context) (stun.Filtering, string) {
+	network, ipnet := "udp4", "ip4"
+	if e.cfg.IPv6 {
+		network, ipnet = "udp6", "ip6"
+	}
+	lc := net.ListenConfig{Control: e.sock.Control}
+	local := ""
+	if e.cfg.BindAddr.IsValid() {
+		local = e.cfg.BindAddr.String()
+	}
+	pc, err := lc.ListenPacket(ctx, network, net.JoinHostPort(local, "0"))
+	if err != nil {
+		e.log.Debug("NAT filtering not checked", "err", err)
+		return stun.FilteringUnknown, ""
+	}
+	defer pc.Close()
+	for _, srv := range e.cfg.STUN {
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, ipnet, srv.Host)
+		if err != nil || len(ips) == 0 {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		f, err := stun.ProbeFiltering(pctx, pc.(*net.UDPConn), netip.AddrPortFrom(ips[0].Unmap(), srv.Port), udpRTO, 3)
+		cancel()
+		if err == nil && f != stun.FilteringUnknown {
+			return f, srv.String()
+		}
+	}
+	return stun.FilteringUnknown, ""
+}
