@@ -188,6 +188,15 @@ function renderPublic(st) {
 	return E('div', {}, nodes);
 }
 
+function natName(nat) {
+	switch (nat) {
+	case 'restricted cone':      return _('a restricted cone');
+	case 'port-restricted cone': return _('a port-restricted cone');
+	case 'symmetric':            return _('symmetric');
+	default:                     return nat;
+	}
+}
+
 function renderState(sid, st) {
 	if (status.ok === false)
 		return E('em', {}, [ _('unknown') ]);
@@ -210,8 +219,16 @@ function renderState(sid, st) {
 	if (st.stun_server && st.state == 'mapped')
 		info.push(_('STUN %s').format(st.stun_server));
 
+	if (st.nat == 'full cone')
+		info.push(_('full-cone NAT'));
+
 	if (info.length)
 		nodes.push(E('br'), E('small', {}, [ info.join(', ') ]));
+
+	if (st.nat && st.nat != 'full cone')
+		nodes.push(E('div', {
+			'style': 'color:#c62828;font-size:90%;max-width:32em'
+		}, [ _('The NAT is %s, not full cone: outside clients cannot reach this address.').format(natName(st.nat)) ]));
 
 	if (st.last_error)
 		nodes.push(E('div', {
