@@ -225,3 +225,33 @@ func TestDaemonizeFlag(t *testing.T) {
 	n := nm.waitNotificationDetached(1, 15*time.Second)
 	mustReach(t, l, n.Public(), greeting)
 }
+
+// A restricted-cone NAT maps like a full cone, so STUN alone sees nothing
+// wrong; but outside clients are filtered. natmap probes the filtering with
+// the RFC 5780 STUN server and says so; the address is still published (the
+// probe runs over UDP and a server's second address can be unreachable, so
+// it warns rather than refuses).
+func TestRestrictedConeDiagnosed(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.RestrictedCone)
+	const port = 40009
+	serve(t, l, port)
+	nm := startNatmap(t, l, bindArgs(l, port)...)
+	n := nm.waitNotification(1, 15*time.Second)
+	nm.waitLog("NAT is not full cone: its filtering is address-dependent (restricted cone)", 15*time.Second)
+	if _, err := reach(t, l, n.Public()); err == nil {
+		t.Fatal("the outside client reached a restricted-cone mapping: the lab NAT does not filter")
+	}
+}
+
+// Behind a full cone the probe confirms it.
+func TestFullConeConfirmed(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConeTranslate)
+	nm := startNatmap(t, l, bindArgs(l, 40011)...)
+	nm.waitNotification(1, 15*time.Second)
+	nm.waitLog("NAT filtering is endpoint-independent: a full cone", 15*time.Second)
+	if strings.Contains(nm.stderr.String(), "NAT is not full cone") {
+		t.Fatal("full cone reported as not full cone")
+	}
+}

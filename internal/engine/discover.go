@@ -15,8 +15,12 @@ import (
 
 // discover asks the STUN servers, in order from the one that answered last,
 // for local's public address. With checkNAT and two or more servers, two
-// servers must agree, else the NAT is not full cone; they are asked at
-// once, so the check costs no extra round trip.
+// servers must agree, else the NAT is not full cone. In TCP mode they are
+// asked at once, so the check costs no extra round trip: the keep-alive
+// connection has already made the mapping. Over UDP the first request is the
+// first packet from the port, so the second waits for it: two first packets
+// at once could race in the NAT's mapping table and look like a symmetric
+// NAT.
 func (e *Engine) discover(ctx context.Context, local netip.AddrPort, checkNAT bool) (netip.AddrPort, string, error) {
 	servers := e.cfg.STUN
 	pref := e.preferredSTUN()
@@ -36,6 +40,9 @@ func (e *Engine) discover(ctx context.Context, local netip.AddrPort, checkNAT bo
 	)
 	for len(got) < need && next < len(servers) {
 		batch := make([]answer, min(need-len(got), len(servers)-next))
+		if e.cfg.UDP && len(got) == 0 {
+			batch = batch[:1]
+		}
 		var wg sync.WaitGroup
 		for i := range batch {
 			idx := (pref + next + i) % len(servers)

@@ -10,9 +10,11 @@
 // Every link is dual stack. The nat namespace runs an nftables NAT of the
 // selected Kind, for IPv4 and (as NAT66, with the same behaviour) for IPv6.
 // The inet namespace hosts two coturn STUN servers, a keep-alive HTTP server
-// and an outside client address, each with an IPv4 and an IPv6 address. The
-// root namespace gets no routes to any of it, so no lab traffic can leave the
-// machine; all addresses are from documentation ranges.
+// and an outside client address, each with an IPv4 and an IPv6 address; the
+// first STUN server has a second address of each family for RFC 5780 NAT
+// behaviour discovery (see Lab.STUNAlt). The root namespace gets no routes
+// to any of it, so no lab traffic can leave the machine; all addresses are
+// from documentation ranges.
 //
 // Labs need root, ip (iproute2), nft (nftables) and turnserver (coturn); see
 // Require.
@@ -52,6 +54,12 @@ const (
 	// Symmetric gives every new connection its own random public port and
 	// drops all unsolicited inbound traffic.
 	Symmetric
+	// RestrictedCone maps like FullConePreserve (endpoint-independent,
+	// keeping the private port) but filters address-dependently: an
+	// inbound packet reaches the lan only if the private ip:port has sent
+	// something to the packet's source address (any port) within the
+	// mapping timeout. A restricted cone NAT in RFC 3489's terms.
+	RestrictedCone
 )
 
 func (k Kind) String() string {
@@ -62,6 +70,8 @@ func (k Kind) String() string {
 		return "FullConeTranslate"
 	case Symmetric:
 		return "Symmetric"
+	case RestrictedCone:
+		return "RestrictedCone"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -76,8 +86,11 @@ var (
 		netip.MustParseAddrPort("198.51.100.11:3478"),
 		netip.MustParseAddrPort("198.51.100.12:3478"),
 	}
-	httpAddr   = netip.MustParseAddrPort("198.51.100.20:80")
-	clientAddr = netip.MustParseAddr("198.51.100.30")
+	// STUN server 0's other address and its alternate port (coturn's
+	// default: the listening port plus one).
+	stunAltAddr = netip.MustParseAddrPort("198.51.100.13:3479")
+	httpAddr    = netip.MustParseAddrPort("198.51.100.20:80")
+	clientAddr  = netip.MustParseAddr("198.51.100.30")
 
 	// IPv6 mirrors IPv4 inside 2001:db8::/32: the lan link is
 	// 2001:db8:77::/64 (for 10.77.0.0/24), the wan link 2001:db8:100::/64
@@ -89,8 +102,9 @@ var (
 		netip.MustParseAddrPort("[2001:db8:100::11]:3478"),
 		netip.MustParseAddrPort("[2001:db8:100::12]:3478"),
 	}
-	httpAddr6   = netip.MustParseAddrPort("[2001:db8:100::20]:80")
-	clientAddr6 = netip.MustParseAddr("2001:db8:100::30")
+	stunAltAddr6 = netip.MustParseAddrPort("[2001:db8:100::13]:3479")
+	httpAddr6    = netip.MustParseAddrPort("[2001:db8:100::20]:80")
+	clientAddr6  = netip.MustParseAddr("2001:db8:100::30")
 )
 
 // Interface names inside the namespaces; fixed because each lab has its own
@@ -158,6 +172,20 @@ func WANRate(rate string) Option {
 //
 // Every address has an IPv6 twin (the fields ending in 6): STUN[i] and
 // STUN6[i] are the same server, HTTP and HTTP6 the same server.
+//
+// STUN server 0 supports RFC 5780 (NAT behaviour discovery): it listens on
+// two addresses per family, STUN[0].Addr() and STUNAlt.Addr(), at two
+// ports on each, STUN[0].Port() and STUNAlt.Port(). Its responses to
+// binding requests sent to STUN[0] carry OTHER-ADDRESS = STUNAlt (and
+// RESPONSE-ORIGIN). It answers a request with CHANGE-REQUEST from the other
+// address and/or port: with change IP and port from STUNAlt, with change
+// port only from STUN[0].Addr() at STUNAlt.Port(), with change IP only from
+// STUNAlt.Addr() at STUN[0].Port(). The same holds for STUN6[0] and
+// STUNAlt6. (Send such requests to STUN[0]: for requests sent to STUNAlt's
+// address coturn names that same address as the other one.) STUN server 1
+// does not support RFC 5780, as most public servers: its responses carry
+// no OTHER-ADDRESS, and it answers a CHANGE-REQUEST with error 420
+// (unknown attribute).
 type Lab struct {
 	Kind Kind // the NAT's behaviour, for IPv4 and IPv6 alike
 
@@ -166,12 +194,14 @@ type Lab struct {
 	LANAddr    netip.Addr       // the host behind the NAT (10.77.0.2)
 	PublicAddr netip.Addr       // the NAT's public address (198.51.100.1)
 	STUN       []netip.AddrPort // two coturn STUN servers (TCP and UDP)
+	STUNAlt    netip.AddrPort   // STUN server 0's other address and port, for RFC 5780 (198.51.100.13:3479)
 	HTTP       netip.AddrPort   // keep-alive HTTP server
 	ClientAddr netip.Addr       // outside client address used by DialFromOutside
 
 	LANAddr6    netip.Addr       // the host behind the NAT (2001:db8:77::2)
 	PublicAddr6 netip.Addr       // the NAT's public IPv6 address (2001:db8:100::1)
 	STUN6       []netip.AddrPort // the two STUN servers over IPv6 (TCP and UDP)
+	STUNAlt6    netip.AddrPort   // STUN server 0's other IPv6 address and port ([2001:db8:100::13]:3479)
 	HTTP6       netip.AddrPort   // the keep-alive HTTP server over IPv6
 	ClientAddr6 netip.Addr       // outside client IPv6 address used by DialFromOutside
 
@@ -211,12 +241,14 @@ func New(t testing.TB, kind Kind, opts ...Option) *Lab {
 		LANAddr:    lanAddr,
 		PublicAddr: publicAddr,
 		STUN:       append([]netip.AddrPort(nil), stunAddrs...),
+		STUNAlt:    stunAltAddr,
 		HTTP:       httpAddr,
 		ClientAddr: clientAddr,
 
 		LANAddr6:    lanAddr6,
 		PublicAddr6: publicAddr6,
 		STUN6:       append([]netip.AddrPort(nil), stunAddrs6...),
+		STUNAlt6:    stunAltAddr6,
 		HTTP6:       httpAddr6,
 		ClientAddr6: clientAddr6,
 
@@ -234,7 +266,9 @@ func New(t testing.TB, kind Kind, opts ...Option) *Lab {
 }
 
 func (l *Lab) start() error {
-	if err := l.setupNetwork(); err != nil {
+	// coturn takes longest to start up: as soon as its addresses exist,
+	// so that the rest of the setup overlaps with it.
+	if err := l.setupNetwork(l.startSTUN); err != nil {
 		return err
 	}
 	if err := l.setupNAT(); err != nil {
@@ -248,15 +282,17 @@ func (l *Lab) start() error {
 		return err
 	}
 	l.http = h
-	if err := l.startSTUN(); err != nil {
+	if err := l.waitSTUN(); err != nil {
 		return err
 	}
 	// Last, so that it mostly overlaps with coturn starting up.
 	return l.waitIPv6()
 }
 
-// setupNetwork creates the namespaces, links, addresses and routes.
-func (l *Lab) setupNetwork() error {
+// setupNetwork creates the namespaces, links, addresses and routes. It sets
+// up the inet namespace first and then calls inetReady, so that servers
+// there can start up while it sets up the rest.
+func (l *Lab) setupNetwork(inetReady func() error) error {
 	// Creating the veths with "netns" puts both ends straight into their
 	// namespaces, so no interface ever appears in the root namespace.
 	//
@@ -293,10 +329,10 @@ addr add %[5]s/64 dev %[6]s nodad
 link set %[6]s up
 `, natLANAddr, natLANAddr6, lanIf, l.PublicAddr, l.PublicAddr6, wanIf)
 	inet := "link set lo up\n"
-	for _, a := range []netip.Addr{l.STUN[0].Addr(), l.STUN[1].Addr(), l.HTTP.Addr(), l.ClientAddr} {
+	for _, a := range []netip.Addr{l.STUN[0].Addr(), l.STUN[1].Addr(), l.STUNAlt.Addr(), l.HTTP.Addr(), l.ClientAddr} {
 		inet += fmt.Sprintf("addr add %s/24 dev %s\n", a, wanIf)
 	}
-	for _, a := range []netip.Addr{l.STUN6[0].Addr(), l.STUN6[1].Addr(), l.HTTP6.Addr(), l.ClientAddr6} {
+	for _, a := range []netip.Addr{l.STUN6[0].Addr(), l.STUN6[1].Addr(), l.STUNAlt6.Addr(), l.HTTP6.Addr(), l.ClientAddr6} {
 		inet += fmt.Sprintf("addr add %s/64 dev %s nodad\n", a, wanIf)
 	}
 	inet += "link set " + wanIf + " up\n"
@@ -322,15 +358,20 @@ link set %[6]s up
 		sysctls map[string]string
 		batch   string
 	}{
+		{l.Inet, ipv6Host(wanIf), inet},
 		{l.LAN, ipv6Host(lanIf), lan},
 		{l.NAT, natSysctls, nat},
-		{l.Inet, ipv6Host(wanIf), inet},
 	} {
 		if err := l.Do(ns.name, func() error { return writeSysctls(ns.sysctls) }); err != nil {
 			return fmt.Errorf("sysctls in %s: %w", ns.name, err)
 		}
 		if err := run(ns.name, ns.batch, "ip", "-batch", "-"); err != nil {
 			return err
+		}
+		if ns.name == l.Inet {
+			if err := inetReady(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package lab
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +19,13 @@ import (
 	"time"
 )
 
-var kinds = []Kind{FullConePreserve, FullConeTranslate, Symmetric}
+var kinds = []Kind{FullConePreserve, FullConeTranslate, RestrictedCone, Symmetric}
+
+// isFullCone reports whether a NAT of kind lets every outside host reach a
+// mapping (endpoint-independent filtering).
+func isFullCone(kind Kind) bool {
+	return kind == FullConePreserve || kind == FullConeTranslate
+}
 
 // family is one address family's view of a lab, so that a test can run the
 // same checks over IPv4 and IPv6.
@@ -26,13 +33,14 @@ type family struct {
 	name                string // "IPv4" or "IPv6"
 	lan, public, client netip.Addr
 	stun                []netip.AddrPort
+	stunAlt             netip.AddrPort
 	http                netip.AddrPort
 }
 
 func families(l *Lab) []family {
 	return []family{
-		{"IPv4", l.LANAddr, l.PublicAddr, l.ClientAddr, l.STUN, l.HTTP},
-		{"IPv6", l.LANAddr6, l.PublicAddr6, l.ClientAddr6, l.STUN6, l.HTTP6},
+		{"IPv4", l.LANAddr, l.PublicAddr, l.ClientAddr, l.STUN, l.STUNAlt, l.HTTP},
+		{"IPv6", l.LANAddr6, l.PublicAddr6, l.ClientAddr6, l.STUN6, l.STUNAlt6, l.HTTP6},
 	}
 }
 
@@ -182,7 +190,7 @@ func testMapping(t *testing.T, l *Lab, f family) {
 	}
 	inRandomRange := func(p uint16) bool { return p >= 20000 && p <= 29999 }
 	switch kind {
-	case FullConePreserve:
+	case FullConePreserve, RestrictedCone:
 		if seen[0].Port() != local.Port() || seen[1].Port() != local.Port() {
 			t.Errorf("public ports %v, want both %d", seen, local.Port())
 		}
@@ -197,7 +205,9 @@ func testMapping(t *testing.T, l *Lab, f family) {
 		}
 	}
 
-	fullCone := kind != Symmetric
+	// The outside client never heard from the lan: only a full cone
+	// lets it in.
+	fullCone := isFullCone(kind)
 	unmapped := netip.AddrPortFrom(f.public, 40001)
 	got := reachableAll(t, l, append(seen, unmapped)...)
 	for i, s := range seen {
@@ -259,8 +269,9 @@ func testSTUN(t *testing.T, l *Lab, f family) {
 	checkMapped(t, kind, f.public, local, udp)
 
 	// A datagram from a never-contacted outside host gets through
-	// exactly when the NAT is full cone. A lan socket that never sent
-	// anything has no mapping, whatever its port: nothing reaches it.
+	// exactly when the NAT is full cone (not restricted cone). A lan
+	// socket that never sent anything has no mapping, whatever its port:
+	// nothing reaches it.
 	idle, err := l.ListenPacket(l.LAN, "udp", netip.AddrPortFrom(f.lan, 40003).String(), false)
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +284,7 @@ func testSTUN(t *testing.T, l *Lab, f family) {
 	// cost one timeout together.
 	deadline := time.Now().Add(500 * time.Millisecond)
 	got, from := received(t, pc, deadline)
-	if fullCone := kind != Symmetric; got != fullCone {
+	if fullCone := isFullCone(kind); got != fullCone {
 		t.Errorf("outside UDP datagram to %s arrived: %v, want %v", udp[0], got, fullCone)
 	}
 	if got && from.Addr() != f.client {
@@ -345,13 +356,261 @@ func checkMapped(t *testing.T, kind Kind, public netip.Addr, local netip.AddrPor
 		}
 	}
 	switch same := mapped[0] == mapped[1]; {
-	case kind == FullConePreserve && (!same || mapped[0].Port() != local.Port()):
+	case (kind == FullConePreserve || kind == RestrictedCone) && (!same || mapped[0].Port() != local.Port()):
 		t.Errorf("mapped %v, want port %d from both", mapped, local.Port())
 	case kind == FullConeTranslate && (!same || mapped[0].Port() == local.Port()):
 		t.Errorf("mapped %v, want the same translated port from both", mapped)
 	case kind == Symmetric && same:
 		t.Errorf("mapped %v, want different ports", mapped)
 	}
+}
+
+func TestRestrictedCone(t *testing.T) {
+	t.Parallel()
+	l := New(t, RestrictedCone)
+	for _, f := range families(l) {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel() // the families share no address
+			t.Run("UDP", func(t *testing.T) {
+				t.Parallel() // different ports
+				testRestrictedUDP(t, l, f)
+			})
+			t.Run("TCP", func(t *testing.T) {
+				t.Parallel()
+				testRestrictedTCP(t, l, f)
+			})
+		})
+	}
+}
+
+// testRestrictedUDP checks the address-dependent filtering of UDP: a
+// mapping lets an outside host in only after the lan socket sent to the
+// host's address, and then from any port of it; other hosts stay out.
+func testRestrictedUDP(t *testing.T, l *Lab, f family) {
+	local := netip.AddrPortFrom(f.lan, 40010)
+	pc, err := l.ListenPacket(l.LAN, "udp", local.String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	mapped, err := stunBindingUDP(pc, f.stun[0])
+	if err != nil {
+		t.Fatalf("STUN over UDP to %s: %v", f.stun[0], err)
+	}
+	if want := netip.AddrPortFrom(f.public, local.Port()); mapped != want {
+		t.Fatalf("%s mapped to %s, want %s", local, mapped, want)
+	}
+	sendFromOutside(t, l, mapped)
+	if got, _ := received(t, pc, time.Now().Add(500*time.Millisecond)); got {
+		t.Fatalf("datagram from %s reached %s before the lan sent to it", f.client, mapped)
+	}
+
+	// One datagram to the client's address, at a port the client does
+	// not send from.
+	if _, err := pc.WriteToUDPAddrPort([]byte("open"), netip.AddrPortFrom(f.client, 9)); err != nil {
+		t.Fatal(err)
+	}
+	// Another outside host first: were it let in, its datagram would
+	// arrive first.
+	other, err := l.ListenPacket(l.Inet, "udp", netip.AddrPortFrom(f.http.Addr(), 0).String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.WriteToUDPAddrPort([]byte("hi"), mapped); err != nil {
+		t.Fatal(err)
+	}
+	sendFromOutside(t, l, mapped)
+	got, from := received(t, pc, time.Now().Add(3*time.Second))
+	if !got || from.Addr() != f.client {
+		t.Fatalf("after the lan sent to %s: first datagram at %s from %v (arrived %v), want one from %s", f.client, mapped, from, got, f.client)
+	}
+	if got, from := received(t, pc, time.Now().Add(200*time.Millisecond)); got {
+		t.Errorf("datagram from %s, never sent to, reached %s", from, mapped)
+	}
+}
+
+// testRestrictedTCP is testRestrictedUDP for TCP: an outside connect
+// attempt gets through once the lan service's port has connected to the
+// client's address.
+func testRestrictedTCP(t *testing.T, l *Lab, f family) {
+	local := netip.AddrPortFrom(f.lan, 40011)
+	lanService(t, l, local)
+	mapped, err := stunBinding(dialFrom(t, l, l.LAN, local, f.stun[0]), 3*time.Second)
+	if err != nil {
+		t.Fatalf("STUN over TCP to %s: %v", f.stun[0], err)
+	}
+	if want := netip.AddrPortFrom(f.public, local.Port()); mapped != want {
+		t.Fatalf("%s mapped to %s, want %s", local, mapped, want)
+	}
+	if reachable(t, l, mapped) {
+		t.Fatalf("%s reached %s before the lan sent to it", f.client, mapped)
+	}
+
+	client := netip.AddrPortFrom(f.client, 7)
+	ln, err := l.Listen(l.Inet, "tcp", client.String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveRemoteAddr(t, ln)
+	if seen := readAddr(t, dialFrom(t, l, l.LAN, local, client)); seen != mapped {
+		t.Fatalf("%s saw %s as %s, want %s", client, local, seen, mapped)
+	}
+	if !reachable(t, l, mapped) {
+		t.Errorf("%s cannot reach %s after the lan connected to it", f.client, mapped)
+	}
+	// Another outside host still cannot.
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(f.http.Addr(), 0))}
+	err = l.Do(l.Inet, func() error {
+		c, err := d.DialContext(ctx, "tcp", mapped.String())
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("dial %s from %s: %v, want a timeout (dropped)", mapped, f.http.Addr(), err)
+	}
+}
+
+// TestRFC5780 runs RFC 5780's filtering test (section 4.4) against STUN
+// server 0 behind each kind of NAT, as natmap does: from one unconnected UDP
+// socket, a plain binding request, then one asking for the answer from the
+// other address and port, then one asking for the other port only. STUN
+// server 1 has no RFC 5780.
+func TestRFC5780(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			t.Parallel()
+			l := New(t, kind)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					t.Parallel() // the families share no address
+					testRFC5780(t, l, f)
+				})
+			}
+		})
+	}
+}
+
+func testRFC5780(t *testing.T, l *Lab, f family) {
+	kind := l.Kind
+	local := netip.AddrPortFrom(f.lan, 40020)
+	pc, err := l.ListenPacket(l.LAN, "udp", local.String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+
+	req := stunRequest()
+	resp, from, ok := stunExchangeUDP(t, pc, f.stun[0], req, 3*time.Second)
+	if !ok {
+		t.Fatalf("no answer from %s", f.stun[0])
+	}
+	mapped, err := stunMapped(req, resp)
+	if err != nil || from != f.stun[0] {
+		t.Fatalf("answer from %s: mapped %v (%v), want an answer from %s", from, mapped, err, f.stun[0])
+	}
+	other, err := stunAddrAttr(req, resp, stunOtherAddress)
+	t.Logf("%s mapped to %s; OTHER-ADDRESS %v (%v)", local, mapped, other, err)
+	if err != nil || other != f.stunAlt {
+		t.Fatalf("OTHER-ADDRESS from %s: %v (%v), want %s", f.stun[0], other, err, f.stunAlt)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		flags   byte
+		from    netip.AddrPort // where the answer comes from
+		arrives bool
+	}{
+		{"change IP and port", stunChangeIP | stunChangePort, f.stunAlt, isFullCone(kind)},
+		{"change port", stunChangePort, netip.AddrPortFrom(f.stun[0].Addr(), f.stunAlt.Port()), kind != Symmetric},
+	} {
+		req := stunRequestChange(tc.flags)
+		wait := 500 * time.Millisecond // for an answer that must not arrive
+		if tc.arrives {
+			wait = 3 * time.Second
+		}
+		resp, from, ok := stunExchangeUDP(t, pc, f.stun[0], req, wait)
+		if ok != tc.arrives {
+			t.Errorf("%s: answer arrived %v (from %v), want %v", tc.name, ok, from, tc.arrives)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if m, err := stunMapped(req, resp); err != nil || from != tc.from || m != mapped {
+			t.Errorf("%s: answer from %s, mapped %v (%v); want an answer from %s, mapped %s", tc.name, from, m, err, tc.from, mapped)
+		}
+		if origin, err := stunAddrAttr(req, resp, stunResponseOrigin); err != nil || origin != from {
+			t.Errorf("%s: RESPONSE-ORIGIN %v (%v), want %s", tc.name, origin, err, from)
+		}
+	}
+
+	// STUN server 1: no OTHER-ADDRESS, and an error for CHANGE-REQUEST.
+	req = stunRequest()
+	resp, _, ok = stunExchangeUDP(t, pc, f.stun[1], req, 3*time.Second)
+	if !ok {
+		t.Fatalf("no answer from %s", f.stun[1])
+	}
+	if other, err := stunAddrAttr(req, resp, stunOtherAddress); !errors.Is(err, errNoSTUNAttr) {
+		t.Errorf("OTHER-ADDRESS from %s: %v (%v), want none", f.stun[1], other, err)
+	}
+	req = stunRequestChange(stunChangeIP | stunChangePort)
+	resp, from, ok = stunExchangeUDP(t, pc, f.stun[1], req, 3*time.Second)
+	if code := stunErrorCode(resp); !ok || from != f.stun[1] || code != 420 {
+		t.Errorf("CHANGE-REQUEST to %s: answer %v from %v, error %d; want error 420 from it", f.stun[1], ok, from, code)
+	}
+}
+
+// stunExchangeUDP sends req from pc to server and waits up to wait for the
+// answer, from wherever it comes. It skips answers to other requests (a late
+// one).
+func stunExchangeUDP(t *testing.T, pc *net.UDPConn, server netip.AddrPort, req []byte, wait time.Duration) ([]byte, netip.AddrPort, bool) {
+	t.Helper()
+	if _, err := pc.WriteToUDPAddrPort(req, server); err != nil {
+		t.Fatal(err)
+	}
+	pc.SetReadDeadline(time.Now().Add(wait))
+	defer pc.SetReadDeadline(time.Time{})
+	buf := make([]byte, stunMaxMessageBytes)
+	for {
+		n, from, err := pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				t.Errorf("read STUN answer: %v, want a timeout or the answer", err)
+			}
+			return nil, netip.AddrPort{}, false
+		}
+		if n >= stunHeaderLen && string(buf[4:20]) == string(req[4:20]) {
+			return buf[:n], from, true
+		}
+	}
+}
+
+// stunErrorCode returns the code in a STUN error response's ERROR-CODE
+// attribute (RFC 5389 section 15.6), or 0.
+func stunErrorCode(resp []byte) int {
+	const errorCode = 0x0009
+	if len(resp) < stunHeaderLen {
+		return 0
+	}
+	for attrs := resp[stunHeaderLen:]; len(attrs) >= 4; {
+		typ := binary.BigEndian.Uint16(attrs[0:])
+		n := int(binary.BigEndian.Uint16(attrs[2:]))
+		if 4+n > len(attrs) {
+			break
+		}
+		if typ == errorCode && n >= 4 {
+			return int(attrs[6]&7)*100 + int(attrs[7])
+		}
+		attrs = attrs[4+(n+3)&^3:]
+	}
+	return 0
 }
 
 // httpHead sends a HEAD request on c and reads the response.
@@ -470,6 +729,52 @@ func TestForgetMappings(t *testing.T) {
 			}
 		}
 	})
+	t.Run("Restricted", func(t *testing.T) {
+		t.Parallel()
+		l := New(t, RestrictedCone)
+		type mapping struct {
+			f      family
+			pc     *net.UDPConn
+			mapped netip.AddrPort
+		}
+		var ms []mapping
+		for _, f := range families(l) {
+			pc, err := l.ListenPacket(l.LAN, "udp", netip.AddrPortFrom(f.lan, 40000).String(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			mapped, err := stunBindingUDP(pc, f.stun[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pc.WriteToUDPAddrPort([]byte("open"), netip.AddrPortFrom(f.client, 9)); err != nil {
+				t.Fatal(err)
+			}
+			sendFromOutside(t, l, mapped)
+			if got, _ := received(t, pc, time.Now().Add(3*time.Second)); !got {
+				t.Fatalf("%s: outside datagram to %s did not arrive before ForgetMappings", f.name, mapped)
+			}
+			ms = append(ms, mapping{f, pc, mapped})
+		}
+		if err := l.ForgetMappings(); err != nil {
+			t.Fatal(err)
+		}
+		// Traffic to the STUN server restores the mapping, but not the
+		// permission for the client.
+		for _, m := range ms {
+			if mapped, err := stunBindingUDP(m.pc, m.f.stun[0]); err != nil || mapped != m.mapped {
+				t.Fatalf("%s: mapped to %v (%v) after ForgetMappings, want %s", m.f.name, mapped, err, m.mapped)
+			}
+			sendFromOutside(t, l, m.mapped)
+		}
+		deadline := time.Now().Add(500 * time.Millisecond)
+		for _, m := range ms {
+			if got, _ := received(t, m.pc, deadline); got {
+				t.Errorf("%s: outside datagram to %s arrived after ForgetMappings", m.f.name, m.mapped)
+			}
+		}
+	})
 	t.Run("Symmetric", func(t *testing.T) {
 		t.Parallel()
 		l := New(t, Symmetric)
@@ -556,14 +861,21 @@ func TestStopSTUN(t *testing.T) {
 	l.StopSTUN(0)
 	l.StopSTUN(0) // idempotent
 	for _, f := range families(l) {
-		err := l.Do(l.LAN, func() error {
-			_, err := stunBindingTCP(f.stun[0], 2*time.Second)
-			return err
-		})
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			t.Errorf("STUN to stopped server %s: %v, want connection refused", f.stun[0], err)
+		// Every address and port of server 0, RFC 5780's included.
+		for _, s := range []netip.AddrPort{
+			f.stun[0], f.stunAlt,
+			netip.AddrPortFrom(f.stun[0].Addr(), f.stunAlt.Port()),
+			netip.AddrPortFrom(f.stunAlt.Addr(), f.stun[0].Port()),
+		} {
+			err := l.Do(l.LAN, func() error {
+				_, err := stunBindingTCP(s, 2*time.Second)
+				return err
+			})
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("STUN to stopped server at %s: %v, want connection refused", s, err)
+			}
 		}
-		err = l.Do(l.LAN, func() error {
+		err := l.Do(l.LAN, func() error {
 			_, err := stunBindingTCP(f.stun[1], 2*time.Second)
 			return err
 		})
@@ -594,7 +906,7 @@ func TestDualStack(t *testing.T) {
 	for ns, want := range map[string][]netip.Addr{
 		l.LAN:  {l.LANAddr6},
 		l.NAT:  {natLANAddr6, l.PublicAddr6},
-		l.Inet: {l.STUN6[0].Addr(), l.STUN6[1].Addr(), l.HTTP6.Addr(), l.ClientAddr6},
+		l.Inet: {l.STUN6[0].Addr(), l.STUN6[1].Addr(), l.STUNAlt6.Addr(), l.HTTP6.Addr(), l.ClientAddr6},
 	} {
 		out, err := l.Command(context.Background(), ns, "ip", "-6", "addr", "show").CombinedOutput()
 		if err != nil {

@@ -19,10 +19,17 @@ import (
 //	fc_PROTO:  public port          -> private ip . private port (inbound dnat)
 //	out_PROTO: private ip . port    -> public ip . public port   (FullConeTranslate only:
 //	                                   reuse the public port for every destination)
+//	ad_PROTO:  public port . remote ip                           (RestrictedCone only: a set)
 //
-// Every outbound packet refreshes its mapping, so a mapping expires after
-// being idle for the map timeout. The gate chain is empty except while
-// ForgetMappings runs.
+// RestrictedCone's address-dependent filtering is the set ad_PROTO: every
+// outbound packet adds its public port and destination address, and the
+// inbound dnat happens only for a public port and source address in it.
+// Inbound traffic not dnatted is addressed to the NAT itself, where
+// filter_in drops it.
+//
+// Every outbound packet refreshes its mapping (and its ad_PROTO element), so
+// a mapping expires after being idle for the map timeout. The gate chain is
+// empty except while ForgetMappings runs.
 //
 // The IPv6 table stores the same mappings differently, because nft 1.0.6
 // (Debian bookworm) aborts on a rule that writes a map element whose key
@@ -38,6 +45,10 @@ import (
 // and reading agree), handed to the snat lookup through the packet mark; the
 // public address is the NAT's only one. Two private ip:ports sharing a hash
 // would share a mapping: negligible for the few sockets of a test.
+//
+// ad_PROTO is the same in both tables: it is a set, and nft 1.0.6 does
+// write 20-byte keys such as its public port . IPv6 address; only data over
+// 16 bytes trips the assertion (checked with nft 1.0.6).
 const natTable = "natlab"
 
 // outHash is the hash of a private ip . port in the IPv6 out_PROTO maps.
@@ -81,16 +92,24 @@ func (f nftFamily) ruleset(kind Kind, timeout time.Duration) string {
 	var maps, dnat, snat, record []string
 	if kind != Symmetric {
 		for _, proto := range []string{"tcp", "udp"} {
+			// Only from remote addresses the mapping has sent to.
+			var filter string
+			if kind == RestrictedCone {
+				ad := "ad_" + proto
+				maps = append(maps, fmt.Sprintf("set %s { type inet_service . %s; flags dynamic,timeout; timeout %s; }", ad, f.addrType, to))
+				filter = fmt.Sprintf("%[1]s dport . %[2]s saddr @%[3]s ", proto, f.name, ad)
+				record = append(record, fmt.Sprintf(`oifname "%[1]s" ct direction original meta l4proto %[2]s update @%[3]s { ct reply proto-dst . %[4]s daddr timeout %[5]s }`, wanIf, proto, ad, f.name, to))
+			}
 			fc := "fc_" + proto
 			if !f.split {
 				maps = append(maps, mapDecl(fc, "inet_service : "+f.addrType+" . inet_service"))
-				dnat = append(dnat, fmt.Sprintf(`iifname "%[1]s" dnat %[2]s to %[3]s dport map @%[4]s`, wanIf, f.name, proto, fc))
+				dnat = append(dnat, fmt.Sprintf(`iifname "%[1]s" %[5]sdnat %[2]s to %[3]s dport map @%[4]s`, wanIf, f.name, proto, fc, filter))
 				record = append(record, fmt.Sprintf(`oifname "%[1]s" ct direction original meta l4proto %[2]s update @%[3]s { ct reply proto-dst timeout %[4]s : ct original %[5]s saddr . ct original proto-src }`, wanIf, proto, fc, to, f.name))
 				continue
 			}
 			fcPort := "fcport_" + proto
 			maps = append(maps, mapDecl(fc, "inet_service : "+f.addrType), mapDecl(fcPort, "inet_service : inet_service"))
-			dnat = append(dnat, fmt.Sprintf(`iifname "%[1]s" dnat %[2]s to %[3]s dport map @%[4]s : %[3]s dport map @%[5]s`, wanIf, f.name, proto, fc, fcPort))
+			dnat = append(dnat, fmt.Sprintf(`iifname "%[1]s" %[6]sdnat %[2]s to %[3]s dport map @%[4]s : %[3]s dport map @%[5]s`, wanIf, f.name, proto, fc, fcPort, filter))
 			record = append(record, fmt.Sprintf(`oifname "%[1]s" ct direction original meta l4proto %[2]s update @%[3]s { ct reply proto-dst timeout %[4]s : ct original %[5]s saddr } update @%[6]s { ct reply proto-dst timeout %[4]s : ct original proto-src }`, wanIf, proto, fc, to, f.name, fcPort))
 		}
 	}
@@ -110,7 +129,7 @@ func (f nftFamily) ruleset(kind Kind, timeout time.Duration) string {
 			record = append(record, fmt.Sprintf(`oifname "%[1]s" ct direction original meta l4proto %[2]s update @%[3]s { jhash ct original %[4]s saddr . ct original proto-src %[5]s timeout %[6]s : ct reply proto-dst }`, wanIf, proto, out, f.name, outHash, to))
 		}
 	}
-	if kind != FullConePreserve {
+	if kind == FullConeTranslate || kind == Symmetric {
 		// fully-random, not random: "random" derives the port from a hash
 		// of the addresses, so a forgotten mapping would come back the same.
 		snat = append(snat, fmt.Sprintf(`oifname "%[1]s" meta l4proto { tcp, udp } snat %[2]s to %[3]s:20000-29999 fully-random`, wanIf, f.name, public))
@@ -142,7 +161,7 @@ func (f nftFamily) ruleset(kind Kind, timeout time.Duration) string {
 		jump gate
 		ct state established,related accept
 		iifname "%[6]s" oifname "%[7]s" accept
-		# Inbound only through a full-cone mapping (dnat in nat_pre).
+		# Inbound only through a mapping (dnat in nat_pre).
 		iifname "%[7]s" oifname "%[6]s" ct status dnat accept
 	}
 	# Unmapped inbound traffic ends up addressed to the NAT itself: drop it
@@ -155,19 +174,22 @@ func (f nftFamily) ruleset(kind Kind, timeout time.Duration) string {
 `, natTable, strings.Join(maps, "\n\t"), lines(dnat), lines(snat), lines(record), lanIf, wanIf, f.name)
 }
 
-// mapNames lists the nftables maps holding the mappings of a NAT kind in
-// the family's table.
+// mapNames lists the nftables maps and sets holding the mappings of a NAT
+// kind in the family's table, each as "map NAME" or "set NAME".
 func (f nftFamily) mapNames(kind Kind) []string {
 	var names []string
 	for _, proto := range []string{"tcp", "udp"} {
 		if kind != Symmetric {
-			names = append(names, "fc_"+proto)
+			names = append(names, "map fc_"+proto)
 			if f.split {
-				names = append(names, "fcport_"+proto)
+				names = append(names, "map fcport_"+proto)
 			}
 		}
 		if kind == FullConeTranslate {
-			names = append(names, "out_"+proto)
+			names = append(names, "map out_"+proto)
+		}
+		if kind == RestrictedCone {
+			names = append(names, "set ad_"+proto)
 		}
 	}
 	return names
@@ -198,7 +220,8 @@ func (l *Lab) ForgetMappings() error {
 	var flushMaps, closeGate, openGate string
 	for _, f := range nftFamilies {
 		for _, m := range f.mapNames(l.Kind) {
-			flushMaps += fmt.Sprintf("flush map %s %s %s\n", f.name, natTable, m)
+			typ, name, _ := strings.Cut(m, " ") // "map" or "set"
+			flushMaps += fmt.Sprintf("flush %s %s %s %s\n", typ, f.name, natTable, name)
 		}
 		// Forwarding is blocked meanwhile so that no packet in flight
 		// re-creates a mapping from a conntrack entry about to be flushed.

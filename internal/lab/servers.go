@@ -29,8 +29,8 @@ func (s *stunServer) stop() {
 }
 
 // startSTUN starts one coturn per STUN address, listening on its IPv4 and
-// IPv6 address, and waits until each answers binding requests over TCP and
-// UDP on both.
+// IPv6 address; server 0 also on STUNAlt's and STUNAlt6's address and at
+// their port, for RFC 5780. waitSTUN waits until they answer.
 func (l *Lab) startSTUN() error {
 	for i, addr := range l.STUN {
 		addr6 := l.STUN6[i]
@@ -40,19 +40,37 @@ func (l *Lab) startSTUN() error {
 			return err
 		}
 		defer out.Close() // the child has its own copy
-		cmd := exec.Command("turnserver",
+		args := []string{
 			"-n", // no config file: everything is on the command line
 			"--stun-only", "--no-cli", "--no-tls", "--no-dtls",
-			"--no-rfc5780", // one address per process anyway; keeps answers minimal
 			"--listening-ip", addr.Addr().String(),
 			"--listening-ip", addr6.Addr().String(), // same port
 			"--listening-port", fmt.Sprint(addr.Port()),
 			"--relay-threads", "1",
+			// Nothing is relayed with --stun-only, but coturn spends
+			// milliseconds per address on a pool of its relay ports
+			// (by default 16384 of them).
+			"--min-port", "49152", "--max-port", "49159",
 			// Keep every file it writes in the test's temp dir.
-			"--pidfile", base+".pid",
-			"--log-file", base+".log", "--simple-log", "--no-stdout-log",
-			"--db", base+".db",
-		)
+			"--pidfile", base + ".pid",
+			"--log-file", base + ".log", "--simple-log", "--no-stdout-log",
+			"--db", base + ".db",
+		}
+		if i == 0 {
+			// Two addresses of a family turn RFC 5780 on: coturn then
+			// also listens at the alternate port on every address, names
+			// the other address and the alternate port in OTHER-ADDRESS,
+			// and answers CHANGE-REQUEST from them.
+			args = append(args,
+				"--listening-ip", l.STUNAlt.Addr().String(),
+				"--listening-ip", l.STUNAlt6.Addr().String(),
+				"--alt-listening-port", fmt.Sprint(l.STUNAlt.Port()))
+		} else {
+			// One address per family: no RFC 5780 anyway; this also
+			// keeps its answers minimal, as on most public servers.
+			args = append(args, "--no-rfc5780")
+		}
+		cmd := exec.Command("turnserver", args...)
 		cmd.Dir = l.dir
 		cmd.Stdout = out
 		cmd.Stderr = out
@@ -63,11 +81,23 @@ func (l *Lab) startSTUN() error {
 		go func() { cmd.Wait(); close(s.done) }()
 		l.stun = append(l.stun, s)
 	}
+	return nil
+}
+
+// waitSTUN waits until every STUN server answers binding requests over TCP
+// and UDP on each of its addresses.
+func (l *Lab) waitSTUN() error {
 	deadline := time.Now().Add(10 * time.Second)
 	for i, s := range l.stun {
-		for _, addr := range []netip.AddrPort{l.STUN[i], l.STUN6[i]} {
+		addrs := []netip.AddrPort{l.STUN[i], l.STUN6[i]}
+		if i == 0 {
+			// coturn opens the other address's sockets last; a reply
+			// to a CHANGE-REQUEST leaves through one of them.
+			addrs = append(addrs, l.STUNAlt, l.STUNAlt6)
+		}
+		for _, addr := range addrs {
 			for _, network := range []string{"tcp", "udp"} {
-				if err := l.waitSTUN(network, addr, s, deadline); err != nil {
+				if err := l.waitSTUNAddr(network, addr, s, deadline); err != nil {
 					return err
 				}
 			}
@@ -76,9 +106,9 @@ func (l *Lab) startSTUN() error {
 	return nil
 }
 
-// waitSTUN polls until coturn answers a STUN binding request on addr over
-// network ("tcp" or "udp").
-func (l *Lab) waitSTUN(network string, addr netip.AddrPort, s *stunServer, deadline time.Time) error {
+// waitSTUNAddr polls until coturn answers a STUN binding request on addr
+// over network ("tcp" or "udp").
+func (l *Lab) waitSTUNAddr(network string, addr netip.AddrPort, s *stunServer, deadline time.Time) error {
 	// A TCP connect before coturn listens is refused at once. A UDP
 	// request has no handshake: one that goes astray while coturn starts
 	// up would cost the whole timeout, so UDP waits for an answer only
@@ -121,8 +151,9 @@ func readTail(path string) string {
 }
 
 // StopSTUN kills STUN server i (index into STUN and STUN6), so that
-// connections to it are refused from then on, over IPv4 and IPv6. Stopping
-// twice is fine.
+// connections to it are refused from then on, over IPv4 and IPv6; for
+// server 0 on all its RFC 5780 addresses and ports too (STUNAlt, STUNAlt6:
+// it is one coturn process). Stopping twice is fine.
 func (l *Lab) StopSTUN(i int) {
 	l.stun[i].stop()
 }

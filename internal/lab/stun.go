@@ -8,21 +8,32 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 )
 
 // A minimal STUN (RFC 5389) binding client, enough to check that coturn
-// answers and to learn the mapped address without a STUN library.
+// answers and to learn the mapped address without a STUN library, plus
+// RFC 5780's CHANGE-REQUEST and OTHER-ADDRESS to check NAT filtering.
 
 const (
 	stunMagicCookie     = 0x2112A442
 	stunBindingRequest  = 0x0001
 	stunBindingSuccess  = 0x0101
 	stunXORMappedAddr   = 0x0020
+	stunChangeRequest   = 0x0003 // RFC 5780
+	stunResponseOrigin  = 0x802B // RFC 5780
+	stunOtherAddress    = 0x802C // RFC 5780
 	stunHeaderLen       = 20
 	stunFamilyIPv4      = 0x01
 	stunFamilyIPv6      = 0x02
 	stunMaxMessageBytes = 1500
+)
+
+// CHANGE-REQUEST flags (RFC 5780 section 7.2).
+const (
+	stunChangeIP   = 0x04
+	stunChangePort = 0x02
 )
 
 // stunRequest returns a binding request with a random transaction ID.
@@ -34,9 +45,32 @@ func stunRequest() []byte {
 	return req
 }
 
+// stunRequestChange returns a binding request with a CHANGE-REQUEST
+// attribute carrying flags (stunChangeIP, stunChangePort).
+func stunRequestChange(flags byte) []byte {
+	req := stunRequest()
+	binary.BigEndian.PutUint16(req[2:], 8) // message length: one attribute
+	attr := make([]byte, 8)
+	binary.BigEndian.PutUint16(attr[0:], stunChangeRequest)
+	binary.BigEndian.PutUint16(attr[2:], 4)
+	attr[7] = flags
+	return append(req, attr...)
+}
+
 // stunMapped checks that resp answers req and returns its
 // XOR-MAPPED-ADDRESS.
 func stunMapped(req, resp []byte) (netip.AddrPort, error) {
+	return stunAddrAttr(req, resp, stunXORMappedAddr)
+}
+
+// errNoSTUNAttr is stunAddrAttr's error for a response without the
+// attribute.
+var errNoSTUNAttr = errors.New("stun: attribute not in response")
+
+// stunAddrAttr checks that resp answers req and returns its address
+// attribute typ: XOR-MAPPED-ADDRESS (decoded), OTHER-ADDRESS or
+// RESPONSE-ORIGIN (plain, as MAPPED-ADDRESS).
+func stunAddrAttr(req, resp []byte, typ uint16) (netip.AddrPort, error) {
 	if len(resp) < stunHeaderLen {
 		return netip.AddrPort{}, fmt.Errorf("stun: short response (%d bytes)", len(resp))
 	}
@@ -51,26 +85,29 @@ func stunMapped(req, resp []byte) (netip.AddrPort, error) {
 		attrs = attrs[:n]
 	}
 	for len(attrs) >= 4 {
-		typ := binary.BigEndian.Uint16(attrs[0:])
 		n := int(binary.BigEndian.Uint16(attrs[2:]))
 		if 4+n > len(attrs) {
 			break
 		}
 		v := attrs[4 : 4+n]
-		if typ == stunXORMappedAddr && (n == 8 && v[1] == stunFamilyIPv4 || n == 20 && v[1] == stunFamilyIPv6) {
-			port := binary.BigEndian.Uint16(v[2:]) ^ stunMagicCookie>>16
-			// The address is XORed with the magic cookie and, for IPv6,
-			// the transaction ID that follows it in the header.
-			ip := make([]byte, n-4)
-			for i := range ip {
-				ip[i] = v[4+i] ^ resp[4+i]
+		if binary.BigEndian.Uint16(attrs[0:]) == typ && (n == 8 && v[1] == stunFamilyIPv4 || n == 20 && v[1] == stunFamilyIPv6) {
+			port := binary.BigEndian.Uint16(v[2:])
+			ip := slices.Clone(v[4:])
+			if typ == stunXORMappedAddr {
+				// The address is XORed with the magic cookie and, for
+				// IPv6, the transaction ID that follows it in the
+				// header.
+				port ^= stunMagicCookie >> 16
+				for i := range ip {
+					ip[i] ^= resp[4+i]
+				}
 			}
 			addr, _ := netip.AddrFromSlice(ip)
 			return netip.AddrPortFrom(addr, port), nil
 		}
 		attrs = attrs[4+(n+3)&^3:] // attributes are padded to 4 bytes
 	}
-	return netip.AddrPort{}, errors.New("stun: no XOR-MAPPED-ADDRESS in response")
+	return netip.AddrPort{}, fmt.Errorf("%w: %#04x", errNoSTUNAttr, typ)
 }
 
 // stunBinding sends a binding request over an established connection (TCP
