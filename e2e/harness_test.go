@@ -215,7 +215,13 @@ func serve(t testing.TB, l *lab.Lab, port uint16) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	greeting := fmt.Sprintf("hello from the service on port %d\n", port)
+	return greet(t, ln, fmt.Sprintf("hello from the service on port %d\n", port))
+}
+
+// greet writes greeting to every connection accepted on ln and closes it,
+// until the test ends.
+func greet(t testing.TB, ln net.Listener, greeting string) string {
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -226,8 +232,26 @@ func serve(t testing.TB, l *lab.Lab, port uint16) string {
 			c.Close()
 		}
 	}()
-	t.Cleanup(func() { ln.Close() })
 	return greeting
+}
+
+// roundTrip connects from the outside client to addr (a relay in front of
+// an echo service) and passes one byte through, leaving the connection open.
+func roundTrip(t testing.TB, l *lab.Lab, addr netip.AddrPort) net.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := l.DialFromOutside(ctx, "tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.Write([]byte("x"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // reach dials addr from the outside client and returns what it reads.

@@ -54,17 +54,7 @@ func TestForwardToPublicPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "target on the public port\n")
-			c.Close()
-		}
-	}()
+	greet(t, ln, "target on the public port\n")
 	mustReach(t, l, n.Public(), "target on the public port\n")
 }
 
@@ -75,19 +65,8 @@ func TestForwardIdleTimeout(t *testing.T) {
 	serveEcho(t, l, l.LAN, "127.0.0.1:9002")
 	nm := startNatmap(t, l, bindArgs(l, 40012, "-t", "127.0.0.1", "-p", "9002", "-T", "1")...)
 	n := nm.waitNotification(1, 15*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := l.DialFromOutside(ctx, "tcp4", n.Public().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write([]byte("x"))
+	c := roundTrip(t, l, n.Public())
 	buf := make([]byte, 1)
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(c, buf); err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
 	if _, err := c.Read(buf); err == nil {
 		t.Fatal("read data on an idle connection")
@@ -184,17 +163,7 @@ func TestIPv6BindMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "hello over IPv6\n")
-			c.Close()
-		}
-	}()
+	greet(t, ln, "hello over IPv6\n")
 	args := []string{"-6", "-k", "2", "-h", l.HTTP6.String(), "-b", strconv.Itoa(port)}
 	for _, s := range l.STUN6 {
 		args = append(args, "-s", s.String())
@@ -228,19 +197,7 @@ func serveNoReuse(t *testing.T, l *lab.Lab, port uint16) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	greeting := "service without SO_REUSEPORT\n"
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, greeting)
-			c.Close()
-		}
-	}()
-	return greeting
+	return greet(t, ln, "service without SO_REUSEPORT\n")
 }
 
 // A port of a range that cannot be bound (held by another user's socket,
@@ -301,15 +258,7 @@ func TestForwardCongestionControl(t *testing.T) {
 	serveEcho(t, l, l.LAN, "127.0.0.1:9004")
 	nm := startNatmap(t, l, bindArgs(l, 40019, "-t", "127.0.0.1", "-p", "9004", "-C", "reno")...)
 	n := nm.waitNotification(1, 15*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := l.DialFromOutside(ctx, "tcp4", n.Public().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write([]byte("x"))
-	io.ReadFull(c, make([]byte, 1))
+	roundTrip(t, l, n.Public())
 	out, err := l.Command(context.Background(), l.LAN, "ss", "-tin", "state", "established", "sport", "= :40019").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ss: %v %s", err, out)

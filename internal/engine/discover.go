@@ -100,11 +100,6 @@ func (e *Engine) query(ctx context.Context, local netip.AddrPort, srv config.Hos
 	ctx, cancel := context.WithTimeout(ctx, e.dialTimeout())
 	defer cancel()
 	c, err := e.dial(ctx, local, srv, 0)
-	if err != nil && e.takeOver(err, local.Port()) {
-		// The service re-opened its socket without SO_REUSEPORT (iperf3
-		// does after every test): take it over again.
-		c, err = e.dial(ctx, local, srv, 0)
-	}
 	if err != nil {
 		return netip.AddrPort{}, err
 	}

@@ -11,6 +11,9 @@ import (
 
 // dial connects from local (port 0: the kernel picks; no address: any)
 // with natmap's socket options, over the mapping's protocol and family.
+// When the user's service holds the port without SO_REUSEPORT, it takes the
+// port over (see takeOver) and tries once more: services such as iperf3
+// re-open their socket, so this can be needed at any connect.
 func (e *Engine) dial(ctx context.Context, local netip.AddrPort, srv config.HostPort, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{
 		LocalAddr: e.localAddr(local),
@@ -18,7 +21,11 @@ func (e *Engine) dial(ctx context.Context, local netip.AddrPort, srv config.Host
 		Timeout:   timeout,
 		KeepAlive: -1, // the application keep-alive is the one that matters
 	}
-	return d.DialContext(ctx, e.cfg.Network(), srv.String())
+	c, err := d.DialContext(ctx, e.cfg.Network(), srv.String())
+	if err != nil && e.takeOver(err, local.Port()) {
+		c, err = d.DialContext(ctx, e.cfg.Network(), srv.String())
+	}
+	return c, err
 }
 
 // localAddr is local as a net.Addr of the mapping's protocol.

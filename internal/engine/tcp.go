@@ -24,9 +24,6 @@ func (e *Engine) tcpSession(ctx context.Context, ports *portspec.Picker) error {
 
 	bind := netip.AddrPortFrom(e.cfg.BindAddr, ports.Port())
 	ka, err := e.dial(ctx, bind, e.cfg.HTTP, e.dialTimeout())
-	if err != nil && e.takeOver(err, bind.Port()) {
-		ka, err = e.dial(ctx, bind, e.cfg.HTTP, e.dialTimeout())
-	}
 	if err != nil {
 		return &connectError{fmt.Errorf("keep-alive connect to %s: %w", e.cfg.HTTP, err)}
 	}

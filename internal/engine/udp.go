@@ -24,9 +24,6 @@ func (e *Engine) udpSession(ctx context.Context, ports *portspec.Picker) error {
 	// fail early on a port in use, which moves on to the next port).
 	bind := netip.AddrPortFrom(e.cfg.BindAddr, ports.Port())
 	local, err := e.udpProbe(ctx, bind)
-	if err != nil && e.takeOver(err, bind.Port()) {
-		local, err = e.udpProbe(ctx, bind)
-	}
 	if err != nil {
 		return &connectError{err}
 	}
