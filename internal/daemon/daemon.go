@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -112,10 +113,15 @@ func (d *Daemon) Run(ctx context.Context) {
 func (d *Daemon) Reload() error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	d.mu.Lock()
+	ctx := d.ctx
+	d.mu.Unlock()
+	if ctx == nil {
+		return errors.New("the daemon is still starting")
+	}
 	cfg, err := uciconf.Load(d.opts.ConfigPath)
 	d.mu.Lock()
 	d.cfgErr = err
-	ctx := d.ctx
 	old := d.sections
 	d.mu.Unlock()
 	if err != nil {
@@ -166,6 +172,10 @@ func (d *Daemon) Restart(ref string) error {
 	defer d.reloadMu.Unlock()
 	d.mu.Lock()
 	ctx := d.ctx
+	if ctx == nil {
+		d.mu.Unlock()
+		return errors.New("the daemon is still starting")
+	}
 	var refs []string
 	for i, s := range d.sections {
 		if s.conf.Ref == ref {
@@ -207,14 +217,16 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 		err = checkScript(c.Mapping.Script)
 	}
 	switch {
-	case err != nil:
-		s.state, s.err = "error", err.Error()
-		if c.Enabled {
-			log.Error("section not started", "err", err)
+	case !c.Enabled:
+		// Disabled; a problem is still reported, for whoever enables it.
+		s.state = "disabled"
+		if err != nil {
+			s.err = err.Error()
 		}
 		return s
-	case !c.Enabled:
-		s.state = "disabled"
+	case err != nil:
+		s.state, s.err = "error", err.Error()
+		log.Error("section not started", "err", err)
 		return s
 	}
 	for _, w := range c.Mapping.Ignored() {

@@ -1,0 +1,69 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A reload or restart that reaches the control socket before Run has
+// started is refused, not a crash.
+func TestControlBeforeRun(t *testing.T) {
+	d := New(Options{ConfigPath: "/nonexistent", Log: slog.New(slog.DiscardHandler)})
+	if err := d.Reload(); err == nil || !strings.Contains(err.Error(), "still starting") {
+		t.Fatalf("Reload before Run: %v", err)
+	}
+	if err := d.Restart("x"); err == nil || !strings.Contains(err.Error(), "still starting") {
+		t.Fatalf("Restart before Run: %v", err)
+	}
+	if st := d.Status(); len(st) != 0 {
+		t.Fatalf("status before Run: %+v", st)
+	}
+}
+
+// Sections that cannot run are reported, and Run ends when its context
+// does; no network is touched (disabled and broken sections only).
+func TestRunReportsSectionsThatCannotRun(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "natmap")
+	os.WriteFile(cfg, []byte(`
+config natmap 'off'
+	option enable '0'
+	option stun_server 's'
+config natmap 'bad'
+	option enable '1'
+	option port 'x'
+config natmap 'noscript'
+	option enable '1'
+	option stun_server 's'
+	option http_server 'h'
+	option notify_script '/nonexistent/script'
+`), 0o644)
+	d := New(Options{ConfigPath: cfg, Log: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(d.Status()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := d.Status()
+	want := map[string]string{"off": "disabled", "bad": "error", "noscript": "error"}
+	for _, s := range st {
+		if want[s.Section] != s.State {
+			t.Errorf("%s: state %q (%s), want %q", s.Section, s.State, s.LastError, want[s.Section])
+		}
+	}
+	if len(st) != 3 || !strings.Contains(st[2].LastError, "notify_script") {
+		t.Fatalf("status %+v", st)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not end with its context")
+	}
+}
