@@ -293,3 +293,15 @@ func TestIPv6UDPAndForward(t *testing.T) {
 		t.Fatalf("TCP forward over IPv6: %q", got)
 	}
 }
+
+// -b A~B: a random port of the range.
+func TestRandomPortRange(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	nm := startNatmap(t, l, bindArgs(l, 0, "-b", "40080~40089")...)
+	n := nm.waitNotification(1, 15*time.Second)
+	p, err := strconv.Atoi(n.PrivatePort)
+	if err != nil || p < 40080 || p > 40089 || n.PublicPort != n.PrivatePort {
+		t.Fatalf("-b 40080~40089: script got %+v", n)
+	}
+}
