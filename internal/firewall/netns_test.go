@@ -9,15 +9,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/netns"
 	"github.com/natmap-go/natmap/internal/testgate"
-	"golang.org/x/sys/unix"
 )
 
 // The test router and its wan side: two network namespaces joined by a
@@ -84,7 +83,7 @@ func newRouter(t *testing.T, tools map[string]string) *router {
 		// No ICMP rate limit, so every rejected probe gets its answer; no
 		// duplicate address detection or router advertisements, so IPv6
 		// is usable at once and has only the addresses below.
-		must(t, inNetns(side.ns, func() error {
+		must(t, netns.Do(side.ns, func() error {
 			return writeSysctls(map[string]string{
 				"ipv4/icmp_ratelimit":       "0",
 				"ipv6/icmp/ratelimit":       "0",
@@ -149,7 +148,7 @@ func (r *router) serve() {
 	r.t.Helper()
 	var ln net.Listener
 	var pc net.PacketConn
-	must(r.t, inNetns(r.ns, func() error {
+	must(r.t, netns.Do(r.ns, func() error {
 		var err error
 		if ln, err = net.Listen("tcp", fmt.Sprintf(":%d", testPort)); err != nil {
 			return err
@@ -195,7 +194,7 @@ func (r *router) probe(network string, ipv6 bool) string {
 		dst = netip.AddrPortFrom(routerAddr6, testPort)
 	}
 	var got string
-	err := inNetns(r.wan, func() error {
+	err := netns.Do(r.wan, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		var d net.Dialer
@@ -244,27 +243,6 @@ func (r *router) expect(when, want4, want6 string) {
 			}
 		}
 	}
-}
-
-// inNetns runs fn on an OS thread in namespace ns: sockets it opens stay
-// there. The thread is thrown away afterwards rather than switched back.
-func inNetns(ns string, fn func() error) error {
-	fd, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", ns, err)
-	}
-	defer unix.Close(fd)
-	done := make(chan error, 1)
-	go func() {
-		// Never unlocked: the runtime ends the thread with the goroutine.
-		runtime.LockOSThread()
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
 }
 
 // writeSysctls writes /proc/sys/net/<key>, which follows the netns of the

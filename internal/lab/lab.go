@@ -29,7 +29,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -490,56 +490,7 @@ func (l *Lab) Command(ctx context.Context, ns string, name string, args ...strin
 // fn stay in ns, so they can be used from any goroutine afterwards. Processes
 // started by fn (exec.Cmd.Start) also start in ns.
 func (l *Lab) Do(ns string, fn func() error) error {
-	return doIn(ns, fn)
-}
-
-func doIn(ns string, fn func() error) error {
-	target, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", ns, err)
-	}
-	defer unix.Close(target)
-
-	type result struct {
-		err   error
-		panic any
-	}
-	done := make(chan result, 1)
-	// A fresh goroutine, so the caller's thread is never switched.
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- result{err: fmt.Errorf("open current netns: %w", err)}
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- result{err: fmt.Errorf("setns %s: %w", ns, err)}
-			return
-		}
-		var res result
-		func() {
-			defer func() { res.panic = recover() }()
-			res.err = fn()
-		}()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the runtime then discards this thread when the
-			// goroutine exits instead of reusing it in the wrong netns.
-			res.err = errors.Join(res.err, fmt.Errorf("restore netns after %s: %w", ns, err))
-			done <- res
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- res
-	}()
-	res := <-done
-	if res.panic != nil {
-		panic(res.panic)
-	}
-	return res.err
+	return netns.Do(ns, fn)
 }
 
 // Listen listens on addr inside namespace ns. With reusePort the socket gets
@@ -652,7 +603,7 @@ func run(ns, stdin string, name string, args ...string) error {
 	} else {
 		// The child inherits the namespace of the locked thread that forks
 		// it; cheaper than "ip netns exec".
-		err = doIn(ns, exe)
+		err = netns.Do(ns, exe)
 	}
 	if err != nil {
 		where, input := "", ""

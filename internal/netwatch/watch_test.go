@@ -7,12 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/netns"
 	"github.com/natmap-go/natmap/internal/testgate"
 	"golang.org/x/sys/unix"
 )
@@ -77,46 +77,11 @@ func addLink(t *testing.T, ns, name string) {
 	}
 }
 
-// inNetns runs fn on a thread switched into namespace ns, as lab.Do does.
-// Sockets fn creates stay in ns.
-func inNetns(ns string, fn func() error) error {
-	target, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", ns, err)
-	}
-	defer unix.Close(target)
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		err = fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the runtime discards the thread.
-			done <- fmt.Errorf("restore netns: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- err
-	}()
-	return <-done
-}
-
 // watchIn starts Watch in namespace ns.
 func watchIn(t *testing.T, ctx context.Context, ns string) <-chan Event {
 	t.Helper()
 	var ch <-chan Event
-	if err := inNetns(ns, func() (err error) {
+	if err := netns.Do(ns, func() (err error) {
 		ch, err = Watch(ctx)
 		return err
 	}); err != nil {
@@ -128,7 +93,7 @@ func watchIn(t *testing.T, ctx context.Context, ns string) <-chan Event {
 func linkIndex(t *testing.T, ns, name string) int {
 	t.Helper()
 	var index int
-	if err := inNetns(ns, func() error {
+	if err := netns.Do(ns, func() error {
 		ifi, err := net.InterfaceByName(name)
 		if err == nil {
 			index = ifi.Index
@@ -264,7 +229,7 @@ func TestWatchOverrun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var w *watcher
-	if err := inNetns(ns, func() (err error) {
+	if err := netns.Do(ns, func() (err error) {
 		w, err = open()
 		return err
 	}); err != nil {
