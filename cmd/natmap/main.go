@@ -53,7 +53,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	log := logx.Stderr(stderr, logx.Level(os.Getenv("NATMAP_LOG")))
+	level := logx.Level(os.Getenv("NATMAP_LOG"))
+	log := logx.Stderr(stderr, level)
+	if cmd.Daemon {
+		// Detached, stderr is /dev/null: log to syslog where there is one.
+		if sl, err := logx.Syslog("", "", "natmap", level); err == nil {
+			log = sl
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
