@@ -204,22 +204,12 @@ func outsideDialer(l *lab.Lab) *net.Dialer {
 // sent and closes it: the server closes first, so TIME_WAIT stays on the
 // server's side and the outside client's ports are free again at once.
 func serveEcho1(t testing.TB, ln net.Listener) {
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var b [1]byte
-				if _, err := io.ReadFull(c, b[:]); err == nil {
-					c.Write(b[:])
-				}
-			}()
+	handleEach(t, ln, func(c net.Conn) {
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err == nil {
+			c.Write(b[:])
 		}
-	}()
+	})
 }
 
 // roundTrip1 connects to addr, sends one byte, reads it back and the

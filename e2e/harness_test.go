@@ -221,6 +221,14 @@ func serve(t testing.TB, l *lab.Lab, port uint16) string {
 // greet writes greeting to every connection accepted on ln and closes it,
 // until the test ends.
 func greet(t testing.TB, ln net.Listener, greeting string) string {
+	handleEach(t, ln, func(c net.Conn) { io.WriteString(c, greeting) })
+	return greeting
+}
+
+// handleEach runs handle on every connection accepted on ln, each in a
+// goroutine of its own, and closes the connection after it; the listener is
+// closed when the test ends.
+func handleEach(t testing.TB, ln net.Listener, handle func(net.Conn)) {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -228,11 +236,12 @@ func greet(t testing.TB, ln net.Listener, greeting string) string {
 			if err != nil {
 				return
 			}
-			io.WriteString(c, greeting)
-			c.Close()
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
 		}
 	}()
-	return greeting
 }
 
 // roundTrip connects from the outside client to addr (a relay in front of
@@ -343,19 +352,7 @@ func serveEcho(t testing.TB, l *lab.Lab, ns, addr string) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
+	handleEach(t, ln, func(c net.Conn) { io.Copy(c, c) })
 	return ln
 }
 
