@@ -37,6 +37,7 @@ test: vet
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseResponse$$' -fuzztime=$(FUZZTIME) ./internal/stun/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseResponseAgreesWithPion$$' -fuzztime=$(FUZZTIME) ./internal/stun/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/cli/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/uci/
 	$(GO) test -run='^$$' -fuzz='^FuzzRequest$$' -fuzztime=$(FUZZTIME) ./internal/ctl/

@@ -10,8 +10,6 @@ import (
 	"os"
 	"sync"
 	"time"
-
-	pion "github.com/pion/stun/v3"
 )
 
 // maxBackoff caps UDP retransmission at maxBackoff × rto, so a long ctx
@@ -29,7 +27,7 @@ const maxBackoff = 16
 // is left with none. Without a deadline or cancel on ctx, a silent server
 // blocks BindTCP until the connection fails.
 func BindTCP(ctx context.Context, conn net.Conn) (netip.AddrPort, error) {
-	req, tid, err := newRequest()
+	req, tid, err := newRequest(0)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
@@ -82,7 +80,7 @@ func BindUDP(ctx context.Context, conn net.Conn, rto time.Duration) (netip.AddrP
 	if limit/maxBackoff != rto { // overflow: an absurd rto, so no backoff
 		limit = rto
 	}
-	req, tid, err := newRequest()
+	req, tid, err := newRequest(0)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
@@ -131,17 +129,6 @@ func notForUs(raw []byte, err error) bool {
 		errors.Is(err, ErrBadMagicCookie) ||
 		errors.Is(err, ErrTransactionMismatch) ||
 		errors.Is(err, ErrNotResponse)
-}
-
-// newRequest builds a Binding request without attributes, as the C natmap
-// sends: every server accepts it. It returns the encoded message and its
-// random transaction id.
-func newRequest() ([]byte, [12]byte, error) {
-	m, err := pion.Build(pion.TransactionID, pion.BindingRequest)
-	if err != nil {
-		return nil, [12]byte{}, fmt.Errorf("stun: building request: %w", err)
-	}
-	return m.Raw, m.TransactionID, nil
 }
 
 // watcher ties conn's deadline to ctx. The mutex orders the exchange's own

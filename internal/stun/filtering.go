@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"time"
-
-	pion "github.com/pion/stun/v3"
 )
 
 // Filtering is a NAT's filtering behaviour (RFC 4787): which outside hosts
@@ -56,13 +54,14 @@ const (
 // only. A request goes out tries times, rto apart, before the test counts
 // as not answered. ctx bounds it all.
 func ProbeFiltering(ctx context.Context, conn *net.UDPConn, server netip.AddrPort, rto time.Duration, tries int) (Filtering, error) {
-	m, _, err := exchange(ctx, conn, server, 0, rto, tries)
+	body, _, err := exchange(ctx, conn, server, 0, rto, tries)
 	if err != nil {
 		return FilteringUnknown, fmt.Errorf("stun: filtering test: %w", err)
 	}
-	var other pion.OtherAddress
-	if err := other.GetFrom(m); err != nil {
+	if v, ok := attribute(body, attrOtherAddress); !ok {
 		return FilteringUnknown, nil
+	} else if _, err := decodeAddress(v, nil, "OTHER-ADDRESS"); err != nil {
+		return FilteringUnknown, fmt.Errorf("stun: filtering test: %w", err)
 	}
 	if _, _, err := exchange(ctx, conn, server, changeIP|changePort, rto, tries); err == nil {
 		return EndpointIndependent, nil
@@ -80,16 +79,13 @@ func ProbeFiltering(ctx context.Context, conn *net.UDPConn, server netip.AddrPor
 var errNoReply = errors.New("no reply")
 
 // exchange sends a Binding request (with CHANGE-REQUEST flags when change
-// is not 0) to server and returns the matching reply, from wherever it
-// comes: a changed request is answered from another address.
-func exchange(ctx context.Context, conn *net.UDPConn, server netip.AddrPort, change byte, rto time.Duration, tries int) (*pion.Message, netip.AddrPort, error) {
-	setters := []pion.Setter{pion.TransactionID, pion.BindingRequest}
-	if change != 0 {
-		setters = append(setters, pion.RawAttribute{Type: pion.AttrChangeRequest, Value: []byte{0, 0, 0, change}})
-	}
-	req, err := pion.Build(setters...)
+// is not 0) to server and returns the body of the matching success
+// response, from wherever it comes: a changed request is answered from
+// another address.
+func exchange(ctx context.Context, conn *net.UDPConn, server netip.AddrPort, change byte, rto time.Duration, tries int) ([]byte, netip.AddrPort, error) {
+	req, tid, err := newRequest(change)
 	if err != nil {
-		return nil, netip.AddrPort{}, fmt.Errorf("building request: %w", err)
+		return nil, netip.AddrPort{}, err
 	}
 	w := watch(ctx, conn)
 	defer w.release()
@@ -98,7 +94,7 @@ func exchange(ctx context.Context, conn *net.UDPConn, server netip.AddrPort, cha
 		if err := w.set(time.Now().Add(rto)); err != nil {
 			return nil, netip.AddrPort{}, err
 		}
-		if _, err := conn.WriteToUDPAddrPort(req.Raw, server); err != nil {
+		if _, err := conn.WriteToUDPAddrPort(req, server); err != nil {
 			return nil, netip.AddrPort{}, w.ioError("UDP: sending request", err)
 		}
 		for {
@@ -109,17 +105,13 @@ func exchange(ctx context.Context, conn *net.UDPConn, server netip.AddrPort, cha
 				}
 				return nil, netip.AddrPort{}, w.ioError("UDP: reading response", err)
 			}
-			if _, err := ParseResponse(buf[:n], req.TransactionID); err != nil {
+			if _, err := ParseResponse(buf[:n], tid); err != nil {
 				if notForUs(buf[:n], err) {
 					continue
 				}
 				return nil, netip.AddrPort{}, err
 			}
-			m := &pion.Message{Raw: append([]byte(nil), buf[:n]...)}
-			if err := m.Decode(); err != nil {
-				return nil, netip.AddrPort{}, err
-			}
-			return m, from, nil
+			return buf[headerSize:n], from, nil
 		}
 	}
 	return nil, netip.AddrPort{}, errNoReply

@@ -15,26 +15,7 @@ import (
 // ParseResponse: it must not panic, and an address (or an error response)
 // may only come from a well-framed response carrying the given id.
 func FuzzParseResponse(f *testing.F) {
-	mapped4in6 := netip.MustParseAddr("::ffff:198.51.100.9").As16()
-	ok := build(pion.BindingSuccess, testTID, xorAddr(v4Addr))
-	seeds := [][]byte{
-		ok,
-		build(pion.BindingSuccess, testTID, xorAddr(v6Addr)),
-		build(pion.BindingSuccess, testTID, mappedAddr(v4Addr)),
-		build(pion.BindingSuccess, testTID, mappedAddr(v6Addr)),
-		build(pion.BindingSuccess, testTID, rawAttr(pion.AttrXORMappedAddress, xorValue(2, mapped4in6[:], 5000, testTID))),
-		build(pion.BindingSuccess, testTID, pion.NewSoftware("Coturn-4.6"), mappedAddr(v4Addr), xorAddr(v4Addr), pion.Fingerprint),
-		build(pion.BindingError, testTID, pion.ErrorCodeAttribute{Code: 420, Reason: []byte("Unknown Attribute")}),
-		build(pion.BindingError, testTID),
-		build(pion.BindingRequest, testTID),
-		build(pion.BindingSuccess, otherTID, xorAddr(v4Addr)),
-		build(pion.BindingSuccess, testTID, pion.NewSoftware("no address")),
-		patch(ok, func(b []byte) []byte { binary.BigEndian.PutUint16(b[headerSize+2:], 0xFFFF); return b }),
-		patch(ok, func(b []byte) []byte { return setLen(b, 0xFFFC) }),
-		ok[:headerSize-1],
-		nil,
-	}
-	for _, s := range seeds {
+	for _, s := range parseSeeds() {
 		f.Add(s, testTID[:])
 	}
 	f.Fuzz(func(t *testing.T, raw, tidBytes []byte) {
@@ -80,4 +61,31 @@ func FuzzParseResponse(f *testing.F) {
 			t.Fatalf("bad address %v accepted", addr)
 		}
 	})
+}
+
+// parseSeeds are the fuzz tests' starting points: good replies of every
+// shape, error responses, strays, and broken framing.
+func parseSeeds() [][]byte {
+	mapped4in6 := netip.MustParseAddr("::ffff:198.51.100.9").As16()
+	ok := build(pion.BindingSuccess, testTID, xorAddr(v4Addr))
+	return [][]byte{
+		ok,
+		build(pion.BindingSuccess, testTID, xorAddr(v6Addr)),
+		build(pion.BindingSuccess, testTID, mappedAddr(v4Addr)),
+		build(pion.BindingSuccess, testTID, mappedAddr(v6Addr)),
+		build(pion.BindingSuccess, testTID, rawAttr(pion.AttrXORMappedAddress, xorValue(2, mapped4in6[:], 5000, testTID))),
+		build(pion.BindingSuccess, testTID, pion.NewSoftware("Coturn-4.6"), mappedAddr(v4Addr), xorAddr(v4Addr), pion.Fingerprint),
+		build(pion.BindingError, testTID, pion.ErrorCodeAttribute{Code: 420, Reason: []byte("Unknown Attribute")}),
+		build(pion.BindingError, testTID),
+		build(pion.BindingError, testTID, rawAttr(pion.AttrErrorCode, []byte{0, 0, 4})),
+		build(pion.BindingSuccess, testTID, rawAttr(0x8020, xorValue(1, v4Addr.Addr().AsSlice(), v4Addr.Port(), testTID))),
+		build(pion.BindingSuccess, testTID, rawAttr(0x8020, xorValue(1, v4Addr.Addr().AsSlice(), 1, testTID)), xorAddr(v6Addr)),
+		build(pion.BindingRequest, testTID),
+		build(pion.BindingSuccess, otherTID, xorAddr(v4Addr)),
+		build(pion.BindingSuccess, testTID, pion.NewSoftware("no address")),
+		patch(ok, func(b []byte) []byte { binary.BigEndian.PutUint16(b[headerSize+2:], 0xFFFF); return b }),
+		patch(ok, func(b []byte) []byte { return setLen(b, 0xFFFC) }),
+		ok[:headerSize-1],
+		nil,
+	}
 }

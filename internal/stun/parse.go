@@ -6,8 +6,10 @@
 // well formed and small. Nothing a hostile server sends can make it panic,
 // block past the caller's context, or allocate more than maxBodySize.
 //
-// Message building and attribute decoding use github.com/pion/stun/v3; the
-// framing and sanity checks that pion leaves lax are done here.
+// The codec is our own, small and strict: natmap needs one request shape
+// and three attributes. github.com/pion/stun/v3 is the reference it is
+// tested and fuzzed against; linking pion would pull in crypto/tls and
+// pion/dtls, a quarter of the binary on a router (see the README).
 package stun
 
 import (
@@ -15,8 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-
-	pion "github.com/pion/stun/v3"
 )
 
 const (
@@ -108,17 +108,14 @@ func ParseResponse(raw []byte, tid [12]byte) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("%w: body is %d bytes, header says %d", ErrLengthMismatch, got, bodyLen)
 	}
 
-	// pion decodes in place: Raw is only read, and nothing of m outlives
-	// this call, so no copy of raw is needed. Room for a typical reply's
-	// handful of attributes saves regrowing the slice.
-	m := pion.Message{Raw: raw, Attributes: make(pion.Attributes, 0, 8)}
-	if err := m.Decode(); err != nil {
-		return netip.AddrPort{}, fmt.Errorf("%w: %w", ErrBadAttribute, err)
+	body := raw[headerSize:]
+	if err := checkAttributes(body); err != nil {
+		return netip.AddrPort{}, err
 	}
-	if m.Type.Class == pion.ClassErrorResponse {
-		return netip.AddrPort{}, responseError(&m)
+	if classOf(binary.BigEndian.Uint16(raw[0:2])) == classErrorResponse {
+		return netip.AddrPort{}, responseError(body)
 	}
-	return mappedAddress(&m)
+	return mappedAddress(body, tid)
 }
 
 // checkHeader validates a 20-byte header and returns the body length it
@@ -135,15 +132,13 @@ func checkHeader(h []byte, tid [12]byte) (int, error) {
 	if [12]byte(h[8:20]) != tid {
 		return 0, fmt.Errorf("%w: got %x, want %x", ErrTransactionMismatch, h[8:20], tid)
 	}
-	var t pion.MessageType
-	t.ReadValue(typ)
-	switch t.Class {
-	case pion.ClassSuccessResponse, pion.ClassErrorResponse:
+	switch c := classOf(typ); c {
+	case classSuccessResponse, classErrorResponse:
 	default:
-		return 0, fmt.Errorf("%w: type %#04x is a %v", ErrNotResponse, typ, t.Class)
+		return 0, fmt.Errorf("%w: type %#04x is a %v", ErrNotResponse, typ, c)
 	}
-	if t.Method != pion.MethodBinding {
-		return 0, fmt.Errorf("%w: method %#03x", ErrWrongMethod, uint16(t.Method))
+	if m := methodOf(typ); m != methodBinding {
+		return 0, fmt.Errorf("%w: method %#03x", ErrWrongMethod, m)
 	}
 	n := int(binary.BigEndian.Uint16(h[2:4]))
 	if n > maxBodySize {
@@ -155,51 +150,39 @@ func checkHeader(h []byte, tid [12]byte) (int, error) {
 	return n, nil
 }
 
-func responseError(m *pion.Message) error {
-	var ec pion.ErrorCodeAttribute
-	if err := ec.GetFrom(m); err != nil {
+func responseError(body []byte) error {
+	v, ok := attribute(body, attrErrorCode)
+	if !ok || len(v) < 4 {
 		return &ResponseError{}
 	}
-	reason := ec.Reason
+	// Class in the low 3 bits of byte 2, number in byte 3 (RFC 8489 14.8).
+	code := int(v[2]&0x7)*100 + int(v[3])
+	reason := v[4:]
 	if len(reason) > maxReasonSize {
 		reason = reason[:maxReasonSize]
 	}
-	return &ResponseError{Code: int(ec.Code), Reason: string(reason)}
+	return &ResponseError{Code: code, Reason: string(reason)}
 }
 
 // mappedAddress returns XOR-MAPPED-ADDRESS, or MAPPED-ADDRESS if the former
 // is absent. A malformed XOR-MAPPED-ADDRESS is an error, not a reason to
 // fall back: RFC 8489 says to use it when present.
-func mappedAddress(m *pion.Message) (netip.AddrPort, error) {
-	if v, err := m.Get(pion.AttrXORMappedAddress); err == nil {
-		if err := checkAddrValue(v, "XOR-MAPPED-ADDRESS"); err != nil {
-			return netip.AddrPort{}, err
-		}
-		var a pion.XORMappedAddress
-		if err := a.GetFrom(m); err != nil {
-			return netip.AddrPort{}, fmt.Errorf("%w: XOR-MAPPED-ADDRESS: %w", ErrBadAddress, err)
-		}
-		return toAddrPort(a.IP, a.Port, "XOR-MAPPED-ADDRESS")
+func mappedAddress(body []byte, tid [12]byte) (netip.AddrPort, error) {
+	if v, ok := attribute(body, attrXORMappedAddress); ok {
+		return decodeAddress(v, &tid, "XOR-MAPPED-ADDRESS")
 	}
-	if v, err := m.Get(pion.AttrMappedAddress); err == nil {
-		if err := checkAddrValue(v, "MAPPED-ADDRESS"); err != nil {
-			return netip.AddrPort{}, err
-		}
-		var a pion.MappedAddress
-		if err := a.GetFrom(m); err != nil {
-			return netip.AddrPort{}, fmt.Errorf("%w: MAPPED-ADDRESS: %w", ErrBadAddress, err)
-		}
-		return toAddrPort(a.IP, a.Port, "MAPPED-ADDRESS")
+	if v, ok := attribute(body, attrMappedAddress); ok {
+		return decodeAddress(v, nil, "MAPPED-ADDRESS")
 	}
 	return netip.AddrPort{}, ErrNoAddress
 }
 
-// checkAddrValue insists on the exact value length for the family. pion
-// only rejects values that are too long: a short IPv6 value would come back
-// zero-padded, and MAPPED-ADDRESS ignores extra bytes.
-func checkAddrValue(v []byte, name string) error {
+// decodeAddress decodes a (XOR-)MAPPED-ADDRESS value, which must have the
+// exact length for its family; tid is nil for the plain, unXORed form. An
+// IPv4-mapped IPv6 address is unmapped so callers compare like with like.
+func decodeAddress(v []byte, tid *[12]byte, name string) (netip.AddrPort, error) {
 	if len(v) < 4 {
-		return fmt.Errorf("%w: %s: value of %d bytes", ErrBadAddress, name, len(v))
+		return netip.AddrPort{}, fmt.Errorf("%w: %s: value of %d bytes", ErrBadAddress, name, len(v))
 	}
 	want := 0
 	switch family := binary.BigEndian.Uint16(v[0:2]); family {
@@ -208,22 +191,29 @@ func checkAddrValue(v []byte, name string) error {
 	case 2:
 		want = 4 + 16
 	default:
-		return fmt.Errorf("%w: %s: family %d", ErrBadAddress, name, family)
+		return netip.AddrPort{}, fmt.Errorf("%w: %s: family %d", ErrBadAddress, name, family)
 	}
 	if len(v) != want {
-		return fmt.Errorf("%w: %s: value of %d bytes, family needs %d", ErrBadAddress, name, len(v), want)
+		return netip.AddrPort{}, fmt.Errorf("%w: %s: value of %d bytes, family needs %d", ErrBadAddress, name, len(v), want)
 	}
-	return nil
-}
-
-func toAddrPort(ip []byte, port int, name string) (netip.AddrPort, error) {
-	addr, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("%w: %s: %d-byte address", ErrBadAddress, name, len(ip))
+	port := binary.BigEndian.Uint16(v[2:4])
+	var ip [16]byte
+	n := copy(ip[:], v[4:])
+	if tid != nil {
+		// RFC 8489 14.2: the port is XORed with the cookie's top half, the
+		// address with the cookie followed by the transaction id.
+		var key [16]byte
+		binary.BigEndian.PutUint32(key[0:4], magic)
+		copy(key[4:], tid[:])
+		port ^= magic >> 16
+		for i := range n {
+			ip[i] ^= key[i]
+		}
 	}
+	addr, _ := netip.AddrFromSlice(ip[:n])
 	addr = addr.Unmap()
 	if addr.IsUnspecified() || port == 0 {
 		return netip.AddrPort{}, fmt.Errorf("%w: %s: %v port %d cannot be a mapping", ErrBadAddress, name, addr, port)
 	}
-	return netip.AddrPortFrom(addr, uint16(port)), nil
+	return netip.AddrPortFrom(addr, port), nil
 }

@@ -1,6 +1,7 @@
 package stun
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -192,20 +193,48 @@ func TestResponseErrorReasonIsCapped(t *testing.T) {
 	}
 }
 
+// TestNewRequest checks our requests with pion's decoder: a bare Binding
+// request, or one with exactly one CHANGE-REQUEST carrying the flags.
 func TestNewRequest(t *testing.T) {
-	raw, tid, err := newRequest()
-	if err != nil {
-		t.Fatal(err)
+	for _, change := range []byte{0, changePort, changeIP | changePort} {
+		raw, tid, err := newRequest(change)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m pion.Message
+		if err := pion.Decode(raw, &m); err != nil {
+			t.Fatalf("change %#x: pion cannot decode %x: %v", change, raw, err)
+		}
+		if m.Type != pion.BindingRequest || m.TransactionID != tid {
+			t.Fatalf("request %x: type %v tid %x, want Binding request with tid %x", raw, m.Type, m.TransactionID, tid)
+		}
+		v, err := m.Get(pion.AttrChangeRequest)
+		switch {
+		case change == 0 && (len(raw) != headerSize || len(m.Attributes) != 0):
+			t.Fatalf("bare request %x has attributes", raw)
+		case change != 0 && (err != nil || len(m.Attributes) != 1 || !bytes.Equal(v, []byte{0, 0, 0, change})):
+			t.Fatalf("request %x: CHANGE-REQUEST %x (%v), want flags %#x alone", raw, v, err, change)
+		}
+		if _, tid2, _ := newRequest(change); tid2 == tid {
+			t.Fatal("two requests share a transaction id")
+		}
 	}
-	var m pion.Message
-	if err := pion.Decode(raw, &m); err != nil {
-		t.Fatal(err)
+}
+
+func TestMessageType(t *testing.T) {
+	for _, typ := range []pion.MessageType{pion.BindingRequest, pion.BindingSuccess, pion.BindingError,
+		pion.NewType(pion.MethodRefresh, pion.ClassIndication), pion.NewType(pion.Method(0xFFF), pion.ClassErrorResponse)} {
+		v := typ.Value()
+		if c, m := classOf(v), methodOf(v); uint16(c) != uint16(typ.Class) || m != uint16(typ.Method) {
+			t.Errorf("type %#04x: class %v method %#x, pion says %v %#x", v, c, m, typ.Class, uint16(typ.Method))
+		}
 	}
-	if len(raw) != headerSize || m.Type != pion.BindingRequest || m.TransactionID != tid {
-		t.Fatalf("request %x: type %v tid %x, want bare Binding request with tid %x", raw, m.Type, m.TransactionID, tid)
-	}
-	if _, tid2, _ := newRequest(); tid2 == tid {
-		t.Fatal("two requests share a transaction id")
+	for v := range uint16(0x4000) {
+		var typ pion.MessageType
+		typ.ReadValue(v)
+		if uint16(classOf(v)) != uint16(typ.Class) || methodOf(v) != uint16(typ.Method) {
+			t.Fatalf("type %#04x: class %v method %#x, pion says %v %#x", v, classOf(v), methodOf(v), typ.Class, uint16(typ.Method))
+		}
 	}
 }
 
