@@ -126,11 +126,13 @@ type iperfResult struct {
 	bps   float64 // throughput the receiver saw, bits per second
 	bytes float64 // what the receiver got
 	cpu   float64 // CPU seconds the benchmark spent meanwhile (both iperf3s, the NAT, natmap)
+	proc  float64 // CPU seconds of the process pid (the relay) meanwhile
 }
 
 // iperf runs an iperf3 client from the outside client address for secs
-// seconds to addr (upload: client -> lan; reverse: lan -> client).
-func iperf(t testing.TB, l *lab.Lab, addr netip.AddrPort, secs int, reverse bool) iperfResult {
+// seconds to addr (upload: client -> lan; reverse: lan -> client). pid,
+// if not 0, is a process (the relay) whose own CPU time is measured too.
+func iperf(t testing.TB, l *lab.Lab, addr netip.AddrPort, secs int, reverse bool, pid int) iperfResult {
 	t.Helper()
 	args := []string{"-c", addr.Addr().String(), "-p", strconv.Itoa(int(addr.Port())),
 		"-B", l.ClientAddr.String(), "-t", strconv.Itoa(secs), "-J"}
@@ -138,7 +140,7 @@ func iperf(t testing.TB, l *lab.Lab, addr netip.AddrPort, secs int, reverse bool
 		args = append(args, "-R")
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		res, out, err := iperfOnce(l, secs, args)
+		res, out, err := iperfOnce(l, secs, args, pid)
 		// Right after a test the server may still be winding it down and
 		// turns the next client away: a moment later it takes it.
 		if err != nil && strings.Contains(err.Error(), "server is busy") && time.Now().Before(deadline) {
@@ -152,7 +154,7 @@ func iperf(t testing.TB, l *lab.Lab, addr netip.AddrPort, secs int, reverse bool
 	}
 }
 
-func iperfOnce(l *lab.Lab, secs int, args []string) (iperfResult, string, error) {
+func iperfOnce(l *lab.Lab, secs int, args []string, pid int) (iperfResult, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+15)*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "iperf3", args...)
@@ -163,7 +165,8 @@ func iperfOnce(l *lab.Lab, secs int, args []string) (iperfResult, string, error)
 	if err == nil {
 		err = cmd.Wait()
 	}
-	used := sampleCPU().oursSince(cpu)
+	after := sampleCPU()
+	used, proc := after.oursSince(cpu), after.pidSince(cpu, pid)
 	var res struct {
 		Error string
 		End   struct {
@@ -185,7 +188,7 @@ func iperfOnce(l *lab.Lab, secs int, args []string) (iperfResult, string, error)
 		return iperfResult{}, out.String(), errors.New("no throughput in the report")
 	}
 	r := res.End.SumReceived
-	return iperfResult{bps: r.BitsPerSecond, bytes: r.Bytes, cpu: used}, out.String(), nil
+	return iperfResult{bps: r.BitsPerSecond, bytes: r.Bytes, cpu: used, proc: proc}, out.String(), nil
 }
 
 func tailOf(s string, n int) string {
@@ -599,6 +602,17 @@ func (s cpuSample) oursSince(before cpuSample) float64 {
 	}
 	ticks += float64(s.irq - before.irq)
 	return max(ticks, 0) / clockTicks
+}
+
+// pidSince returns the CPU seconds process pid used since before.
+func (s cpuSample) pidSince(before cpuSample, pid int) float64 {
+	var ticks float64
+	for k, t := range s.procs {
+		if k[0] == uint64(pid) {
+			ticks += float64(t.ticks) - float64(before.procs[k].ticks)
+		}
+	}
+	return ticks / clockTicks
 }
 
 // otherSince returns the CPU seconds everything else used since before.

@@ -59,9 +59,15 @@ func (e *Engine) startForward(ctx context.Context, local netip.AddrPort) (*forwa
 		return f, nil
 	}
 	ctx, f.stop = context.WithCancel(ctx)
-	lc := net.ListenConfig{Control: sockopt.Options{
-		Device: e.cfg.Device, Mark: e.cfg.Mark, Congestion: e.cfg.Congestion,
-	}.Control}
+	lc := net.ListenConfig{
+		Control: sockopt.Options{
+			Device: e.cfg.Device, Mark: e.cfg.Mark, Congestion: e.cfg.Congestion,
+		}.Control,
+		// No TCP keep-alive on relayed connections, as in the C natmap: the
+		// idle timeout (-T) ends dead ones, and Go's default costs four
+		// setsockopt calls per socket.
+		KeepAlive: -1,
+	}
 	addr := e.localAddr(local).String()
 
 	if e.cfg.UDP {
@@ -119,7 +125,7 @@ func (e *Engine) targetPort() uint16 {
 // The target is usually on the LAN: its sockets get no interface or mark
 // (as in the C natmap), which are meant for the path to the internet.
 func (e *Engine) dialTargetTCP(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
+	d := net.Dialer{KeepAlive: -1} // as on the client side (startForward)
 	return d.DialContext(ctx, "tcp", net.JoinHostPort(e.cfg.ForwardTarget, strconv.Itoa(int(e.targetPort()))))
 }
 

@@ -56,6 +56,8 @@ type tcpRun struct {
 	dialLog   rateLog
 	acceptLog rateLog
 
+	pipes pipes // for splice, shared by the connections
+
 	mu     sync.Mutex
 	conns  map[*tcpConn]struct{}
 	closed bool // Serve is ending: refuse new connections
@@ -95,6 +97,7 @@ func (r *TCP) Serve(ctx context.Context) error {
 	cancel()
 	s.abortAll()
 	wg.Wait()
+	s.pipes.close()
 	return err
 }
 
@@ -154,7 +157,7 @@ func (s *tcpRun) handle(ctx context.Context, client *net.TCPConn, dialed chan st
 		return
 	}
 
-	c := newTCPConn(client, target, &s.stats.BytesUp, &s.stats.BytesDown)
+	c := newTCPConn(client, target, &s.pipes, &s.stats.BytesUp, &s.stats.BytesDown)
 	if !s.add(c) {
 		c.abort()
 		return
@@ -283,6 +286,7 @@ func (s *tcpRun) sweep() time.Duration {
 type tcpConn struct {
 	client     *net.TCPConn
 	target     net.Conn
+	pipes      *pipes
 	start      time.Time
 	closeOnce  sync.Once
 	idleClosed atomic.Bool
@@ -301,8 +305,8 @@ type flow struct {
 	done  bool          // the copy ended: n is exact
 }
 
-func newTCPConn(client *net.TCPConn, target net.Conn, up, down *atomic.Int64) *tcpConn {
-	c := &tcpConn{client: client, target: target, start: time.Now()}
+func newTCPConn(client *net.TCPConn, target net.Conn, pipes *pipes, up, down *atomic.Int64) *tcpConn {
+	c := &tcpConn{client: client, target: target, pipes: pipes, start: time.Now()}
 	c.up.total, c.down.total = up, down
 	// Up's bytes are sent by the target socket, down's by the client's.
 	if ti, err := tcpInfo(target); err == nil {
@@ -329,10 +333,9 @@ func (c *tcpConn) relay() error {
 	return err
 }
 
-// copy relays src to dst. dst and src are *net.TCPConn, so io.Copy becomes
-// dst.ReadFrom(src), which splices.
+// copy relays src to dst.
 func (c *tcpConn) copy(dst, src net.Conn, f *flow) error {
-	n, err := io.Copy(dst, src)
+	n, err := c.move(dst, src)
 	c.finish(f, n)
 	if err == nil {
 		err = closeWrite(dst)
@@ -342,6 +345,21 @@ func (c *tcpConn) copy(dst, src net.Conn, f *flow) error {
 		return err
 	}
 	return nil
+}
+
+// move relays src to dst until src's EOF: by splice(2), or through user
+// space when dst or src is not a socket or no pipe can be had.
+func (c *tcpConn) move(dst, src net.Conn) (int64, error) {
+	d, s, ok := rawConns(dst, src)
+	if !ok {
+		return io.Copy(dst, src)
+	}
+	n, err := c.pipes.splice(d, s)
+	if errors.Is(err, errNoPipe) {
+		m, err := io.Copy(dst, src)
+		return n + m, err
+	}
+	return n, err
 }
 
 func closeWrite(c net.Conn) error {

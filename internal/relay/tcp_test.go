@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -278,4 +279,65 @@ func TestTCPServeEndClosesEverything(t *testing.T) {
 		}
 	}()
 	checkNoLeaks(t, goroutines, fds)
+}
+
+// pipeCount is how many pipe fds this process has open.
+func pipeCount(t testing.TB) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range es {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "pipe:") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestTCPIdleConnectionsHoldNoPipes: a direction holds a splice pipe only
+// while bytes are in flight, so many idle relayed connections cost their
+// sockets alone, and the relay keeps few spare pipes.
+func TestTCPIdleConnectionsHoldNoPipes(t *testing.T) {
+	// An echo through user space: io.Copy would splice with pipes of its own.
+	target := newServer(t, func(c net.Conn) {
+		buf := make([]byte, 512)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			c.Write(buf[:n])
+		}
+	})
+	r := &TCP{Dial: dialTCP(target.addr())}
+	addr, stop := startTCP(t, r)
+	before := pipeCount(t)
+
+	const conns = 3 * maxIdlePipes
+	var cs []*net.TCPConn
+	for range conns {
+		c := dial(t, addr)
+		cs = append(cs, c)
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range cs {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 3*time.Second, "relay holds too many pipes", func() bool {
+		return pipeCount(t)-before <= 2*maxIdlePipes // two fds a pipe
+	})
+	if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	if n := pipeCount(t) - before; n > 0 {
+		t.Errorf("%d pipe fds left open after Serve returned", n)
+	}
 }
