@@ -358,14 +358,14 @@ func serveEcho(t testing.TB, l *lab.Lab, ns, addr string) net.Listener {
 
 const holdEnv = "NATMAP_E2E_HOLD_PORT"
 
-// holdPortAs starts a process in the lan namespace that, as uid, listens on
-// port with SO_REUSEPORT: a socket natmap (root) cannot share, because
-// SO_REUSEPORT shares ports only between sockets of one user.
-func holdPortAs(t testing.TB, l *lab.Lab, port uint16, uid int) {
+// holdPortAs starts a process in the lan namespace that, as uid, listens
+// on addr (with SO_REUSEPORT or not) and greets every client, like a
+// service of another user than natmap's; it returns the greeting.
+func holdPortAs(t testing.TB, l *lab.Lab, addr string, uid int, reusePort bool) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := l.Command(ctx, l.LAN, os.Args[0])
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d:%d", holdEnv, port, uid))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %t", holdEnv, addr, uid, reusePort))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -378,26 +378,41 @@ func holdPortAs(t testing.TB, l *lab.Lab, port uint16, uid int) {
 	if err != nil || line != "ready\n" {
 		t.Fatalf("port holder: %q %v", line, err)
 	}
+	return holdGreeting(uid)
 }
 
+func holdGreeting(uid int) string { return fmt.Sprintf("hello from uid %d\n", uid) }
+
 func holdPort(spec string) {
-	var port, uid int
-	fmt.Sscanf(spec, "%d:%d", &port, &uid)
+	var addr string
+	var uid int
+	var reusePort bool
+	fmt.Sscanf(spec, "%s %d %t", &addr, &uid, &reusePort)
 	if err := syscall.Setuid(uid); err != nil {
 		fmt.Println("setuid:", err)
 		os.Exit(1)
 	}
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) {
-			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
-		})
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+	var lc net.ListenConfig
+	if reusePort {
+		lc.Control = func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) {
+				syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+			})
+		}
+	}
+	ln, err := lc.Listen(context.Background(), "tcp4", addr)
 	if err != nil {
 		fmt.Println("listen:", err)
 		os.Exit(1)
 	}
 	defer ln.Close()
 	fmt.Println("ready")
-	time.Sleep(time.Hour) // until the test kills it
+	for { // until the test kills it
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.WriteString(c, holdGreeting(uid))
+		c.Close()
+	}
 }

@@ -192,6 +192,48 @@ func TestPortTakeover(t *testing.T) {
 	mustReach(t, l, n.Public(), greeting)
 }
 
+// A service of another user (nobody) without SO_REUSEPORT: natmap, as
+// root, turns SO_REUSEPORT on in its socket and gives its own sockets on the
+// port the service's uid, which the kernel requires to share the port. The
+// service's socket keeps its owner.
+func TestPortTakeoverOtherUser(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	const port, nobody = 40028, 65534
+	greeting := holdPortAs(t, l, fmt.Sprintf("0.0.0.0:%d", port), nobody, false)
+	nm := startNatmap(t, l, bindArgs(l, port)...)
+	n := nm.waitNotification(1, 15*time.Second)
+	nm.waitLog("enabled SO_REUSEPORT on the service holding the port", time.Second)
+	nm.waitLog("natmap's sockets on the port take the uid of the service's socket", time.Second)
+	if n.PrivatePort != strconv.Itoa(port) {
+		t.Fatalf("script got %+v", n)
+	}
+	mustReach(t, l, n.Public(), greeting)
+
+	// The service's listener and natmap's connections from the port (the
+	// keep-alive at least) all belong to nobody.
+	out, err := l.Command(context.Background(), l.LAN, "cat", "/proc/net/tcp").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]int{}
+	for _, line := range strings.Split(string(out), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 8 || !strings.HasSuffix(f[1], fmt.Sprintf(":%04X", port)) {
+			continue
+		}
+		if st := f[3]; st == "0A" || st == "01" { // LISTEN, ESTABLISHED
+			if f[7] != strconv.Itoa(nobody) {
+				t.Errorf("socket on port %d of uid %s, want %d: %s", port, f[7], nobody, line)
+			}
+			states[st]++
+		}
+	}
+	if states["0A"] != 1 || states["01"] == 0 {
+		t.Fatalf("sockets on port %d: %v, want the listener and natmap's keep-alive:\n%s", port, states, out)
+	}
+}
+
 func serveNoReuse(t *testing.T, l *lab.Lab, port uint16) string {
 	ln, err := l.Listen(l.LAN, "tcp4", fmt.Sprintf("0.0.0.0:%d", port), false)
 	if err != nil {
@@ -200,18 +242,21 @@ func serveNoReuse(t *testing.T, l *lab.Lab, port uint16) string {
 	return greet(t, ln, "service without SO_REUSEPORT\n")
 }
 
-// A port of a range that cannot be bound (held by another user's socket,
-// which SO_REUSEPORT cannot share) is skipped for the next one.
+// A port of a range that cannot be bound is skipped for the next one. Here
+// sockets of two users hold it (on two addresses): SO_REUSEPORT shares a
+// port only between sockets of one user, and natmap's can have one uid.
 func TestPortRangeSkipsBusyPort(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.FullConePreserve)
-	holdPortAs(t, l, 40020, 65534)
+	holdPortAs(t, l, "127.0.0.1:40020", 65534, true)
+	holdPortAs(t, l, l.LANAddr.String()+":40020", 65533, true)
 	nm := startNatmap(t, l, bindArgs(l, 0, "-b", "40020-40022")...)
 	n := nm.waitNotification(1, 15*time.Second)
 	if n.PrivatePort != "40021" {
 		t.Fatalf("script got %+v, want port 40021", n)
 	}
 	nm.waitLog("port is in use and cannot be shared", time.Second)
+	nm.waitLog("natmap's socket cannot share it with both", time.Second)
 }
 
 // -f marks every natmap socket; -i binds them to the interface. nftables

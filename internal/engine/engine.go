@@ -52,6 +52,7 @@ type Engine struct {
 	status   Status
 	notified notify.Mapping // last mapping handed to notify
 	stunPref int            // STUN server that answered last; tried first
+	owner    portOwner      // the uid of natmap's sockets on the bind port, after a takeover
 
 	relayStats relay.Stats // forward mode, over every session
 

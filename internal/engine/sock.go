@@ -15,15 +15,18 @@ import (
 // port over (see takeOver) and tries once more: services such as iperf3
 // re-open their socket, so this can be needed at any connect.
 func (e *Engine) dial(ctx context.Context, local netip.AddrPort, srv config.HostPort, timeout time.Duration) (net.Conn, error) {
-	d := net.Dialer{
-		LocalAddr: e.localAddr(local),
-		Control:   e.sock.Control,
-		Timeout:   timeout,
-		KeepAlive: -1, // the application keep-alive is the one that matters
+	dial := func() (net.Conn, error) {
+		d := net.Dialer{
+			LocalAddr: e.localAddr(local),
+			Control:   e.sockOpts(local.Port()).Control, // read again after a takeover
+			Timeout:   timeout,
+			KeepAlive: -1, // the application keep-alive is the one that matters
+		}
+		return d.DialContext(ctx, e.cfg.Network(), srv.String())
 	}
-	c, err := d.DialContext(ctx, e.cfg.Network(), srv.String())
+	c, err := dial()
 	if err != nil && e.takeOver(err, local.Port()) {
-		c, err = d.DialContext(ctx, e.cfg.Network(), srv.String())
+		c, err = dial()
 	}
 	return c, err
 }

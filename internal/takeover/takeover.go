@@ -5,10 +5,14 @@
 // with pidfd_getfd (Linux >= 5.6, root), and sets the option on the
 // duplicate: a duplicate is the same socket, so the service's socket changes.
 //
-// The kernel shares a port through SO_REUSEPORT only between sockets
-// created by one uid, so EnableReusePort refuses, with an error saying so,
-// a socket of another user than natmap's: the change would not let natmap's
-// bind through.
+// The kernel shares a port through SO_REUSEPORT only between sockets of one
+// uid (the socket's sk_uid). A service of another user than natmap's works
+// when natmap runs as root: EnableReusePort reports the service's uid, and
+// natmap gives its own sockets on the port that uid before binding them
+// (fchown on a socket sets its sk_uid: internal/sockopt, Options.Owner); the
+// service's socket keeps its owner. Without root, EnableReusePort refuses a
+// socket of another user, with an error saying why; and sockets of two users
+// on the port cannot be shared with one socket at all.
 package takeover
 
 import (
@@ -28,6 +32,16 @@ type Change struct {
 	PID  int    // the process holding the socket
 	Comm string // its name (/proc/PID/comm)
 	FD   int    // the socket's descriptor in that process
+	UID  uint32 // the socket's owner
+}
+
+// Result is what EnableReusePort changed, and what natmap's sockets need.
+type Result struct {
+	Changes []Change
+	// UID is the owner of the sockets that stand in the way of natmap's
+	// bind, natmap's euid when none does: natmap's sockets on the port
+	// must have this uid to share it.
+	UID uint32
 }
 
 // ErrNoOwner is wrapped by the error when no socket is on the port, or no
@@ -71,19 +85,25 @@ type candidate struct {
 // IPv6 sockets on [::] (a Go service's ":port"), which hold the IPv4 port
 // too. tcp6 and udp6 assume natmap's socket is IPv6-only, as Go makes it.
 //
-// Sockets that already have SO_REUSEPORT are left alone and not reported:
-// an empty result with a nil error means nothing needed changing. On error,
-// the changes made before it are returned too, for the log.
-func EnableReusePort(network string, port uint16) ([]Change, error) {
+// Sockets of another uid than natmap's are changed only when natmap runs
+// as root, and natmap's sockets on the port must then have their uid,
+// Result.UID, to share it. Sockets that already have SO_REUSEPORT are left
+// alone and not reported in Changes: no change and a nil error means
+// nothing needed changing, though natmap's sockets may still need
+// Result.UID. On error, the changes made before it are returned too, for
+// the log.
+func EnableReusePort(network string, port uint16) (Result, error) {
+	euid := uint32(os.Geteuid())
+	res := Result{UID: euid}
 	tables, err := tablesFor(network)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	var cands []candidate
 	for _, tb := range tables {
 		found, err := findSockets(tb, port)
 		if err != nil {
-			return nil, err
+			return res, err
 		}
 		cands = append(cands, found...)
 	}
@@ -92,7 +112,7 @@ func EnableReusePort(network string, port uint16) ([]Change, error) {
 		what = "socket listening on"
 	}
 	if len(cands) == 0 {
-		return nil, fmt.Errorf("takeover: no %s %s port %d in this network namespace: %w", network, what, port, ErrNoOwner)
+		return res, fmt.Errorf("takeover: no %s %s port %d in this network namespace: %w", network, what, port, ErrNoOwner)
 	}
 
 	inodes := make(map[uint64]bool)
@@ -101,11 +121,10 @@ func EnableReusePort(network string, port uint16) ([]Change, error) {
 	}
 	owners, denied, err := findOwners(inodes)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	// Find every socket's owner before changing any: if one has none,
 	// natmap's bind fails anyway, so leave the service's sockets alone.
-	euid := uint32(os.Geteuid())
 	for _, c := range cands {
 		if len(owners[c.Inode]) > 0 {
 			continue
@@ -113,24 +132,63 @@ func EnableReusePort(network string, port uint16) ([]Change, error) {
 		// Root reads every /proc/PID/fd but may still be refused one of a
 		// process in the middle of exiting or exec: that is not the reason.
 		if denied > 0 && euid != 0 {
-			return nil, fmt.Errorf("takeover: %s port %d: %w for socket inode %d among the processes uid %d may inspect (/proc/PID/fd of %d others: %w): needs root",
+			return res, fmt.Errorf("takeover: %s port %d: %w for socket inode %d among the processes uid %d may inspect (/proc/PID/fd of %d others: %w): needs root",
 				network, port, ErrNoOwner, c.Inode, euid, denied, fs.ErrPermission)
 		}
-		return nil, fmt.Errorf("takeover: %s port %d: no process here holds socket inode %d (a kernel socket, or a process in another PID namespace): %w",
+		return res, fmt.Errorf("takeover: %s port %d: no process here holds socket inode %d (a kernel socket, or a process in another PID namespace): %w",
 			network, port, c.Inode, ErrNoOwner)
 	}
 
-	var changes []Change
-	for _, c := range cands {
-		ch, changed, err := enable(c, owners[c.Inode], euid)
-		if err != nil {
-			return changes, fmt.Errorf("takeover: %s port %d: %w", network, port, err)
+	// Likewise look at every socket before changing any: all that stand
+	// in the way must be shareable with one socket of natmap's.
+	var inWay []held
+	defer func() {
+		for _, h := range inWay {
+			unix.Close(h.dup)
 		}
-		if changed {
-			changes = append(changes, ch)
+	}()
+	for _, c := range cands {
+		h, blocks, err := inspect(c, owners[c.Inode])
+		if err != nil {
+			return res, fmt.Errorf("takeover: %s port %d: %w", network, port, err)
+		}
+		if blocks {
+			inWay = append(inWay, h)
+		} else {
+			unix.Close(h.dup)
 		}
 	}
-	return changes, nil
+	if len(inWay) == 0 {
+		return res, nil
+	}
+	uid := inWay[0].UID
+	for _, h := range inWay[1:] {
+		if h.UID != uid {
+			return res, fmt.Errorf("takeover: %s port %d: %s belongs to uid %d and %s to uid %d, but SO_REUSEPORT shares a port only between sockets of one user: natmap's socket cannot share it with both",
+				network, port, inWay[0], uid, h, h.UID)
+		}
+	}
+	// natmap's sockets take the service's uid through fchown, which needs
+	// root (CAP_CHOWN).
+	if uid != euid && euid != 0 {
+		hint := "run natmap as root"
+		if uid != 0 {
+			hint = fmt.Sprintf("run natmap as root (its sockets on the port then take uid %d) or as uid %d", uid, uid)
+		}
+		return res, fmt.Errorf("takeover: %s port %d: %s belongs to uid %d and natmap runs as uid %d, but SO_REUSEPORT shares a port only between sockets of one user: %s",
+			network, port, inWay[0], uid, euid, hint)
+	}
+	res.UID = uid
+	for _, h := range inWay {
+		if h.reusePort {
+			continue
+		}
+		if err := unix.SetsockoptInt(h.dup, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return res, fmt.Errorf("takeover: %s port %d: %s: set SO_REUSEPORT: %w", network, port, h, err)
+		}
+		res.Changes = append(res.Changes, Change{PID: h.pid, Comm: h.comm, FD: h.fd, UID: h.UID})
+	}
+	return res, nil
 }
 
 // findSockets returns the sockets of one table on port that can conflict
@@ -216,9 +274,22 @@ func scanFDs(pid int, inodes map[uint64]bool, owners map[uint64][]owner) error {
 	return nil
 }
 
-// enable turns SO_REUSEPORT on in socket c through the first of its owners
-// that still holds it. changed is false when the socket needs nothing.
-func enable(c candidate, owners []owner, euid uint32) (ch Change, changed bool, err error) {
+// held is a socket on the port, duplicated into natmap from one owner.
+type held struct {
+	candidate
+	owner
+	dup       int // natmap's duplicate of the socket
+	comm      string
+	reusePort bool
+}
+
+func (h held) String() string {
+	return fmt.Sprintf("the socket of %s (pid %d fd %d)", h.comm, h.pid, h.fd)
+}
+
+// inspect duplicates socket c through the first of its owners that still
+// holds it, and tells whether it stands in the way of natmap's bind.
+func inspect(c candidate, owners []owner) (h held, blocks bool, err error) {
 	var last error
 	for _, o := range owners {
 		fd, err := grab(o, c.Inode)
@@ -227,13 +298,17 @@ func enable(c candidate, owners []owner, euid uint32) (ch Change, changed bool, 
 			continue // exited or closed it meanwhile: another owner may still hold it
 		}
 		if err != nil {
-			return Change{}, false, err
+			return held{}, false, err
 		}
-		ch, changed, err := enableOn(fd, c, o, euid)
-		unix.Close(fd)
-		return ch, changed, err
+		h = held{candidate: c, owner: o, dup: fd, comm: comm(o.pid)}
+		blocks, h.reusePort, err = blocking(h)
+		if err != nil {
+			unix.Close(fd)
+			return held{}, false, err
+		}
+		return h, blocks, nil
 	}
-	return Change{}, false, fmt.Errorf("socket inode %d: %w: %w", c.Inode, ErrNoOwner, last)
+	return held{}, false, fmt.Errorf("socket inode %d: %w: %w", c.Inode, ErrNoOwner, last)
 }
 
 // errGone marks a process or descriptor that disappeared since /proc was read.
@@ -273,46 +348,32 @@ func pidfdError(op string, o owner, err error) error {
 	return fmt.Errorf("%s pid %d fd %d: %w", op, o.pid, o.fd, err)
 }
 
-// enableOn sets SO_REUSEPORT on fd, natmap's duplicate of socket c,
-// unless the socket does not stand in the way of natmap's bind.
-func enableOn(fd int, c candidate, o owner, euid uint32) (Change, bool, error) {
+// blocking tells whether socket h refuses natmap's bind unless it has
+// SO_REUSEPORT and natmap's socket its uid, and whether it has SO_REUSEPORT.
+func blocking(h held) (blocks, reusePort bool, err error) {
 	get := func(level, opt int, name string) (bool, error) {
-		v, err := unix.GetsockoptInt(fd, level, opt)
+		v, err := unix.GetsockoptInt(h.dup, level, opt)
 		if err != nil {
-			return false, fmt.Errorf("pid %d fd %d: get %s: %w", o.pid, o.fd, name, err)
+			return false, fmt.Errorf("%s: get %s: %w", h, name, err)
 		}
 		return v != 0, nil
 	}
-	if c.dual {
+	if h.dual {
 		v6only, err := get(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, "IPV6_V6ONLY")
 		if err != nil || v6only {
-			return Change{}, false, err // IPv6 only: does not hold the IPv4 port
+			return false, false, err // IPv6 only: does not hold the IPv4 port
 		}
 	}
-	if c.udp {
+	if h.udp {
 		// UDP sockets share a port when both have SO_REUSEADDR, whatever
 		// their users; natmap sets it.
 		reuseaddr, err := get(unix.SOL_SOCKET, unix.SO_REUSEADDR, "SO_REUSEADDR")
 		if err != nil || reuseaddr {
-			return Change{}, false, err
+			return false, false, err
 		}
 	}
-	ch := Change{PID: o.pid, Comm: comm(o.pid), FD: o.fd}
-	// The kernel shares a port through SO_REUSEPORT only between sockets
-	// created by one uid: turning it on in another user's socket would not
-	// let natmap's bind through, so say why instead of changing it.
-	if c.UID != euid {
-		return Change{}, false, fmt.Errorf("the socket of %s (pid %d fd %d) belongs to uid %d and natmap runs as uid %d, but SO_REUSEPORT shares a port only between sockets of one user: run natmap as uid %d",
-			ch.Comm, o.pid, o.fd, c.UID, euid, c.UID)
-	}
-	on, err := get(unix.SOL_SOCKET, unix.SO_REUSEPORT, "SO_REUSEPORT")
-	if err != nil || on {
-		return Change{}, false, err
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
-		return Change{}, false, fmt.Errorf("pid %d fd %d: set SO_REUSEPORT: %w", o.pid, o.fd, err)
-	}
-	return ch, true, nil
+	reusePort, err = get(unix.SOL_SOCKET, unix.SO_REUSEPORT, "SO_REUSEPORT")
+	return err == nil, reusePort, err
 }
 
 func comm(pid int) string {

@@ -2,6 +2,7 @@ package takeover
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -28,6 +29,8 @@ const (
 	envNet  = "TAKEOVER_TEST_NET"  // serve: tcp4, udp4, or tcp, udp (dual-stack [::]); lookup: EnableReusePort's network
 	envPort = "TAKEOVER_TEST_PORT" // lookup: the port
 	envUID  = "TAKEOVER_TEST_UID"  // both: "U" drops to uid and gid U first; "R,E,S" sets the real, effective and saved uids and gids
+	envLate = "TAKEOVER_TEST_LATE" // serve: drops to these uids (as envUID) once listening, as daemons that bind as root do
+	envAddr = "TAKEOVER_TEST_ADDR" // serve: the address to listen on, ":0" (any, a free port) unless set
 )
 
 const nobody = 65534
@@ -56,8 +59,8 @@ func child(role string) error {
 		if err != nil {
 			return err
 		}
-		changes, err := EnableReusePort(network, uint16(port))
-		fmt.Printf("changes=%v err=%v\n", changes, err)
+		res, err := EnableReusePort(network, uint16(port))
+		fmt.Printf("changes=%v uid=%d err=%v\n", res.Changes, res.UID, err)
 		return nil
 	}
 	return fmt.Errorf("unknown role %q", role)
@@ -93,7 +96,15 @@ func dropRoot(spec string) error {
 	}
 	// A process that changed uid is not dumpable, and only root may then
 	// look at its /proc/PID/fd: make it like any process started as U.
-	return unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0); err != nil {
+		return err
+	}
+	// Under Yama's ptrace_scope 1, only an ancestor may otherwise take its
+	// descriptors, even as the same user. EINVAL: no Yama.
+	if err := unix.Prctl(unix.PR_SET_PTRACER, unix.PR_SET_PTRACER_ANY, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	return nil
 }
 
 // serve is the user's service: a plain Go listener (SO_REUSEADDR, no
@@ -102,8 +113,9 @@ func dropRoot(spec string) error {
 // outlives the test.
 func serve(network string) error {
 	greeting := fmt.Sprintf("hello from %d\n", os.Getpid())
+	addr := cmp.Or(os.Getenv(envAddr), ":0")
 	if strings.HasPrefix(network, "udp") {
-		pc, err := net.ListenPacket(network, ":0")
+		pc, err := net.ListenPacket(network, addr)
 		if err != nil {
 			return err
 		}
@@ -119,7 +131,7 @@ func serve(network string) error {
 			}
 		}()
 	} else {
-		l, err := net.Listen(network, ":0")
+		l, err := net.Listen(network, addr)
 		if err != nil {
 			return err
 		}
@@ -134,6 +146,9 @@ func serve(network string) error {
 				c.Close()
 			}
 		}()
+	}
+	if err := dropRoot(os.Getenv(envLate)); err != nil {
+		return err
 	}
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return nil
@@ -181,7 +196,12 @@ type service struct{ pid, port int }
 // keeps the test's user).
 func startService(t *testing.T, network, uid string) service {
 	t.Helper()
-	cmd := selfCmd(t, envRole+"=serve", envNet+"="+network, envUID+"="+uid)
+	return startServiceEnv(t, network, envUID+"="+uid)
+}
+
+func startServiceEnv(t *testing.T, network string, env ...string) service {
+	t.Helper()
+	cmd := selfCmd(t, append([]string{envRole + "=serve", envNet + "=" + network}, env...)...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -209,9 +229,16 @@ func startService(t *testing.T, network, uid string) service {
 	return service{pid: cmd.Process.Pid, port: port}
 }
 
-// natmapBind binds 0.0.0.0:port as natmap does (SO_REUSEADDR and
-// SO_REUSEPORT) without listening or connecting, and returns the socket.
-func natmapBind(t *testing.T, network string, port int) (int, error) {
+// natmapBind binds 0.0.0.0:port with natmap's socket options (SO_REUSEADDR
+// and SO_REUSEPORT; owned by uid owner unless 0) without listening or
+// connecting, and returns the socket.
+func natmapBind(t *testing.T, network string, port int, owner uint32) (int, error) {
+	t.Helper()
+	return natmapBindAddr(t, network, [4]byte{}, port, owner)
+}
+
+// natmapBindAddr is natmapBind on ip:port.
+func natmapBindAddr(t *testing.T, network string, ip [4]byte, port int, owner uint32) (int, error) {
 	t.Helper()
 	typ := unix.SOCK_STREAM
 	if strings.HasPrefix(network, "udp") {
@@ -221,17 +248,32 @@ func natmapBind(t *testing.T, network string, port int) (int, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, 1); err != nil {
-			t.Fatal(err)
-		}
+	if err := (sockopt.Options{Owner: owner}).Control(network, "", rawFD(fd)); err != nil {
+		t.Fatal(err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port}); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: ip, Port: port}); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
 	t.Cleanup(func() { unix.Close(fd) })
 	return fd, nil
+}
+
+// rawFD is a bare descriptor as a syscall.RawConn, for sockopt's Control.
+type rawFD int
+
+func (r rawFD) Control(f func(fd uintptr)) error  { f(uintptr(r)); return nil }
+func (r rawFD) Read(func(fd uintptr) bool) error  { return errors.ErrUnsupported }
+func (r rawFD) Write(func(fd uintptr) bool) error { return errors.ErrUnsupported }
+
+// sockUID is the owner of socket fd (its inode's, which is sk_uid).
+func sockUID(t *testing.T, fd int) uint32 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Uid
 }
 
 // greeting connects to the service on 127.0.0.1:port and returns its
@@ -259,25 +301,46 @@ func greeting(t *testing.T, network string, port int) string {
 // The whole story for one service process: natmap's bind fails, the
 // takeover changes the service's socket, natmap's bind succeeds, and the
 // service still serves its clients; a second takeover has nothing to do.
-func testTakeover(t *testing.T, serviceNet, network string) {
+// A service of another user (uid != "") keeps its socket's owner, and
+// natmap's socket binds once it has that owner (Result.UID) too.
+func testTakeover(t *testing.T, serviceNet, network, uid string) {
 	requireRoot(t)
-	svc := startService(t, serviceNet, "")
-	if _, err := natmapBind(t, network, svc.port); !errors.Is(err, unix.EADDRINUSE) {
+	svc := startService(t, serviceNet, uid)
+	want := uint32(0)
+	if uid != "" {
+		n, _ := strconv.Atoi(uid)
+		want = uint32(n)
+	}
+	if _, err := natmapBind(t, network, svc.port, 0); !errors.Is(err, unix.EADDRINUSE) {
 		t.Fatalf("bind before the takeover: %v, want EADDRINUSE", err)
 	}
 
-	changes, err := EnableReusePort(network, uint16(svc.port))
+	res, err := EnableReusePort(network, uint16(svc.port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(changes) != 1 || changes[0].PID != svc.pid || changes[0].Comm != "takeover.test" || changes[0].FD < 3 {
-		t.Fatalf("changes %+v, want the service pid %d", changes, svc.pid)
+	changes := res.Changes
+	if len(changes) != 1 || changes[0].PID != svc.pid || changes[0].Comm != "takeover.test" || changes[0].FD < 3 || changes[0].UID != want {
+		t.Fatalf("changes %+v, want the service pid %d, uid %d", changes, svc.pid, want)
+	}
+	if res.UID != want {
+		t.Fatalf("result uid %d, want the service's %d", res.UID, want)
 	}
 	t.Logf("changed %+v", changes[0])
 
-	fd, err := natmapBind(t, network, svc.port)
+	if want != 0 {
+		// The kernel compares the sockets' uids: root's socket still may
+		// not share the port. fchown gives it the service's.
+		if _, err := natmapBind(t, network, svc.port, 0); !errors.Is(err, unix.EADDRINUSE) {
+			t.Fatalf("bind as root after the takeover: %v, want EADDRINUSE", err)
+		}
+	}
+	fd, err := natmapBind(t, network, svc.port, res.UID)
 	if err != nil {
 		t.Fatalf("bind after the takeover: %v", err)
+	}
+	if got := sockUID(t, fd); got != want {
+		t.Fatalf("natmap's socket belongs to uid %d, want %d", got, want)
 	}
 	if strings.HasPrefix(network, "udp") {
 		// As natmap does at once (to its STUN server): a bound UDP socket
@@ -287,28 +350,41 @@ func testTakeover(t *testing.T, serviceNet, network string) {
 			t.Fatal(err)
 		}
 	}
-	want := fmt.Sprintf("hello from %d\n", svc.pid)
+	hello := fmt.Sprintf("hello from %d\n", svc.pid)
 	for range 10 {
-		if got := greeting(t, network, svc.port); got != want {
-			t.Fatalf("greeting %q, want %q", got, want)
+		if got := greeting(t, network, svc.port); got != hello {
+			t.Fatalf("greeting %q, want %q", got, hello)
 		}
 	}
 
-	changes, err = EnableReusePort(network, uint16(svc.port))
-	if err != nil || len(changes) != 0 {
-		t.Fatalf("second takeover: changes %+v, err %v; want nothing to do", changes, err)
+	// Nothing left to change, and the service's socket kept its owner.
+	res, err = EnableReusePort(network, uint16(svc.port))
+	if err != nil || len(res.Changes) != 0 || res.UID != want {
+		t.Fatalf("second takeover: %+v, err %v; want nothing to do and uid %d", res, err, want)
 	}
 }
 
-func TestTakeoverTCP(t *testing.T) { testTakeover(t, "tcp4", "tcp4") }
-func TestTakeoverUDP(t *testing.T) { testTakeover(t, "udp4", "udp4") }
+func TestTakeoverTCP(t *testing.T) { testTakeover(t, "tcp4", "tcp4", "") }
+func TestTakeoverUDP(t *testing.T) { testTakeover(t, "udp4", "udp4", "") }
 
 // A Go service's ":port" is one dual-stack IPv6 socket on [::], listed in
 // /proc/net/tcp6 only, yet it holds the IPv4 port too.
 func TestTakeoverDualStack(t *testing.T) {
 	requireIPv6(t)
-	t.Run("tcp", func(t *testing.T) { testTakeover(t, "tcp", "tcp4") })
-	t.Run("udp", func(t *testing.T) { testTakeover(t, "udp", "udp4") })
+	t.Run("tcp", func(t *testing.T) { testTakeover(t, "tcp", "tcp4", "") })
+	t.Run("udp", func(t *testing.T) { testTakeover(t, "udp", "udp4", "") })
+}
+
+// A service of another user than natmap's (root): natmap's sockets take
+// its uid.
+func TestTakeoverOtherUser(t *testing.T) {
+	uid := strconv.Itoa(nobody)
+	t.Run("tcp", func(t *testing.T) { testTakeover(t, "tcp4", "tcp4", uid) })
+	t.Run("udp", func(t *testing.T) { testTakeover(t, "udp4", "udp4", uid) })
+	t.Run("dual-stack", func(t *testing.T) {
+		requireIPv6(t)
+		testTakeover(t, "tcp", "tcp4", uid)
+	})
 }
 
 // freePort returns a port nobody uses (the kernel's pick, released).
@@ -336,9 +412,9 @@ func freePort(t *testing.T, network string) uint16 {
 func TestNoSocket(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6", "udp4", "udp6"} {
 		port := freePort(t, network[:3]) // dual-stack: free on both families
-		changes, err := EnableReusePort(network, port)
-		if !errors.Is(err, ErrNoOwner) || changes != nil {
-			t.Fatalf("%s: changes %v, err %v; want ErrNoOwner", network, changes, err)
+		res, err := EnableReusePort(network, port)
+		if !errors.Is(err, ErrNoOwner) || res.Changes != nil {
+			t.Fatalf("%s: changes %v, err %v; want ErrNoOwner", network, res.Changes, err)
 		}
 		if !strings.Contains(err.Error(), fmt.Sprintf("takeover: no %s socket", network)) ||
 			!strings.Contains(err.Error(), fmt.Sprintf("port %d", port)) {
@@ -402,7 +478,7 @@ func TestSocketWithoutProcess(t *testing.T) {
 // A service that already set SO_REUSEPORT needs nothing: no change and no
 // error, so natmap just binds. (pidfd_getfd on itself needs no root.)
 func TestAlreadyReusePort(t *testing.T) {
-	fd, err := natmapBind(t, "tcp4", 0)
+	fd, err := natmapBind(t, "tcp4", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,9 +486,9 @@ func TestAlreadyReusePort(t *testing.T) {
 		t.Fatal(err)
 	}
 	sa, _ := unix.Getsockname(fd)
-	changes, err := EnableReusePort("tcp4", uint16(sa.(*unix.SockaddrInet4).Port))
-	if err != nil || changes != nil {
-		t.Fatalf("changes %+v, err %v; want nothing and no error", changes, err)
+	res, err := EnableReusePort("tcp4", uint16(sa.(*unix.SockaddrInet4).Port))
+	if err != nil || res.Changes != nil || res.UID != uint32(os.Geteuid()) {
+		t.Fatalf("%+v, err %v; want nothing, natmap's uid and no error", res, err)
 	}
 }
 
@@ -444,7 +520,7 @@ func TestLookupWithoutRoot(t *testing.T) {
 	if !strings.Contains(out, "changes=[] ") || !strings.Contains(out, "no owner found") || !strings.Contains(out, "needs root") {
 		t.Fatalf("want no change and an error saying it needs root")
 	}
-	if _, err := natmapBind(t, "tcp4", svc.port); !errors.Is(err, unix.EADDRINUSE) {
+	if _, err := natmapBind(t, "tcp4", svc.port, 0); !errors.Is(err, unix.EADDRINUSE) {
 		t.Fatalf("bind: %v, want EADDRINUSE (nothing changed)", err)
 	}
 }
@@ -463,20 +539,46 @@ func TestPidfdGetfdNotPermitted(t *testing.T) {
 	}
 }
 
-// A service of another user: SO_REUSEPORT would not let root's bind
-// through (the kernel shares a port only between sockets of one uid), so
-// EnableReusePort says so and leaves the socket alone.
-func TestOtherUsersSocket(t *testing.T) {
+// Without root, natmap cannot give its sockets another uid: a socket of
+// another user is refused, saying why, and nothing changes. Here the
+// service bound its port as root and then dropped to nobody, so natmap as
+// nobody may take its descriptors but the socket is root's.
+func TestOtherUserWithoutRoot(t *testing.T) {
 	requireRoot(t)
-	svc := startService(t, "tcp4", strconv.Itoa(nobody))
-	changes, err := EnableReusePort("tcp4", uint16(svc.port))
-	want := fmt.Sprintf("belongs to uid %d and natmap runs as uid 0", nobody)
-	if err == nil || !strings.Contains(err.Error(), want) || len(changes) != 0 {
-		t.Fatalf("changes %+v, err %v; want an error containing %q", changes, err, want)
+	svc := startServiceEnv(t, "tcp4", fmt.Sprintf("%s=%d", envLate, nobody))
+	out := lookupAs(t, strconv.Itoa(nobody), "tcp4", svc.port)
+	want := fmt.Sprintf("belongs to uid 0 and natmap runs as uid %d, but SO_REUSEPORT shares a port only between sockets of one user: run natmap as root", nobody)
+	if !strings.Contains(out, "changes=[] ") || !strings.Contains(out, want) {
+		t.Fatalf("want no change and an error containing %q", want)
+	}
+	if _, err := natmapBind(t, "tcp4", svc.port, 0); !errors.Is(err, unix.EADDRINUSE) {
+		t.Fatalf("bind: %v, want EADDRINUSE (nothing changed)", err)
+	}
+}
+
+// Sockets of two users on the port: natmap's socket can have only one
+// uid, so it cannot share the port with both; nothing changes.
+func TestTwoUsersOnThePort(t *testing.T) {
+	requireRoot(t)
+	a := startServiceEnv(t, "tcp4", fmt.Sprintf("%s=%d", envUID, nobody), envAddr+"=127.0.0.1:0")
+	b := startServiceEnv(t, "tcp4", fmt.Sprintf("%s=%d", envUID, nobody-1), fmt.Sprintf("%s=127.0.0.2:%d", envAddr, a.port))
+	res, err := EnableReusePort("tcp4", uint16(a.port))
+	if err == nil || len(res.Changes) != 0 {
+		t.Fatalf("%+v, err %v; want an error and no change", res, err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("pid %d", a.pid), fmt.Sprintf("uid %d", nobody),
+		fmt.Sprintf("pid %d", b.pid), fmt.Sprintf("uid %d", nobody-1),
+		"natmap's socket cannot share it with both",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("err %q lacks %q", err, want)
+		}
 	}
 	t.Log(err)
-	if _, err := natmapBind(t, "tcp4", svc.port); !errors.Is(err, unix.EADDRINUSE) {
-		t.Fatalf("bind: %v, want EADDRINUSE", err)
+	// Had a's socket been changed, this would bind.
+	if _, err := natmapBindAddr(t, "tcp4", [4]byte{127, 0, 0, 1}, a.port, nobody); !errors.Is(err, unix.EADDRINUSE) {
+		t.Fatalf("bind: %v, want EADDRINUSE (nothing changed)", err)
 	}
 }
 
