@@ -68,6 +68,10 @@ func (e *Engine) startForward(ctx context.Context, local netip.AddrPort) (*forwa
 		// setsockopt calls per socket.
 		KeepAlive: -1,
 	}
+	// Plain TCP, as clients speak it: Go's listeners default to MPTCP
+	// where the kernel has it, whose fallback sockets add a layer under
+	// splice and TCP_INFO for nothing.
+	lc.SetMultipathTCP(false)
 	addr := e.localAddr(local).String()
 
 	if e.cfg.UDP {

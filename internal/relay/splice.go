@@ -12,14 +12,10 @@ import (
 
 // Why not io.Copy, whose TCPConn.ReadFrom splices too:
 //
-//   - It makes each splice(2) a scheduler-visible syscall. A relay on a
-//     rate-limited link (any real WAN) wakes for every few packets, and
-//     the runtime's syscall bookkeeping then costs more than the splicing:
-//     its monitor thread takes the P of a thread "in a syscall" and wakes
-//     another thread to run it. Non-blocking splices never sleep, so they
-//     are made as raw syscalls here; waiting is left to the netpoller.
-//     This more than halved natmap's CPU per GB relayed over a 1 Gbit/s
-//     WAN (see the README's Figures).
+//   - It makes each splice(2) a scheduler-visible syscall, which costs more
+//     than the splicing on a rate-limited link (see rawsys.go). This more
+//     than halved natmap's CPU per GB relayed over a 1 Gbit/s WAN (see the
+//     README's Figures).
 //   - It holds a pipe per direction for the connection's life (and the
 //     runtime pools them until garbage collection): six fds per relayed
 //     connection. Here a direction holds a pipe only while bytes are in
@@ -155,22 +151,6 @@ func (ps *pipes) splice(dst, src syscall.RawConn) (int64, error) {
 			n -= m
 			total += int64(m)
 		}
-	}
-}
-
-// rawSplice is a non-blocking splice(2) as a raw syscall: it never
-// sleeps, so the scheduler need not know (see the comment at the top).
-func rawSplice(in, out, n int) (int, error) {
-	for {
-		r, _, errno := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n),
-			unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
-		switch errno {
-		case 0:
-			return int(r), nil
-		case unix.EINTR:
-			continue
-		}
-		return 0, errno
 	}
 }
 

@@ -54,8 +54,9 @@ type udpRun struct {
 	limitLog rateLog
 	readLog  rateLog
 
-	epoch time.Time // session times count from it, on the monotonic clock
-	bufs  sync.Pool // of *[maxDatagram]byte, for replies
+	raw   syscall.RawConn // Conn's
+	epoch time.Time       // session times count from it, on the monotonic clock
+	bufs  sync.Pool       // of *[maxDatagram]byte, for replies
 
 	mu       sync.Mutex
 	sessions map[netip.AddrPort]*udpSession
@@ -65,8 +66,10 @@ type udpRun struct {
 // udpSession is one client's flow.
 type udpSession struct {
 	client netip.AddrPort
-	conn   *net.UDPConn // connected to the target
-	last   atomic.Int64 // time of the last datagram either way, since udpRun.epoch
+	sa     sockaddr        // client, to send to
+	conn   *net.UDPConn    // connected to the target
+	raw    syscall.RawConn // conn's
+	last   atomic.Int64    // time of the last datagram either way, since udpRun.epoch
 }
 
 // touch marks the session active now.
@@ -84,6 +87,10 @@ func (r *UDP) Serve(ctx context.Context) error {
 	if r.Conn == nil || r.Dial == nil {
 		return errors.New("udp relay: Conn and Dial are required")
 	}
+	raw, err := r.Conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("udp relay: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s := &udpRun{
@@ -95,6 +102,7 @@ func (r *UDP) Serve(ctx context.Context) error {
 		dialLog:  rateLog{every: time.Second},
 		limitLog: rateLog{every: 10 * time.Second},
 		readLog:  rateLog{every: 10 * time.Second},
+		raw:      raw,
 		epoch:    time.Now(),
 		bufs:     sync.Pool{New: func() any { return new([maxDatagram]byte) }},
 		sessions: make(map[netip.AddrPort]*udpSession),
@@ -107,7 +115,7 @@ func (r *UDP) Serve(ctx context.Context) error {
 		<-ctx.Done()
 		r.Conn.Close() // unblocks the receive loop
 	})
-	err := s.receive(ctx, &wg)
+	err = s.receive(ctx, &wg)
 	cancel()
 	s.closeAll()
 	wg.Wait()
@@ -117,9 +125,10 @@ func (r *UDP) Serve(ctx context.Context) error {
 // receive relays datagrams from clients to their sessions.
 func (s *udpRun) receive(ctx context.Context, wg *sync.WaitGroup) error {
 	buf := make([]byte, maxDatagram)
+	var from sockaddr
 	var backoff time.Duration
 	for {
-		n, from, err := s.Conn.ReadFromUDPAddrPort(buf)
+		n, err := s.recv(buf, &from)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -140,23 +149,51 @@ func (s *udpRun) receive(ctx context.Context, wg *sync.WaitGroup) error {
 			continue
 		}
 		backoff = 0
-		ss := s.session(ctx, from, wg)
+		ss := s.session(ctx, &from, wg)
 		if ss == nil {
 			continue
 		}
-		if err := write(ss.conn, buf[:n]); err == nil {
+		if err := ss.send(buf[:n]); err == nil {
 			s.stats.BytesUp.Add(int64(n))
 		}
 	}
 }
 
-// write sends one datagram to the target. A connected UDP socket reports an
+// recv waits for a datagram on Conn and returns its size and sender.
+func (s *udpRun) recv(buf []byte, from *sockaddr) (int, error) {
+	var n int
+	var rerr error
+	err := s.raw.Read(func(fd uintptr) bool {
+		n, rerr = rawRecvfrom(int(fd), buf, from)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil && rerr != nil {
+		err = os.NewSyscallError("recvfrom", rerr)
+	}
+	return n, err
+}
+
+// send sends one datagram to the target. A connected UDP socket reports an
 // earlier ICMP error (target port closed) on the next send, which then sends
 // nothing: try once more, that datagram deserves its own chance.
-func write(c *net.UDPConn, b []byte) error {
-	_, err := c.Write(b)
+func (ss *udpSession) send(b []byte) error {
+	write := func(fd int) error { _, err := rawWrite(fd, b); return err }
+	err := rawWriteWait(ss.raw, "write", write)
 	if icmpError(err) {
-		_, err = c.Write(b)
+		err = rawWriteWait(ss.raw, "write", write)
+	}
+	return err
+}
+
+// rawWriteWait runs write on rc's socket, waiting while it is full.
+func rawWriteWait(rc syscall.RawConn, op string, write func(fd int) error) error {
+	var werr error
+	err := rc.Write(func(fd uintptr) bool {
+		werr = write(int(fd))
+		return werr != unix.EAGAIN
+	})
+	if err == nil && werr != nil {
+		err = os.NewSyscallError(op, werr)
 	}
 	return err
 }
@@ -170,7 +207,8 @@ func icmpError(err error) bool {
 
 // session returns the client's session, marked active now, starting one
 // when there is none; nil when the datagram is to be dropped.
-func (s *udpRun) session(ctx context.Context, client netip.AddrPort, wg *sync.WaitGroup) *udpSession {
+func (s *udpRun) session(ctx context.Context, from *sockaddr, wg *sync.WaitGroup) *udpSession {
+	client := from.addrPort()
 	s.mu.Lock()
 	ss, ok := s.sessions[client]
 	if ok {
@@ -189,13 +227,19 @@ func (s *udpRun) session(ctx context.Context, client netip.AddrPort, wg *sync.Wa
 
 	// Only this loop adds sessions, so nobody added this client meanwhile.
 	conn, err := s.Dial(ctx)
+	var raw syscall.RawConn
+	if err == nil {
+		if raw, err = conn.SyscallConn(); err != nil {
+			conn.Close()
+		}
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			s.dialLog.log(s.log, slog.LevelWarn, "udp relay: target dial failed", "client", client.String(), "err", err)
 		}
 		return nil
 	}
-	ss = &udpSession{client: client, conn: conn}
+	ss = &udpSession{client: client, sa: *from, conn: conn, raw: raw}
 	s.touch(ss)
 	s.mu.Lock()
 	if s.closed {
@@ -222,11 +266,12 @@ func (s *udpRun) reply(ss *udpSession) {
 	deadline := func() { ss.conn.SetReadDeadline(time.Now().Add(s.idle - s.idleSince(ss))) }
 	deadline()
 	for {
-		buf, n, err := s.read(ss.conn)
+		buf, n, err := s.read(ss.raw)
 		switch {
 		case err == nil:
 			s.touch(ss)
-			if _, err := s.Conn.WriteToUDPAddrPort(buf[:n], ss.client); err == nil {
+			err := rawWriteWait(s.raw, "sendto", func(fd int) error { _, err := rawSendto(fd, buf[:n], &ss.sa); return err })
+			if err == nil {
 				s.stats.BytesDown.Add(int64(n))
 			}
 			s.bufs.Put(buf)
@@ -249,20 +294,11 @@ func (s *udpRun) reply(ss *udpSession) {
 // The buffer is taken only once the datagram is there, so a session waiting
 // for its target holds no 64 KiB buffer: a thousand sessions do not cost
 // 64 MiB.
-func (s *udpRun) read(c *net.UDPConn) (buf *[maxDatagram]byte, n int, err error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return nil, 0, err
-	}
+func (s *udpRun) read(rc syscall.RawConn) (buf *[maxDatagram]byte, n int, err error) {
 	var rerr error
 	err = rc.Read(func(fd uintptr) bool {
 		buf = s.bufs.Get().(*[maxDatagram]byte)
-		for {
-			n, rerr = unix.Read(int(fd), buf[:])
-			if rerr != unix.EINTR {
-				break
-			}
-		}
+		n, rerr = rawRead(int(fd), buf[:])
 		if rerr == unix.EAGAIN {
 			s.bufs.Put(buf)
 			return false // wait until readable
