@@ -3,7 +3,9 @@ package relay
 import (
 	"encoding/binary"
 	"net/netip"
+	"os"
 	"strconv"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -17,6 +19,38 @@ import (
 // more than the syscall: its monitor thread takes the processor of a thread
 // that is "in a syscall" and wakes another thread to run it, which parks
 // again at once (in the lab, a futex and a nanosleep per datagram relayed).
+
+// rawIO is one raw syscall on a socket, waiting in the netpoller while it
+// would block. Its callback is made once: a closure per datagram would cost
+// allocations per datagram.
+type rawIO struct {
+	rc   syscall.RawConn
+	op   string                    // the syscall's name, for errors
+	call func(fd int) (int, error) // the raw syscall
+	n    int
+	err  error
+	cb   func(fd uintptr) bool // for rc.Read and rc.Write
+}
+
+func newRawIO(rc syscall.RawConn, op string, call func(fd int) (int, error)) *rawIO {
+	r := &rawIO{rc: rc, op: op, call: call}
+	r.cb = func(fd uintptr) bool {
+		r.n, r.err = r.call(int(fd))
+		return r.err != unix.EAGAIN
+	}
+	return r
+}
+
+// read makes the call once the socket is readable; write, once writable.
+func (r *rawIO) read() (int, error)  { return r.result(r.rc.Read(r.cb)) }
+func (r *rawIO) write() (int, error) { return r.result(r.rc.Write(r.cb)) }
+
+func (r *rawIO) result(err error) (int, error) {
+	if err == nil && r.err != nil {
+		err = os.NewSyscallError(r.op, r.err)
+	}
+	return r.n, err
+}
 
 func rawErr(e unix.Errno) error {
 	if e == 0 {

@@ -34,7 +34,7 @@ type pipe struct{ r, w int }
 
 // errNoPipe: no pipe could be made (out of fds, say); the caller may go on
 // copying through user space.
-var errNoPipe = errors.New("splice: no pipe")
+var errNoPipe = errors.New("no pipe")
 
 // pipes is a free list of empty pipes shared by a relay's connections.
 type pipes struct {
@@ -93,62 +93,47 @@ func (ps *pipes) close() {
 // back when src has none.
 func (ps *pipes) splice(dst, src syscall.RawConn) (int64, error) {
 	var (
-		total int64
-		p     pipe
-		held  bool
+		total   int64
+		p       pipe
+		held    bool
+		pending int // bytes in the pipe
 	)
+	in := newRawIO(src, "splice", func(fd int) (int, error) {
+		if !held {
+			var err error
+			if p, err = ps.get(); err != nil {
+				return 0, err
+			}
+			held = true
+		}
+		n, err := rawSplice(fd, p.w, pipeSize)
+		if err == unix.EAGAIN {
+			// Nothing to read: wait without holding the pipe.
+			ps.put(p)
+			held = false
+		}
+		return n, err
+	})
+	out := newRawIO(dst, "splice", func(fd int) (int, error) { return rawSplice(p.r, fd, pending) })
 	defer func() {
-		if held {
-			ps.put(p) // only ever held empty here
+		switch {
+		case held && pending > 0:
+			p.close() // bytes that will never go out
+		case held:
+			ps.put(p)
 		}
 	}()
 	for {
-		var n int
-		var serr error
-		err := src.Read(func(fd uintptr) bool {
-			if !held {
-				var perr error
-				if p, perr = ps.get(); perr != nil {
-					serr = perr
-					return true
-				}
-				held = true
-			}
-			n, serr = rawSplice(int(fd), p.w, pipeSize)
-			if serr == unix.EAGAIN {
-				// Nothing to read: wait without holding the pipe.
-				ps.put(p)
-				held = false
-				return false
-			}
-			return true
-		})
-		switch {
-		case err != nil:
-			return total, err
-		case errors.Is(serr, errNoPipe):
-			return total, serr
-		case serr != nil:
-			return total, fmt.Errorf("splice from socket: %w", serr)
-		case n == 0:
-			return total, nil // EOF
+		n, err := in.read()
+		if err != nil || n == 0 {
+			return total, err // n == 0: EOF
 		}
-		for n > 0 {
-			var m int
-			err := dst.Write(func(fd uintptr) bool {
-				m, serr = rawSplice(p.r, int(fd), n)
-				return serr != unix.EAGAIN
-			})
-			if err == nil && serr != nil {
-				err = fmt.Errorf("splice to socket: %w", serr)
-			}
+		for pending = n; pending > 0; {
+			m, err := out.write()
 			if err != nil {
-				// The pipe still holds bytes that will never go out.
-				p.close()
-				held = false
 				return total, err
 			}
-			n -= m
+			pending -= m
 			total += int64(m)
 		}
 	}

@@ -66,10 +66,12 @@ type udpRun struct {
 // udpSession is one client's flow.
 type udpSession struct {
 	client netip.AddrPort
-	sa     sockaddr        // client, to send to
-	conn   *net.UDPConn    // connected to the target
-	raw    syscall.RawConn // conn's
-	last   atomic.Int64    // time of the last datagram either way, since udpRun.epoch
+	sa     sockaddr     // client, to send to
+	conn   *net.UDPConn // connected to the target
+	last   atomic.Int64 // time of the last datagram either way, since udpRun.epoch
+
+	out  []byte // the datagram send is sending to the target
+	send *rawIO // writes out to conn
 }
 
 // touch marks the session active now.
@@ -126,9 +128,10 @@ func (r *UDP) Serve(ctx context.Context) error {
 func (s *udpRun) receive(ctx context.Context, wg *sync.WaitGroup) error {
 	buf := make([]byte, maxDatagram)
 	var from sockaddr
+	recv := newRawIO(s.raw, "recvfrom", func(fd int) (int, error) { return rawRecvfrom(fd, buf, &from) })
 	var backoff time.Duration
 	for {
-		n, err := s.recv(buf, &from)
+		n, err := recv.read()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -153,47 +156,21 @@ func (s *udpRun) receive(ctx context.Context, wg *sync.WaitGroup) error {
 		if ss == nil {
 			continue
 		}
-		if err := ss.send(buf[:n]); err == nil {
+		if err := ss.forward(buf[:n]); err == nil {
 			s.stats.BytesUp.Add(int64(n))
 		}
 	}
 }
 
-// recv waits for a datagram on Conn and returns its size and sender.
-func (s *udpRun) recv(buf []byte, from *sockaddr) (int, error) {
-	var n int
-	var rerr error
-	err := s.raw.Read(func(fd uintptr) bool {
-		n, rerr = rawRecvfrom(int(fd), buf, from)
-		return rerr != unix.EAGAIN
-	})
-	if err == nil && rerr != nil {
-		err = os.NewSyscallError("recvfrom", rerr)
-	}
-	return n, err
-}
-
-// send sends one datagram to the target. A connected UDP socket reports an
-// earlier ICMP error (target port closed) on the next send, which then sends
-// nothing: try once more, that datagram deserves its own chance.
-func (ss *udpSession) send(b []byte) error {
-	write := func(fd int) error { _, err := rawWrite(fd, b); return err }
-	err := rawWriteWait(ss.raw, "write", write)
+// forward sends one datagram to the target. A connected UDP socket reports
+// an earlier ICMP error (target port closed) on the next send, which then
+// sends nothing: try once more, that datagram deserves its own chance.
+func (ss *udpSession) forward(b []byte) error {
+	ss.out = b
+	defer func() { ss.out = nil }()
+	_, err := ss.send.write()
 	if icmpError(err) {
-		err = rawWriteWait(ss.raw, "write", write)
-	}
-	return err
-}
-
-// rawWriteWait runs write on rc's socket, waiting while it is full.
-func rawWriteWait(rc syscall.RawConn, op string, write func(fd int) error) error {
-	var werr error
-	err := rc.Write(func(fd uintptr) bool {
-		werr = write(int(fd))
-		return werr != unix.EAGAIN
-	})
-	if err == nil && werr != nil {
-		err = os.NewSyscallError(op, werr)
+		_, err = ss.send.write()
 	}
 	return err
 }
@@ -239,7 +216,8 @@ func (s *udpRun) session(ctx context.Context, from *sockaddr, wg *sync.WaitGroup
 		}
 		return nil
 	}
-	ss = &udpSession{client: client, sa: *from, conn: conn, raw: raw}
+	ss = &udpSession{client: client, sa: *from, conn: conn}
+	ss.send = newRawIO(raw, "write", func(fd int) (int, error) { return rawWrite(fd, ss.out) })
 	s.touch(ss)
 	s.mu.Lock()
 	if s.closed {
@@ -251,7 +229,7 @@ func (s *udpRun) session(ctx context.Context, from *sockaddr, wg *sync.WaitGroup
 	s.mu.Unlock()
 	s.stats.Total.Add(1)
 	s.stats.Active.Add(1)
-	wg.Go(func() { s.reply(ss) })
+	wg.Go(func() { s.reply(ss, raw) })
 	s.log.Debug("udp relay: session started", "client", client.String())
 	return ss
 }
@@ -260,21 +238,46 @@ func (s *udpRun) session(ctx context.Context, from *sockaddr, wg *sync.WaitGroup
 // is idle or closed. Idle detection rides on the read deadline, moved only
 // when it fires (not per datagram), so it costs nothing per datagram and
 // ends a session within milliseconds of IdleTimeout.
-func (s *udpRun) reply(ss *udpSession) {
+func (s *udpRun) reply(ss *udpSession, raw syscall.RawConn) {
 	defer s.stats.Active.Add(-1)
 	defer ss.conn.Close()
+	// A 64 KiB buffer is taken only once a datagram is there, so a session
+	// waiting for its target holds none: a thousand sessions do not cost
+	// 64 MiB.
+	var buf *[maxDatagram]byte
+	release := func() {
+		if buf != nil {
+			s.bufs.Put(buf)
+			buf = nil
+		}
+	}
+	defer release()
+	recv := newRawIO(raw, "read", func(fd int) (int, error) {
+		if buf == nil {
+			buf = s.bufs.Get().(*[maxDatagram]byte)
+		}
+		n, err := rawRead(fd, buf[:])
+		if err == unix.EAGAIN {
+			release() // waiting for the target
+		}
+		return n, err
+	})
+	var out []byte
+	send := newRawIO(s.raw, "sendto", func(fd int) (int, error) { return rawSendto(fd, out, &ss.sa) })
+
 	deadline := func() { ss.conn.SetReadDeadline(time.Now().Add(s.idle - s.idleSince(ss))) }
 	deadline()
 	for {
-		buf, n, err := s.read(ss.raw)
+		n, err := recv.read()
 		switch {
 		case err == nil:
 			s.touch(ss)
-			err := rawWriteWait(s.raw, "sendto", func(fd int) error { _, err := rawSendto(fd, buf[:n], &ss.sa); return err })
-			if err == nil {
+			out = buf[:n]
+			if _, err := send.write(); err == nil {
 				s.stats.BytesDown.Add(int64(n))
 			}
-			s.bufs.Put(buf)
+			out = nil
+			release()
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if s.expire(ss) {
 				s.log.Debug("udp relay: idle session closed", "client", ss.client.String(), "idle_timeout", s.idle)
@@ -288,30 +291,6 @@ func (s *udpRun) reply(ss *udpSession) {
 			return
 		}
 	}
-}
-
-// read waits for a datagram on c and returns it in a buffer from s.bufs.
-// The buffer is taken only once the datagram is there, so a session waiting
-// for its target holds no 64 KiB buffer: a thousand sessions do not cost
-// 64 MiB.
-func (s *udpRun) read(rc syscall.RawConn) (buf *[maxDatagram]byte, n int, err error) {
-	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
-		buf = s.bufs.Get().(*[maxDatagram]byte)
-		n, rerr = rawRead(int(fd), buf[:])
-		if rerr == unix.EAGAIN {
-			s.bufs.Put(buf)
-			return false // wait until readable
-		}
-		return true
-	})
-	if err == nil && rerr != nil {
-		err = os.NewSyscallError("read", rerr)
-	}
-	if err != nil && buf != nil {
-		s.bufs.Put(buf)
-	}
-	return buf, n, err
 }
 
 // expire removes the session if it has been idle for the idle timeout.
