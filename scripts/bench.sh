@@ -12,6 +12,8 @@
 #               default 120)
 #   RETRIES     how often to measure a comparison again when other processes
 #               were busy meanwhile (default 2)
+#   NATMAP_C_BIN a C natmap binary (built outside this project): its relay
+#               is measured as a third path, and TestCompareWithC runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-$(scripts/go.sh)}
@@ -90,6 +92,14 @@ echo "== UDP echo through the NAT, direct and relay taking turns (64-byte and 60
 bench '^BenchmarkUDPRelay$' 3s ./e2e/
 echo "== STUN reply parsing"
 bench . 1s ./internal/stun/ -benchmem
+if [[ -n ${NATMAP_C_BIN:-} ]]; then
+	echo "== side by side with the C natmap: first notify, recovery after the NAT forgets, symmetric NAT (about 5 minutes)"
+	if ! "$GO" test -count=1 -run '^TestCompareWithC$' -v -timeout 20m ./e2e/ >"$log" 2>&1; then
+		failed=1
+		tail -n 40 "$log" >&2
+	fi
+	grep -E '^ +compare_test\.go:[0-9]+: ' "$log" | sed 's/^ *compare_test\.go:[0-9]*: /    /' || true
+fi
 
 echo
 echo "== summary (ratio: relay / direct; other: CPU cores used by other processes meanwhile)"
@@ -104,17 +114,20 @@ awk '
 }
 function v(name, unit,   k) { k = name "|" unit; return (k in cnt) ? sum[k] / cnt[k] : -1 }
 function max(a, b) { return a > b ? a : b }
-function row(what, d, r, fmt, unit, other,   ds, rs, ratio, os) {
-	if (d < 0 && r < 0) return
-	ds = d < 0 ? "-" : sprintf(fmt " %s", d, unit)
-	rs = r < 0 ? "-" : sprintf(fmt " %s", r, unit)
-	ratio = (d > 0 && r >= 0) ? sprintf("%.3f", r / d) : "-"
+function cell(x, fmt, unit) { return x < 0 ? "-" : sprintf(fmt " %s", x, unit) }
+function ratio(x, d) { return (d > 0 && x >= 0) ? sprintf("%.3f", x / d) : "-" }
+# row prints direct, the natmap relay (r) and, when measured, the C
+# natmap relay (c, -1 if not).
+function row(what, d, r, c, fmt, unit, other,   os) {
+	if (d < 0 && r < 0 && c < 0) return
 	os = other < 0 ? "" : sprintf("%.2f", other)
 	if (other > maxother) maxother = other
-	printf "| %-45s | %-15s | %-15s | %-6s | %-5s |\n", what, ds, rs, ratio, os
+	printf "| %-45s | %-15s | %-15s | %-6s |", what, cell(d, fmt, unit), cell(r, fmt, unit), ratio(r, d)
+	if (hasc) printf " %-15s | %-6s |", cell(c, fmt, unit), ratio(c, d)
+	printf " %-5s |\n", os
 }
 function pair(what, name, unit, fmt, shown) {
-	row(what, v(name, "direct-" unit), v(name, "relay-" unit), fmt, shown, v(name, "other-cores"))
+	row(what, v(name, "direct-" unit), v(name, "relay-" unit), v(name, "c-relay-" unit), fmt, shown, v(name, "other-cores"))
 }
 function one(what, val, fmt, unit) {
 	if (val < 0) return
@@ -122,15 +135,23 @@ function one(what, val, fmt, unit) {
 }
 END {
 	maxother = 0
-	print "| what                                          | direct          | relay           | ratio  | other |"
-	print "| --------------------------------------------- | --------------- | --------------- | ------ | ----- |"
+	hasc = 0
+	for (k in cnt) if (k ~ /\|c-relay-/) hasc = 1
+	if (hasc) {
+		print "| what                                          | direct          | relay           | ratio  | C relay         | ratio  | other |"
+		print "| --------------------------------------------- | --------------- | --------------- | ------ | --------------- | ------ | ----- |"
+	} else {
+		print "| what                                          | direct          | relay           | ratio  | other |"
+		print "| --------------------------------------------- | --------------- | --------------- | ------ | ----- |"
+	}
 	t = "BenchmarkTCPThroughput/"
 	for (w = 1; w <= 2; w++) for (dir = 1; dir <= 2; dir++) {
 		wan = w == 1 ? "wan=1gbit" : "wan=unlimited"
 		d = dir == 1 ? "up" : "down"
 		label = "TCP " (d == "up" ? "upload" : "download") (w == 1 ? ", WAN 1 Gbit/s" : ", no limit (CPU-bound)")
-		row(label, v(t wan, "direct-" d "-Gbit/s"), v(t wan, "relay-" d "-Gbit/s"), "%.3f", "Gbit/s", v(t wan, "other-cores"))
-		row("  CPU per GB moved (all of the path)", v(t wan, "direct-" d "-CPU-s/GB"), v(t wan, "relay-" d "-CPU-s/GB"), "%.2f", "s", v(t wan, "other-cores"))
+		pair(label, t wan, d "-Gbit/s", "%.3f", "Gbit/s")
+		pair("  CPU per GB moved (all of the path)", t wan, d "-CPU-s/GB", "%.2f", "s")
+		row("  relay process CPU per GB", -1, v(t wan, "relay-" d "-process-CPU-s/GB"), v(t wan, "c-relay-" d "-process-CPU-s/GB"), "%.2f", "s", v(t wan, "other-cores"))
 	}
 	c = "BenchmarkTCPConnRate/"
 	pair("TCP connections, one at a time", c "conc=1", "conn/s", "%.0f", "conn/s")
@@ -142,6 +163,7 @@ END {
 	f = v(u "size=60000", "NAT-frags/dgram")
 	if (f >= 0) printf "| %-45s | %-33s | %-6s | %-5s |\n", "  IP fragments per datagram at the NAT (both)", sprintf("%.1f", f), "", ""
 	pair("  lost (all others came back whole)", u "size=60000", "%lost", "%.2f", "%")
+	pair("  cut short by the relay", u "size=60000", "%cut", "%.2f", "%")
 	print ""
 	print "| what                                          | figure               |"
 	print "| --------------------------------------------- | -------------------- |"
