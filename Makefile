@@ -61,3 +61,10 @@ clean:
 .PHONY: ipk
 ipk:
 	GO='$(GO)' scripts/ipk.sh
+
+# The same packages for OpenWrt 25's apk: dist/natmap_VERSION_ARCH.apk and
+# luci-app-natmap_VERSION_noarch.apk, apk-tools v3 format, unsigned
+# (scripts/ipk.sh -f apk; cmd/mkapk writes them, no apk-tools needed).
+.PHONY: apk
+apk:
+	GO='$(GO)' scripts/ipk.sh -f apk

@@ -103,11 +103,11 @@ var (
 )
 
 // built runs `make ipk`'s script once for every test (into a temporary
-// directory, not dist/).
+// directory, not dist/), building the .apk packages too (apk_test.go).
 func built(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		buildDir, buildOut, buildErr = ipkScript(t, nil)
+		buildDir, buildOut, buildErr = ipkScript(t, nil, "-f", "all")
 	})
 	if buildErr != nil {
 		t.Fatalf("scripts/ipk.sh: %v\n%s", buildErr, buildOut)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds OpenWrt packages (.ipk, for opkg) without an SDK: natmap for each
-# arch below, static and stripped, and luci-app-natmap (Architecture: all)
-# when luci-app-natmap/ exists.
+# Builds OpenWrt packages (.ipk, for opkg; .apk, for OpenWrt 25's apk)
+# without an SDK: natmap for each arch below, static and stripped, and
+# luci-app-natmap (Architecture: all) when luci-app-natmap/ exists.
 #
-#   scripts/ipk.sh [-o DIR] [ARCH...]     (default: dist/, every arch)
+#   scripts/ipk.sh [-f ipk|apk|all] [-o DIR] [ARCH...]
+#                  (default: ipk, into dist/, every arch)
 #
 # The layout is OpenWrt's scripts/ipkg-build's: a gzip'd tar (not ar) of
 # ./debian-binary, ./data.tar.gz and ./control.tar.gz in that order, GNU
@@ -12,6 +13,16 @@
 # time; Installed-Size is the size of the uncompressed data tar. The same
 # sources give the same bytes.
 #
+# The .apk (apk-tools v3, unsigned) holds the same files and scripts, put
+# together as OpenWrt 25's include/package-pack.mk does for `apk mkpkg`:
+# post-install, post-upgrade and pre-deinstall wrap default_postinst /
+# default_prerm and the package's own scripts, postrm is post-deinstall,
+# and lib/apk/packages/NAME.{list,conffiles,conffiles_static} are added to
+# the files. cmd/mkapk writes it (no apk-tools needed). Its version is the
+# ipk's in apk's grammar: +gitN.HASH becomes _gitN~HASH, and .dirty is left
+# out (apk has no place for it; APK_VERSION overrides). Named
+# NAME_VERSION_ARCH.apk, the LuCI app's arch being noarch.
+#
 # Metadata, the conffiles and the package scripts come from the feed
 # package, openwrt/natmap/Makefile, so both builds install the same thing.
 #
@@ -19,7 +30,9 @@
 # default: the VERSION file, else the latest v* tag, else the last commit's
 # date and hash), IPK_RELEASE (default: PKG_RELEASE), SOURCE_DATE_EPOCH,
 # LUCI_DIR (default: luci-app-natmap), PO2LMO (a po2lmo to compile LuCI
-# translations with; default: cmd/po2lmo, built for this machine).
+# translations with; default: cmd/po2lmo, built for this machine), MKAPK
+# (default: cmd/mkapk, built for this machine), APK_VERSION (the upstream
+# part of the apk version).
 set -euo pipefail
 umask 022
 export LC_ALL=C TZ=UTC
@@ -39,12 +52,22 @@ die() {
 }
 
 out=
-while getopts o: opt; do
+format=ipk
+while getopts f:o: opt; do
 	case $opt in
+	f) format=$OPTARG ;;
 	o) out=$OPTARG ;;
-	*) die "usage: scripts/ipk.sh [-o DIR] [ARCH...]" ;;
+	*) die "usage: scripts/ipk.sh [-f ipk|apk|all] [-o DIR] [ARCH...]" ;;
 	esac
 done
+case $format in
+ipk | apk | all) ;;
+*) die "-f $format: want ipk, apk or all" ;;
+esac
+want_ipk=
+want_apk=
+[ "$format" = apk ] || want_ipk=1
+[ "$format" = ipk ] || want_apk=1
 shift $((OPTIND - 1))
 [ -z "$out" ] || out=$(realpath -m -- "$out") # as given, from where we were called
 cd "$(dirname "$0")/.."
@@ -140,6 +163,7 @@ elif [ -n "$in_git" ]; then
 else
 	die "no version: set IPK_VERSION or write a VERSION file"
 fi
+clean_upstream=$upstream
 if [ -n "$in_git" ] && [ -z "${IPK_VERSION:-}" ] && ! git diff-index --quiet HEAD -- 2>/dev/null; then
 	upstream="$upstream.dirty"
 fi
@@ -147,11 +171,37 @@ fi
 [[ $release =~ ^[0-9]+$ ]] || die "release $release is not a number"
 version="$upstream-r$release"
 
+# apk's grammar (apk-tools doc/apk-package.5):
+# number{.number}...{letter}{_suffix{number}}...{~hash}{-r#}.
+apk_version=
+if [ -n "$want_apk" ]; then
+	if [ -n "${APK_VERSION:-}" ]; then
+		apk_upstream=${APK_VERSION#v}
+	elif [[ $clean_upstream =~ ^(.*)\+git([0-9]+)\.([0-9a-f]+)$ ]]; then
+		apk_upstream="${BASH_REMATCH[1]}_git${BASH_REMATCH[2]}~${BASH_REMATCH[3]}"
+	else
+		apk_upstream=$clean_upstream
+	fi
+	apk_version="$apk_upstream-r$release"
+	[[ $apk_version =~ ^[0-9]+(\.[0-9]+)*[a-z]?(_(alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*(~[0-9a-f]+)?-r[0-9]+$ ]] ||
+		die "version $apk_version is not an apk version (number{.number}...{letter}{_suffix{number}}...{~hash}-rN): set APK_VERSION"
+fi
+
 # --- packing --------------------------------------------------------------
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
+
+# The apk writer, built for this machine.
+mkapk=
+if [ -n "$want_apk" ]; then
+	mkapk=${MKAPK:-}
+	if [ -z "$mkapk" ]; then
+		mkapk=$work/mkapk
+		env -u GOOS -u GOARCH -u GOARM -u GOMIPS CGO_ENABLED=0 "$GO" build -trimpath -o "$mkapk" ./cmd/mkapk
+	fi
+fi
 
 # targz DIR OUT [MEMBER...]: DIR's tree (or the members) as ipkg-build packs it.
 targz() {
@@ -190,11 +240,17 @@ field() {
 }
 
 # pack NAME ARCH STAGE: STAGE/data and STAGE/control (less the control
-# file) into $out/NAME_VERSION_ARCH.ipk. Control fields come from the
-# variables pkg_*.
+# file) into $out/NAME_VERSION_ARCH.ipk and/or (pack_apk) .apk. Control
+# fields come from the variables pkg_*.
 pack() {
-	local name=$1 arch=$2 stage=$3 size ipk
+	local name=$1 arch=$2 stage=$3
 	find "$stage/data" -type d -exec chmod 0755 {} +
+	[ -z "$want_ipk" ] || pack_ipk "$@"
+	[ -z "$want_apk" ] || pack_apk "$@"
+}
+
+pack_ipk() {
+	local name=$1 arch=$2 stage=$3 size ipk
 	targz "$stage/data" "$stage/data.tar.gz"
 	size=$(gzip -dc "$stage/data.tar.gz" | wc -c)
 	{
@@ -223,6 +279,95 @@ pack() {
 	printf '%-52s %9d bytes (installed %d)\n' "$ipk" "$(stat -c %s "$ipk")" "$size"
 }
 
+# apk_script FILE: FILE's lines less #! lines, as package-pack.mk's
+# sed '/^\s*#!/d' inlines a package script into a generated one.
+apk_script() {
+	[ ! -f "$1" ] || sed '/^[[:space:]]*#!/d' "$1"
+}
+
+# pack_apk NAME ARCH STAGE: the same files and scripts as an apk v3
+# package, $out/NAME_APKVERSION_APKARCH.apk, put together as OpenWrt 25's
+# include/package-pack.mk does before it calls `apk mkpkg`.
+pack_apk() {
+	local name=$1 arch=$2 stage=$3 apkarch=$2 root=$3/apk-root scripts=$3/apk-scripts info apk f
+	[ "$arch" != all ] || apkarch=noarch
+	rm -rf "$root" "$scripts"
+	cp -a "$stage/data" "$root"
+	mkdir -p "$scripts"
+	info=$root/lib/apk/packages
+	mkdir -p "$info"
+	# The files and symlinks, which default_postinst (lib/functions.sh)
+	# reads for the uci-defaults to run and the init scripts to enable.
+	(cd "$root" && find . \( -type f -o -type l \) -printf '/%P\n' | sort) >"$scripts/list"
+	mv "$scripts/list" "$info/$name.list"
+	# The conffiles, and their checksums as built (sysupgrade and apk keep
+	# changed ones).
+	if [ -f "$stage/control/conffiles" ]; then
+		cp "$stage/control/conffiles" "$info/$name.conffiles"
+		while read -r f; do
+			[ -f "$root/$f" ] || continue
+			printf '%s %s\n' "$f" "$(sha256sum <"$root/$f" | cut -d' ' -f1)"
+		done <"$stage/control/conffiles" >"$info/$name.conffiles_static"
+		[ -s "$info/$name.conffiles_static" ] || rm -f "$info/$name.conffiles_static"
+	fi
+	find "$root" -type d -exec chmod 0755 {} +
+	find "$info" -type f -exec chmod 0644 {} +
+
+	# The scripts: apk runs them with no arguments OpenWrt's functions use;
+	# root and pkgname tell default_postinst/default_prerm the package.
+	# shellcheck disable=SC2016 # ${IPKG_INSTROOT}: for the router's shell
+	{
+		echo '#!/bin/sh'
+		echo '[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0'
+		echo '[ -s "${IPKG_INSTROOT}/lib/functions.sh" ] || exit 0'
+		echo '. "${IPKG_INSTROOT}/lib/functions.sh"'
+		echo 'export root="${IPKG_INSTROOT}"'
+		echo "export pkgname=\"$name\""
+		echo 'add_group_and_user'
+		echo 'default_postinst'
+		apk_script "$stage/control/postinst-pkg"
+	} >"$scripts/post-install"
+	{
+		echo '#!/bin/sh'
+		echo 'export PKG_UPGRADE=1'
+		apk_script "$scripts/post-install"
+	} >"$scripts/post-upgrade"
+	# shellcheck disable=SC2016
+	{
+		echo '#!/bin/sh'
+		echo '[ -s "${IPKG_INSTROOT}/lib/functions.sh" ] || exit 0'
+		echo '. "${IPKG_INSTROOT}/lib/functions.sh"'
+		echo 'export root="${IPKG_INSTROOT}"'
+		echo "export pkgname=\"$name\""
+		echo 'default_prerm'
+		apk_script "$stage/control/prerm-pkg"
+	} >"$scripts/pre-deinstall"
+	local args=(--script "post-install:$scripts/post-install" --script "post-upgrade:$scripts/post-upgrade"
+		--script "pre-deinstall:$scripts/pre-deinstall")
+	if [ -f "$stage/control/postrm" ]; then
+		sed '1s/^[[:space:]]*#!/#!/' "$stage/control/postrm" >"$scripts/post-deinstall"
+		args+=(--script "post-deinstall:$scripts/post-deinstall")
+	fi
+
+	apk="$out/${name}_${apk_version}_${apkarch}.apk"
+	rm -f "$out/${name}"_*_"${apkarch}.apk"
+	SOURCE_DATE_EPOCH=$epoch "$mkapk" \
+		--info "name:$name" \
+		--info "version:$apk_version" \
+		--info "description:$(printf '%s\n' "$pkg_description" | tr -s '[:space:]' ' ' | sed 's/^ //; s/ $//')" \
+		--info "arch:$apkarch" \
+		--info "license:$license" \
+		--info "origin:$pkg_source" \
+		--info "url:$url" \
+		--info "maintainer:$maintainer" \
+		--info "provides:$name-any" \
+		"${args[@]}" \
+		--info "depends:${pkg_depends//,/}" \
+		--files "$root" \
+		--output "$apk"
+	printf '%-52s %9d bytes\n' "$apk" "$(stat -c %s "$apk")"
+}
+
 # --- natmap ---------------------------------------------------------------
 
 files=openwrt/natmap/files
@@ -240,7 +385,7 @@ pkg_source=openwrt/natmap
 pkg_section=$section
 pkg_description=$description
 
-echo "natmap $version (SOURCE_DATE_EPOCH=$epoch)"
+echo "natmap $version${apk_version:+ (apk: $apk_version)} (SOURCE_DATE_EPOCH=$epoch)"
 for a in "${selected[@]}"; do
 	read -r arch goarch extra <<<"$a"
 	stage=$work/natmap-$arch
@@ -278,7 +423,7 @@ if [ -d "$luci" ]; then
 	# Translations, as luci.mk compiles them: po/LANG/NAME.po into
 	# NAME.CODE.lmo, CODE being LuCI's code for the language (zh_Hans:
 	# zh-cn). Bundled here rather than in luci-i18n-* packages.
-	pos=$(find "$luci/po" -mindepth 2 -maxdepth 2 -name '*.po' ! -path '*/templates/*' 2>/dev/null | sort)
+	pos=$( (find "$luci/po" -mindepth 2 -maxdepth 2 -name '*.po' ! -path '*/templates/*' 2>/dev/null || true) | sort)
 	po2lmo=${PO2LMO:-}
 	if [ -z "$po2lmo" ] && [ -n "$pos" ] && [ -f cmd/po2lmo/main.go ]; then
 		po2lmo=$work/po2lmo
@@ -343,4 +488,8 @@ $(luci_var LUCI_DESCRIPTION)"
 	pack luci-app-natmap all "$stage"
 fi
 
-(cd "$out" && sha256sum -- *.ipk >sha256sums)
+(
+	cd "$out"
+	shopt -s nullglob
+	sha256sum -- *.ipk *.apk >sha256sums
+)
