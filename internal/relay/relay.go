@@ -21,9 +21,8 @@ import (
 	"time"
 )
 
-// Stats are a relay's live counters (atomics; read them any time). For an
-// open TCP connection the byte counters follow what the receiving side
-// acknowledged (TCP_INFO, every second); they are exact once it closed.
+// Stats are a relay's live counters (atomics; read them any time). Bytes
+// count as they are handed to the receiving socket.
 type Stats struct {
 	Active    atomic.Int64 // connections (TCP, dialing included) or sessions (UDP) open now
 	Total     atomic.Int64 // connections accepted or sessions started, ever

@@ -89,11 +89,10 @@ func (ps *pipes) close() {
 }
 
 // splice moves what src receives to dst until src's EOF (nil) or an error,
-// and returns the bytes moved. A pipe is taken when src has bytes and given
-// back when src has none.
-func (ps *pipes) splice(dst, src syscall.RawConn) (int64, error) {
+// telling moved about every chunk delivered to dst. A pipe is taken when
+// src has bytes and given back when src has none.
+func (ps *pipes) splice(dst, src syscall.RawConn, moved func(int64)) error {
 	var (
-		total   int64
 		p       pipe
 		held    bool
 		pending int // bytes in the pipe
@@ -126,15 +125,15 @@ func (ps *pipes) splice(dst, src syscall.RawConn) (int64, error) {
 	for {
 		n, err := in.read()
 		if err != nil || n == 0 {
-			return total, err // n == 0: EOF
+			return err // n == 0: EOF
 		}
 		for pending = n; pending > 0; {
 			m, err := out.write()
 			if err != nil {
-				return total, err
+				return err
 			}
 			pending -= m
-			total += int64(m)
+			moved(int64(m))
 		}
 	}
 }

@@ -43,9 +43,8 @@ type TCP struct {
 // handoff bounds how long accepting waits for a target dial when out of fds.
 const handoff = time.Second
 
-// statsEvery is how often long connections' byte counters are brought up to
-// date from TCP_INFO.
-const statsEvery = time.Second
+// sweepEvery is the longest the idle sweep sleeps.
+const sweepEvery = time.Second
 
 // tcpRun is one Serve call's state.
 type tcpRun struct {
@@ -240,20 +239,18 @@ func (s *tcpRun) abortAll() {
 	}
 }
 
-// reap closes idle connections and keeps the byte counters live.
+// reap closes idle connections.
 //
-// Why TCP_INFO: with splice the relay never sees the bytes (io.Copy reports
-// its count only at the end), and per-read deadlines would cut slow but
-// active flows (an SSH session waiting for a key). The kernel already keeps,
-// per socket, the time since data was last received and sent
-// (Last_data_recv/sent, ms) and the bytes the peer acknowledged
-// (Bytes_acked), so a sweep over both sockets of every connection gives the
-// exact idle time and delivered bytes at the cost of two getsockopt calls.
-// The sweep sleeps until the earliest moment a connection could expire
-// (at most statsEvery), so a connection is closed within ~10 ms of
-// IdleTimeout, not within a polling period.
+// Why TCP_INFO: per-read deadlines would cut slow but active flows (an SSH
+// session waiting for a key), and resetting a timer per splice would cost
+// more than the splice. The kernel already keeps, per socket, the time
+// since data was last received and sent (Last_data_recv/sent, ms), so a
+// sweep over both sockets of every connection gives the exact idle time at
+// the cost of two getsockopt calls. The sweep sleeps until the earliest
+// moment a connection could expire (at most sweepEvery), so a connection
+// is closed within ~10 ms of IdleTimeout, not within a polling period.
 func (s *tcpRun) reap(ctx context.Context) {
-	t := time.NewTimer(min(statsEvery, s.idle))
+	t := time.NewTimer(min(sweepEvery, s.idle))
 	defer t.Stop()
 	for {
 		select {
@@ -270,9 +267,9 @@ func (s *tcpRun) reap(ctx context.Context) {
 func (s *tcpRun) sweep() time.Duration {
 	// A new connection cannot expire before a full s.idle from now, so
 	// sleeping at most s.idle never misses one.
-	next := min(statsEvery, s.idle)
+	next := min(sweepEvery, s.idle)
 	for _, c := range s.snapshot() {
-		left := s.idle - c.sample()
+		left := s.idle - c.idle()
 		if left <= 0 {
 			c.closeIdle()
 			continue
@@ -291,30 +288,23 @@ type tcpConn struct {
 	closeOnce  sync.Once
 	idleClosed atomic.Bool
 
-	mu       sync.Mutex // guards up and down
 	up, down flow
 }
 
-// flow is one direction's byte count, kept live from TCP_INFO while its copy
-// runs, exact once it ended.
+// flow is one direction's byte count, live while its copy runs.
 type flow struct {
 	total *atomic.Int64 // the Stats counter
-	n     int64         // bytes added to total so far
-	base  uint64        // the sender's Bytes_acked before relaying (the SYN may count)
-	live  bool          // base is known: TCP_INFO works on the sender
-	done  bool          // the copy ended: n is exact
+	n     atomic.Int64  // bytes moved so far, all added to total
+}
+
+func (f *flow) add(n int64) {
+	f.n.Add(n)
+	f.total.Add(n)
 }
 
 func newTCPConn(client *net.TCPConn, target net.Conn, pipes *pipes, up, down *atomic.Int64) *tcpConn {
 	c := &tcpConn{client: client, target: target, pipes: pipes, start: time.Now()}
 	c.up.total, c.down.total = up, down
-	// Up's bytes are sent by the target socket, down's by the client's.
-	if ti, err := tcpInfo(target); err == nil {
-		c.up.base, c.up.live = ti.Bytes_acked, true
-	}
-	if ti, err := tcpInfo(client); err == nil {
-		c.down.base, c.down.live = ti.Bytes_acked, true
-	}
 	return c
 }
 
@@ -335,8 +325,7 @@ func (c *tcpConn) relay() error {
 
 // copy relays src to dst.
 func (c *tcpConn) copy(dst, src net.Conn, f *flow) error {
-	n, err := c.move(dst, src)
-	c.finish(f, n)
+	err := c.move(dst, src, f)
 	if err == nil {
 		err = closeWrite(dst)
 	}
@@ -347,19 +336,20 @@ func (c *tcpConn) copy(dst, src net.Conn, f *flow) error {
 	return nil
 }
 
-// move relays src to dst until src's EOF: by splice(2), or through user
-// space when dst or src is not a socket or no pipe can be had.
-func (c *tcpConn) move(dst, src net.Conn) (int64, error) {
+// move relays src to dst until src's EOF: by splice(2), counting as it
+// goes, or through user space, counting at the end, when dst or src is not
+// a socket or no pipe can be had.
+func (c *tcpConn) move(dst, src net.Conn, f *flow) error {
 	d, s, ok := rawConns(dst, src)
-	if !ok {
-		return io.Copy(dst, src)
+	if ok {
+		err := c.pipes.splice(d, s, f.add)
+		if !errors.Is(err, errNoPipe) {
+			return err
+		}
 	}
-	n, err := c.pipes.splice(d, s)
-	if errors.Is(err, errNoPipe) {
-		m, err := io.Copy(dst, src)
-		return n + m, err
-	}
-	return n, err
+	n, err := io.Copy(dst, src)
+	f.add(n)
+	return err
 }
 
 func closeWrite(c net.Conn) error {
@@ -369,54 +359,17 @@ func closeWrite(c net.Conn) error {
 	return nil
 }
 
-// finish records a direction's exact byte count. It runs before the
-// CloseWrite, so sample never counts the FIN that Bytes_acked includes.
-func (c *tcpConn) finish(f *flow, n int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	f.total.Add(n - f.n)
-	f.n, f.done = n, true
-}
+func (c *tcpConn) bytes() (up, down int64) { return c.up.n.Load(), c.down.n.Load() }
 
-func (c *tcpConn) bytes() (up, down int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.up.n, c.down.n
-}
-
-// sample returns how long the connection carried no data either way, and
-// adds the bytes acknowledged since the last sample to the counters.
-func (c *tcpConn) sample() time.Duration {
+// idle returns how long the connection carried no data either way.
+func (c *tcpConn) idle() time.Duration {
 	idle := time.Since(c.start)
-	ci, cerr := tcpInfo(c.client)
-	ti, terr := tcpInfo(c.target)
-	if cerr == nil {
-		idle = min(idle, lastData(ci))
-	}
-	if terr == nil {
-		idle = min(idle, lastData(ti))
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if terr == nil {
-		c.up.acked(ti.Bytes_acked)
-	}
-	if cerr == nil {
-		c.down.acked(ci.Bytes_acked)
+	for _, s := range []net.Conn{c.client, c.target} {
+		if ti, err := tcpInfo(s); err == nil {
+			idle = min(idle, lastData(ti))
+		}
 	}
 	return idle
-}
-
-// acked raises the count to what the receiver acknowledged: a lower bound of
-// what the copy wrote, so the exact count at the end never goes backwards.
-func (f *flow) acked(bytes uint64) {
-	if !f.live || f.done || bytes < f.base {
-		return
-	}
-	if n := int64(bytes - f.base); n > f.n {
-		f.total.Add(n - f.n)
-		f.n = n
-	}
 }
 
 func lastData(ti *unix.TCPInfo) time.Duration {
