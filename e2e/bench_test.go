@@ -385,10 +385,12 @@ func BenchmarkUDPRelay(b *testing.B) {
 	serveUDPEcho(b, tc)
 	direct := startNatmap(b, l, benchUDPArgs(l, directPort)...)
 	addr := map[string]string{"direct": direct.waitNotification(1, 15*time.Second).Public().String()}
+	pid := map[string]int{}
 	paths := []string{"direct"}
 	for i, r := range relays() {
 		nm := startBinary(b, l, r.bin, benchUDPArgs(l, relayPort+uint16(i), "-t", "127.0.0.1", "-p", strconv.Itoa(targetPort))...)
 		addr[r.path] = nm.waitNotification(1, 15*time.Second).Public().String()
+		pid[r.path] = nm.cmd.Process.Pid
 		paths = append(paths, r.path)
 	}
 	for _, ns := range []string{l.LAN, l.NAT, l.Inet} {
@@ -415,11 +417,14 @@ func BenchmarkUDPRelay(b *testing.B) {
 	for _, s := range []struct{ size, window, batch int }{{64, 32, 4000}, {60000, 4, 200}} {
 		b.Run(fmt.Sprintf("size=%d", s.size), func(b *testing.B) {
 			sum := map[string]udpStats{}
+			proc := map[string]float64{} // the relay process's CPU seconds
 			load := otherLoad()
 			ip0 := ipStats(b, l, l.NAT)
 			for b.Loop() {
 				for _, path := range turns(paths) {
+					before := sampleCPU()
 					st := udpEcho(client[path], s.batch, s.size, s.window)
+					proc[path] += sampleCPU().pidSince(before, pid[path])
 					t := sum[path]
 					t.sent += st.sent
 					t.back += st.back
@@ -444,6 +449,10 @@ func BenchmarkUDPRelay(b *testing.B) {
 				}
 				rate[path] = float64(st.back) / st.elapsed.Seconds()
 				b.ReportMetric(rate[path], path+"-dgram/s")
+				if path != "direct" {
+					// Relaying one datagram each way, kernel work included.
+					b.ReportMetric(proc[path]/float64(st.sent)*1e6, path+"-process-us/echo")
+				}
 				b.ReportMetric(100*float64(st.lost)/float64(st.sent), path+"-%lost")
 				if s.size > 1000 {
 					b.ReportMetric(rate[path]*float64(s.size)*8/1e9, path+"-Gbit/s")

@@ -158,7 +158,9 @@ END {
 	pair("TCP connections, 8 clients at once", c "conc=8", "conn/s", "%.0f", "conn/s")
 	u = "BenchmarkUDPRelay/"
 	pair("UDP echo, 64 B, 32 in flight", u "size=64", "dgram/s", "%.0f", "dgram/s")
+	row("  relay process CPU per echo", -1, v(u "size=64", "relay-process-us/echo"), v(u "size=64", "c-relay-process-us/echo"), "%.1f", "us", v(u "size=64", "other-cores"))
 	pair("UDP echo, 60000 B, 4 in flight", u "size=60000", "dgram/s", "%.0f", "dgram/s")
+	row("  relay process CPU per echo", -1, v(u "size=60000", "relay-process-us/echo"), v(u "size=60000", "c-relay-process-us/echo"), "%.1f", "us", v(u "size=60000", "other-cores"))
 	pair("  same, payload", u "size=60000", "Gbit/s", "%.2f", "Gbit/s")
 	f = v(u "size=60000", "NAT-frags/dgram")
 	if (f >= 0) printf "| %-45s | %-33s | %-6s | %-5s |\n", "  IP fragments per datagram at the NAT (both)", sprintf("%.1f", f), "", ""
