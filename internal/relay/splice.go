@@ -32,9 +32,10 @@ const maxIdlePipes = 32
 
 type pipe struct{ r, w int }
 
-// errNoPipe: no pipe could be made (out of fds, say); the caller may go on
-// copying through user space.
-var errNoPipe = errors.New("no pipe")
+// errNoSplice: no pipe could be made (out of fds, say), or the first
+// splice found the sockets unfit for it; the caller may go on copying
+// through user space.
+var errNoSplice = errors.New("no splice")
 
 // pipes is a free list of empty pipes shared by a relay's connections.
 type pipes struct {
@@ -53,7 +54,7 @@ func (ps *pipes) get() (pipe, error) {
 	ps.mu.Unlock()
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		return pipe{}, fmt.Errorf("%w: %w", errNoPipe, err)
+		return pipe{}, fmt.Errorf("%w: pipe: %w", errNoSplice, err)
 	}
 	// Best effort: above fs.pipe-max-size only root may grow a pipe.
 	_, _ = unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, pipeSize)
@@ -95,7 +96,8 @@ func (ps *pipes) splice(dst, src syscall.RawConn, moved func(int64)) error {
 	var (
 		p       pipe
 		held    bool
-		pending int // bytes in the pipe
+		pending int  // bytes in the pipe
+		started bool // bytes have moved
 	)
 	in := newRawIO(src, "splice", func(fd int) (int, error) {
 		if !held {
@@ -106,10 +108,13 @@ func (ps *pipes) splice(dst, src syscall.RawConn, moved func(int64)) error {
 			held = true
 		}
 		n, err := rawSplice(fd, p.w, pipeSize)
-		if err == unix.EAGAIN {
+		switch {
+		case err == unix.EAGAIN:
 			// Nothing to read: wait without holding the pipe.
 			ps.put(p)
 			held = false
+		case err == unix.EINVAL && !started:
+			err = fmt.Errorf("%w: %w", errNoSplice, err)
 		}
 		return n, err
 	})
@@ -127,6 +132,7 @@ func (ps *pipes) splice(dst, src syscall.RawConn, moved func(int64)) error {
 		if err != nil || n == 0 {
 			return err // n == 0: EOF
 		}
+		started = true
 		for pending = n; pending > 0; {
 			m, err := out.write()
 			if err != nil {

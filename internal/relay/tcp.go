@@ -336,20 +336,32 @@ func (c *tcpConn) copy(dst, src net.Conn, f *flow) error {
 	return nil
 }
 
-// move relays src to dst until src's EOF: by splice(2), counting as it
-// goes, or through user space, counting at the end, when dst or src is not
-// a socket or no pipe can be had.
+// move relays src to dst until src's EOF, counting as it goes: by
+// splice(2), or through user space when dst or src is not a socket or
+// splice cannot be had.
 func (c *tcpConn) move(dst, src net.Conn, f *flow) error {
 	d, s, ok := rawConns(dst, src)
 	if ok {
 		err := c.pipes.splice(d, s, f.add)
-		if !errors.Is(err, errNoPipe) {
+		if !errors.Is(err, errNoSplice) {
 			return err
 		}
 	}
-	n, err := io.Copy(dst, src)
-	f.add(n)
+	_, err := io.Copy(countingWriter{dst, f}, struct{ io.Reader }{src})
 	return err
+}
+
+// countingWriter counts what reaches w as it goes. The Reader is wrapped
+// too, so io.Copy cannot go around both (WriterTo, ReaderFrom).
+type countingWriter struct {
+	w io.Writer
+	f *flow
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.f.add(int64(n))
+	return n, err
 }
 
 func closeWrite(c net.Conn) error {

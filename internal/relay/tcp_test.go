@@ -341,3 +341,30 @@ func TestTCPIdleConnectionsHoldNoPipes(t *testing.T) {
 		t.Errorf("%d pipe fds left open after Serve returned", n)
 	}
 }
+
+// TestTCPTargetNotASocket: a Dial that returns something other than a
+// socket (a net.Pipe here) is relayed through user space, both ways.
+func TestTCPTargetNotASocket(t *testing.T) {
+	r := &TCP{Dial: func(context.Context) (net.Conn, error) {
+		a, b := net.Pipe()
+		go func() {
+			echo(b)
+			b.Close()
+		}()
+		return a, nil
+	}}
+	addr, _ := startTCP(t, r)
+	c := dial(t, addr)
+	const msg = "through user space"
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg)) // a net.Pipe cannot be half-closed: no EOF
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+		t.Fatalf("got %q, %v; want %q", got, err, msg)
+	}
+	eventually(t, 3*time.Second, "byte counters", func() bool {
+		return r.Stats.BytesUp.Load() == int64(len(msg)) && r.Stats.BytesDown.Load() == int64(len(msg))
+	})
+}
