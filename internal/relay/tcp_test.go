@@ -281,6 +281,24 @@ func TestTCPServeEndClosesEverything(t *testing.T) {
 	checkNoLeaks(t, goroutines, fds)
 }
 
+// echoUserSpace echoes through user space: io.Copy would splice with pipes
+// of its own, which tests counting the relay's pipes must not see.
+func echoUserSpace(c net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			if tc, ok := c.(*net.TCPConn); ok && err == io.EOF {
+				tc.CloseWrite()
+			}
+			return
+		}
+		if _, err := c.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
 // pipeCount is how many pipe fds this process has open.
 func pipeCount(t testing.TB) int {
 	t.Helper()
@@ -301,17 +319,7 @@ func pipeCount(t testing.TB) int {
 // while bytes are in flight, so many idle relayed connections cost their
 // sockets alone, and the relay keeps few spare pipes.
 func TestTCPIdleConnectionsHoldNoPipes(t *testing.T) {
-	// An echo through user space: io.Copy would splice with pipes of its own.
-	target := newServer(t, func(c net.Conn) {
-		buf := make([]byte, 512)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				return
-			}
-			c.Write(buf[:n])
-		}
-	})
+	target := newServer(t, echoUserSpace)
 	r := &TCP{Dial: dialTCP(target.addr())}
 	addr, stop := startTCP(t, r)
 	before := pipeCount(t)
@@ -367,4 +375,56 @@ func TestTCPTargetNotASocket(t *testing.T) {
 	eventually(t, 3*time.Second, "byte counters", func() bool {
 		return r.Stats.BytesUp.Load() == int64(len(msg)) && r.Stats.BytesDown.Load() == int64(len(msg))
 	})
+}
+
+// TestTCPManyAtOnce: connections relayed at once share the pipe free list
+// without mixing their bytes; afterwards the relay keeps few spare pipes.
+func TestTCPManyAtOnce(t *testing.T) {
+	target := newServer(t, echoUserSpace)
+	r := &TCP{Dial: dialTCP(target.addr())}
+	addr, stop := startTCP(t, r)
+	before := pipeCount(t)
+	const conns, size = 64, 256 << 10
+	errs := make(chan error, conns)
+	for range conns {
+		go func() {
+			errs <- func() error {
+				c, err := net.Dial("tcp4", addr)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				data := make([]byte, size)
+				rand.Read(data)
+				go func() {
+					c.Write(data)
+					c.(*net.TCPConn).CloseWrite()
+				}()
+				c.SetReadDeadline(time.Now().Add(20 * time.Second))
+				got, err := io.ReadAll(c)
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(got, data) {
+					return fmt.Errorf("got %d bytes back, not the %d sent", len(got), size)
+				}
+				return nil
+			}()
+		}()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	eventually(t, 3*time.Second, "connections still active", func() bool { return r.Stats.Active.Load() == 0 })
+	if up, down := r.Stats.BytesUp.Load(), r.Stats.BytesDown.Load(); up != conns*size || down != conns*size {
+		t.Errorf("BytesUp, BytesDown = %d, %d, want %d each", up, down, conns*size)
+	}
+	if n := pipeCount(t) - before; n > 2*maxIdlePipes {
+		t.Errorf("%d pipe fds open with no connection left, want at most %d", n, 2*maxIdlePipes)
+	}
+	if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
 }
