@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what testing natmap needs on Debian: the namespace lab's tools (iproute2, nftables,
-# conntrack, coturn, iperf3). Idempotent; installs only as root with apt-get,
+# conntrack, coturn, iperf3; qemu-user runs the router arches' binaries). Idempotent; installs only as root with apt-get,
 # else says what is missing.
 set -euo pipefail
 
 need=()
-for pair in ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack turnserver:coturn iperf3:iperf3 node:nodejs shellcheck:shellcheck busybox:busybox curl:curl unzip:unzip; do
+for pair in ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack turnserver:coturn iperf3:iperf3 node:nodejs shellcheck:shellcheck busybox:busybox curl:curl unzip:unzip qemu-mipsel:qemu-user; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then

@@ -46,9 +46,15 @@ func (e *Engine) establish(ctx context.Context, local netip.AddrPort) (*forwarde
 	if err != nil {
 		return nil, err
 	}
+	// Listen before telling anyone: a client acting on the notification
+	// must find the relay up, not a refused connection.
+	fwd, err := e.startForward(ctx, local)
+	if err != nil {
+		return nil, err
+	}
 	e.mapped(local, public, server)
 	e.probeFiltering(ctx, public)
-	return e.startForward(ctx, local)
+	return fwd, nil
 }
 
 // startForward listens on local and relays to the target for the rest of
