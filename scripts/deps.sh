@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what testing natmap needs on Debian: the namespace lab's tools (iproute2, nftables,
-# conntrack, coturn, iperf3; qemu-user runs the router arches' binaries). Idempotent; installs only as root with apt-get,
-# else says what is missing.
+# Installs what testing natmap needs on Debian: the namespace lab's tools
+# (iproute2, nftables, conntrack, coturn, iperf3), qemu-user to run the
+# router arches' binaries, and the packaging and LuCI test tools. Idempotent;
+# installs only as root with apt-get, else says what is missing.
 set -euo pipefail
 
 need=()
