@@ -28,6 +28,7 @@ var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"restart": runRestart,
 	// Run by the firewall's include script after a firewall reload.
 	"firewall-sync": runFirewallSync,
+	"check":         runCheck,
 }
 
 func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
