@@ -59,3 +59,16 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// From the outside client's namespace there is no NAT: the STUN servers see
+// the host's own address.
+func TestCheckNoNAT(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := l.Command(ctx, l.Inet, natmapBin, append([]string{"check"}, stunArgs(l)...)...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "no NAT: ") {
+		t.Fatalf("natmap check from outside: %v\n%s", err, out)
+	}
+}
