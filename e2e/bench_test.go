@@ -173,10 +173,12 @@ func BenchmarkTCPConnRate(b *testing.B) {
 	serveEcho1(b, tln)
 	direct := startNatmap(b, l, bindArgs(l, directPort)...)
 	addr := map[string]string{"direct": direct.waitNotification(1, 15*time.Second).Public().String()}
+	pid := map[string]int{}
 	paths := []string{"direct"}
 	for i, r := range relays() {
 		nm := startBinary(b, l, r.bin, benchForwardArgs(l, relayPort+uint16(i), "127.0.0.1", targetPort)...)
 		addr[r.path] = nm.waitNotification(1, 15*time.Second).Public().String()
+		pid[r.path] = nm.cmd.Process.Pid
 		paths = append(paths, r.path)
 	}
 	d := outsideDialer(l)
@@ -185,14 +187,16 @@ func BenchmarkTCPConnRate(b *testing.B) {
 		b.Run(fmt.Sprintf("conc=%d", conc), func(b *testing.B) {
 			count := map[string]int{}
 			took := map[string]time.Duration{}
+			proc := map[string]float64{} // the relay process's CPU seconds
 			load := otherLoad()
 			for b.Loop() {
 				for _, path := range turns(paths) {
-					start := time.Now()
+					start, before := time.Now(), sampleCPU()
 					if err := connBurst(l, d, addr[path], conc, connBatch); err != nil {
 						b.Fatalf("%s: %v", path, err)
 					}
 					took[path] += time.Since(start)
+					proc[path] += sampleCPU().pidSince(before, pid[path])
 					count[path] += connBatch
 				}
 			}
@@ -201,6 +205,7 @@ func BenchmarkTCPConnRate(b *testing.B) {
 				b.ReportMetric(rate(p), p+"-conn/s")
 				if p != "direct" {
 					b.ReportMetric(rate(p)/rate("direct"), ratioName(p))
+					b.ReportMetric(proc[p]/float64(count[p])*1e6, p+"-process-us/conn")
 				}
 			}
 			b.ReportMetric(load(), "other-cores")
