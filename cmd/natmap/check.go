@@ -80,6 +80,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		res := checkJSON(&m, r, err, local)
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "\t")
+		enc.SetEscapeHTML(false)
 		if encErr := enc.Encode(res); encErr != nil {
 			return checkFailed
 		}
