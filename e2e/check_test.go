@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os/exec"
 	"strings"
@@ -20,12 +21,16 @@ func TestCheck(t *testing.T) {
 		udp  bool
 		code int
 		want []string
+		json *checkJSON // also run with --json and expect this
 	}{
-		{lab.FullConePreserve, false, 0, []string{"endpoint-independent, public port preserved", "filtering: endpoint-independent", "full cone (NAT-1)"}},
-		{lab.FullConeTranslate, true, 0, []string{"public port translated", "full cone (NAT-1)"}},
-		{lab.Symmetric, false, 3, []string{"endpoint-dependent", "symmetric NAT"}},
-		{lab.Symmetric, true, 3, []string{"symmetric NAT"}},
-		{lab.RestrictedCone, false, 3, []string{"address-dependent (restricted cone)", "not a full cone"}},
+		{lab.FullConePreserve, false, 0, []string{"endpoint-independent, public port preserved", "filtering: endpoint-independent", "full cone (NAT-1)"},
+			&checkJSON{Verdict: "full-cone", NAT: "full cone", Mapping: "endpoint-independent", Filtering: "endpoint-independent", PortPreserved: true}},
+		{lab.FullConeTranslate, true, 0, []string{"public port translated", "full cone (NAT-1)"}, nil},
+		{lab.Symmetric, false, 3, []string{"endpoint-dependent", "symmetric NAT"},
+			&checkJSON{Verdict: "not-full-cone", NAT: "symmetric", Mapping: "endpoint-dependent", Filtering: "unknown"}},
+		{lab.Symmetric, true, 3, []string{"symmetric NAT"}, nil},
+		{lab.RestrictedCone, false, 3, []string{"address-dependent (restricted cone)", "not a full cone"},
+			&checkJSON{Verdict: "not-full-cone", NAT: "restricted cone", Mapping: "endpoint-independent", Filtering: "address-dependent", PortPreserved: true}},
 	} {
 		name := c.kind.String() + map[bool]string{false: "/tcp", true: "/udp"}[c.udp]
 		t.Run(name, func(t *testing.T) {
@@ -56,7 +61,71 @@ func TestCheck(t *testing.T) {
 			if t.Failed() {
 				t.Logf("natmap %s:\n%s", strings.Join(args, " "), out)
 			}
+			if c.json != nil {
+				checkJSONRun(t, l, append(args, "--json"), c.code, c.udp, c.json)
+			}
 		})
+	}
+}
+
+// checkJSON is the part of natmap check --json the lab can predict.
+type checkJSON struct {
+	Protocol      string `json:"protocol"`
+	LocalPort     uint16 `json:"local_port"`
+	PublicIP      string `json:"public_ip"`
+	PublicPort    uint16 `json:"public_port"`
+	PortPreserved bool   `json:"port_preserved"`
+	Mapping       string `json:"mapping"`
+	Filtering     string `json:"filtering"`
+	NAT           string `json:"nat"`
+	Verdict       string `json:"verdict"`
+	Summary       string `json:"summary"`
+	ExitStatus    int    `json:"exit_status"`
+	Answers       []struct {
+		Server     string `json:"server"`
+		PublicIP   string `json:"public_ip"`
+		PublicPort uint16 `json:"public_port"`
+		Error      string `json:"error"`
+	} `json:"answers"`
+}
+
+// checkJSONRun runs natmap check --json and compares its report with want;
+// stdout must be the JSON alone, the exit status that of the text mode.
+func checkJSONRun(t *testing.T, l *lab.Lab, args []string, code int, udp bool, want *checkJSON) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := l.Command(ctx, l.LAN, natmapBin, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	got := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		got = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var r checkJSON
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	if err := dec.Decode(&r); err != nil || dec.More() {
+		t.Fatalf("natmap %s: stdout is not one JSON object (%v):\n%s\nstderr: %s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	proto := map[bool]string{false: "tcp", true: "udp"}[udp]
+	if got != code || r.ExitStatus != code || r.Verdict != want.Verdict || r.NAT != want.NAT || r.Mapping != want.Mapping ||
+		r.Filtering != want.Filtering || r.PortPreserved != want.PortPreserved || r.Protocol != proto || r.Summary == "" {
+		t.Errorf("natmap %s: exit %d, %+v; want exit %d, %+v", strings.Join(args, " "), got, r, code, *want)
+	}
+	if len(r.Answers) < 2 || r.LocalPort == 0 || r.PublicIP != l.PublicAddr.String() {
+		t.Errorf("natmap %s: local port %d, public %s, answers %+v; want two answers, public IP %s", strings.Join(args, " "), r.LocalPort, r.PublicIP, r.Answers, l.PublicAddr)
+	}
+	for _, a := range r.Answers {
+		if a.Server == "" || a.Error != "" || a.PublicIP != l.PublicAddr.String() || a.PublicPort == 0 {
+			t.Errorf("natmap %s: answer %+v", strings.Join(args, " "), a)
+		}
+	}
+	if want.PortPreserved && r.PublicPort != r.LocalPort {
+		t.Errorf("natmap %s: public port %d, local %d: not preserved", strings.Join(args, " "), r.PublicPort, r.LocalPort)
 	}
 }
 

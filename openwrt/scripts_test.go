@@ -45,8 +45,11 @@ func TestShellcheck(t *testing.T) {
 	}
 }
 
-// fakeJshn is just enough of libubox's jshn.sh for the plugin: flat
-// objects of strings and booleans.
+// fakeJshn is just enough of libubox's jshn.sh for the plugin: json_load
+// flattens the input with awk into lines "path<TAB>type<TAB>value" (path
+// "a/1" for element 1 of array a), which json_select, json_get_type,
+// json_get_keys and json_get_var read as jshn does; output is flat objects
+// of strings and booleans.
 const fakeJshn = `
 json_init() { _json=; }
 _json_add() { _json="${_json:+$_json,}\"$1\":$2"; }
@@ -57,11 +60,98 @@ json_add_boolean() {
 	case "$2" in 1) _json_add "$1" true ;; *) _json_add "$1" false ;; esac
 }
 json_dump() { printf '{%s}\n' "$_json"; }
-json_load() { _in=$1; }
-json_get_var() {
-	_v=$(printf '%s' "$_in" | sed -n "s/.*\"$2\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p")
+json_load() {
+	_cur=
+	_flat=$(printf '%s' "$1" | awk '
+function ws() { while (i <= n && index(" \t\r\n", substr(s, i, 1))) i++ }
+function fail() { bad = 1; exit 1 }
+function str(   r, c) {
+	if (substr(s, i, 1) != "\"") fail()
+	i++; r = ""
+	while (i <= n) {
+		c = substr(s, i, 1); i++
+		if (c == "\"") return r
+		if (c == "\\") {
+			c = substr(s, i, 1); i++
+			# kept escaped: a line of the flat form holds no newline
+			if (c == "n" || c == "t" || c == "r" || c == "b" || c == "f") r = r "\\" c
+			else if (c == "u") { r = r "\\u" substr(s, i, 4); i += 4 }
+			else r = r c
+			continue
+		}
+		r = r c
+	}
+	fail()
+}
+function emit(p, t, v) { printf "%s\t%s\t%s\n", p, t, v }
+function val(p,   c, k, x, num) {
+	ws(); c = substr(s, i, 1)
+	if (c == "{") {
+		if (p != "") emit(p, "object", "")
+		i++; ws()
+		if (substr(s, i, 1) == "}") { i++; return }
+		for (;;) {
+			ws(); k = str(); ws()
+			if (substr(s, i, 1) != ":") fail()
+			i++; val(p == "" ? k : p "/" k); ws()
+			c = substr(s, i, 1); i++
+			if (c == "}") return
+			if (c != ",") fail()
+		}
+	}
+	if (p == "") fail()
+	if (c == "[") {
+		emit(p, "array", ""); i++; ws(); x = 0
+		if (substr(s, i, 1) == "]") { i++; return }
+		for (;;) {
+			x++; val(p "/" x); ws()
+			c = substr(s, i, 1); i++
+			if (c == "]") return
+			if (c != ",") fail()
+		}
+	}
+	if (c == "\"") { emit(p, "string", str()); return }
+	if (substr(s, i, 4) == "true") { i += 4; emit(p, "boolean", 1); return }
+	if (substr(s, i, 5) == "false") { i += 5; emit(p, "boolean", 0); return }
+	if (substr(s, i, 4) == "null") { i += 4; emit(p, "null", ""); return }
+	num = ""
+	while (i <= n && index("+-0123456789.eE", substr(s, i, 1))) { num = num substr(s, i, 1); i++ }
+	if (num == "") fail()
+	emit(p, (num ~ /[.eE]/) ? "double" : "int", num)
+}
+{ s = s $0 "\n" }
+END {
+	if (bad) exit 1
+	n = length(s); i = 1; val(""); ws()
+	if (i <= n) exit 1
+}')
+}
+json_get_type() {
+	_v=$(printf '%s\n' "$_flat" | awk -F '\t' -v p="$_cur$2" '$1 == p { print $2 }')
 	eval "$1=\$_v"
 	[ -n "$_v" ]
+}
+json_get_var() {
+	_t=$(printf '%s\n' "$_flat" | awk -F '\t' -v p="$_cur$2" '$1 == p { print $2 }')
+	_v=$(printf '%s\n' "$_flat" | awk -F '\t' -v p="$_cur$2" '$1 == p { sub(/^[^\t]*\t[^\t]*\t/, ""); print }')
+	eval "$1=\$_v"
+	[ -n "$_t" ]
+}
+json_get_keys() {
+	_v=$(printf '%s\n' "$_flat" | awk -F '\t' -v p="$_cur" 'index($1, p) == 1 && index(substr($1, length(p) + 1), "/") == 0 && $1 != p { printf "%s%s", sep, substr($1, length(p) + 1); sep = " " }')
+	eval "$1=\$_v"
+}
+json_select() {
+	case "$1" in
+	..) _cur=${_cur%/}; case "$_cur" in */*) _cur=${_cur%/*}/ ;; *) _cur= ;; esac ;;
+	*)
+		json_get_type _st "$1"
+		case "$_st" in
+		object | array) _cur="$_cur$1/" ;;
+		*) echo "WARNING: Variable '$1' does not exist or is not an array/object"; return 1 ;;
+		esac
+		;;
+	esac
 }
 `
 
@@ -87,8 +177,11 @@ func newPlugin(t *testing.T) *plugin {
 	natmap := rec.stub(t, "natmap", `[ -z "$FAKE_OUT" ] || printf '%s\n' "$FAKE_OUT"
 [ -z "$FAKE_ERR" ] || printf '%s\n' "$FAKE_ERR" >&2
 exit "${FAKE_RC:-0}"`)
+	// uci -q get KEY answers from $FAKE_UCI, lines "KEY<TAB>VALUE".
+	uci := rec.stub(t, "uci", `[ "$1 $2" = "-q get" ] && [ $# -eq 3 ] || exit 1
+printf '%s\n' "$FAKE_UCI" | awk -F '\t' -v k="$3" '$1 == k { sub(/^[^\t]*\t/, ""); print; f = 1 } END { exit !f }'`)
 	p := rewrite(t, rpcdPlugin, filepath.Join(dir, "natmap"),
-		"/usr/share/libubox/jshn.sh", jshn, "/usr/bin/natmap", natmap)
+		"/usr/share/libubox/jshn.sh", jshn, "/usr/bin/natmap", natmap, "/sbin/uci", uci)
 	return &plugin{path: p, rec: rec, sock: filepath.Join(dir, "natmap.sock")}
 }
 
@@ -114,7 +207,8 @@ func TestRpcdPlugin(t *testing.T) {
 			}
 			p := newPlugin(t)
 			list := p.call(t, sh, "", nil, "list")
-			want := map[string]any{"status": map[string]any{}, "reload": map[string]any{}, "restart": map[string]any{"section": "String"}}
+			want := map[string]any{"status": map[string]any{}, "reload": map[string]any{}, "restart": map[string]any{"section": "String"},
+				"check": map[string]any{"udp": false, "ipv6": false, "stun": []any{}}}
 			if !reflect.DeepEqual(list, want) {
 				t.Errorf("list: %v, want %v", list, want)
 			}
@@ -183,6 +277,161 @@ func TestRpcdPlugin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// natmapCalls are the recorded calls of the natmap stub from the index from.
+func (p *plugin) natmapCalls(t *testing.T, from int) []string {
+	t.Helper()
+	var out []string
+	for _, c := range p.rec.calls(t)[from:] {
+		if c[0] == "natmap" {
+			out = append(out, strings.Join(c, "\x1f"))
+		}
+	}
+	return out
+}
+
+// natmapArgv is a natmap call as natmapCalls records it.
+func natmapArgv(args ...string) string {
+	return strings.Join(append([]string{"natmap"}, args...), "\x1f")
+}
+
+// uciConfig is the fake uci's answers: "KEY\tVALUE" lines.
+func uciConfig(kv ...string) string {
+	var b strings.Builder
+	for i := 0; i < len(kv); i += 2 {
+		b.WriteString(kv[i] + "\t" + kv[i+1] + "\n")
+	}
+	return "FAKE_UCI=" + b.String()
+}
+
+func TestRpcdPluginCheck(t *testing.T) {
+	const report = `{"protocol":"udp","answers":[{"server":"a:3478","public_ip":"198.51.100.1","public_port":5}],"verdict":"full-cone","exit_status":0}`
+	check := func(args ...string) string {
+		return natmapArgv(append([]string{"check", "--json", "--timeout", "15s"}, args...)...)
+	}
+	for _, sh := range shells(t) {
+		t.Run(shellName(sh), func(t *testing.T) {
+			if os.Getenv("NATMAP_TEST_JSHN_SH") != "" && !strings.Contains(sh[0], "busybox") {
+				t.Skip("the real jshn.sh needs OpenWrt's ash (export -n)")
+			}
+			p := newPlugin(t)
+			env := func(e ...string) []string { return append([]string{p.rec.path()}, e...) }
+
+			// The servers given, as natmap takes them, each one argv word.
+			before := len(p.rec.calls(t))
+			in := `{"udp":true,"ipv6":true,"ubus_rpc_session":"0123","stun":["stun.example.org","198.51.100.1:3478","[2001:db8::1]:3478","2001:db8::2","[2001:db8::3]","stun_1.example-x.org:65535","[::ffff:198.51.100.2]:1"]}`
+			got := p.call(t, sh, in, env("FAKE_OUT="+report), "call", "check")
+			var want map[string]any
+			json.Unmarshal([]byte(report), &want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("check: %v, want natmap's report %v", got, want)
+			}
+			wantCall := check("-u", "-6", "-s", "stun.example.org", "-s", "198.51.100.1:3478", "-s", "[2001:db8::1]:3478",
+				"-s", "2001:db8::2", "-s", "[2001:db8::3]", "-s", "stun_1.example-x.org:65535", "-s", "[::ffff:198.51.100.2]:1")
+			if c := p.natmapCalls(t, before); len(c) != 1 || c[0] != wantCall {
+				t.Errorf("natmap calls %q, want %q", c, wantCall)
+			}
+
+			// Not a full cone, or no answer: natmap's report still, whatever its exit status.
+			for _, rc := range []string{"1", "3"} {
+				before = len(p.rec.calls(t))
+				got = p.call(t, sh, `{"udp":false,"stun":["a.example","b.example"]}`, env("FAKE_OUT="+report, "FAKE_RC="+rc, "FAKE_ERR=natmap check: warning"), "call", "check")
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("check, natmap exit %s: %v", rc, got)
+				}
+				if c := p.natmapCalls(t, before); len(c) != 1 || c[0] != check("-s", "a.example", "-s", "b.example") {
+					t.Errorf("natmap calls %q", c)
+				}
+			}
+			// natmap prints no report: its first error line.
+			got = p.call(t, sh, `{"stun":["a.example"]}`, env("FAKE_RC=2", "FAKE_ERR=natmap check: bad thing\nUsage: natmap check"), "call", "check")
+			if got["ok"] != false || got["error"] != "natmap check failed: bad thing" {
+				t.Errorf("check, natmap usage error: %v", got)
+			}
+
+			// Bad arguments: an error, and natmap does not run.
+			before = len(p.rec.calls(t))
+			bad := map[string]string{
+				`{bad`:                       "not a JSON object",
+				`{"udp":"yes","stun":["a"]}`: "udp must be true or false",
+				`{"udp":1,"stun":["a"]}`:     "udp must be true or false",
+				`{"ipv6":null,"stun":["a"]}`: "ipv6 must be true or false",
+				`{"stun":"a.example"}`:       "stun must be a list",
+				`{"stun":{"a":"b"}}`:         "stun must be a list",
+				`{"stun":[]}`:                "no STUN server",
+				`{"stun":[5]}`:               "not a STUN server",
+				`{"stun":[["a"]]}`:           "not a STUN server",
+				`{"stun":["a","b","c","d","e","f","g","h","i"]}`: "too many STUN servers",
+			}
+			for _, srv := range []string{"", "a;reboot", "$(reboot)", "`reboot`", "a b", "a\nb", "a\tb", "-h", "--json", "a:0", "a:65536", "a:080",
+				"a:", ":80", "[::1", "[::1]:", "[::1]x", "[::1]:0", "[zz::1]:80", "[a]:80", "a..b", ".a", "a/b", "a'b", `a\"b`, "a|b", "a&b", "a>b", "*",
+				"fe80::1%eth0", "a:1:2:g", "1.2.3.4:5:6", "[::1::2]:80", "12345::1", "1:::2", "[1.2.3.4::1]:5", "h:1x", strings.Repeat("a", 254), "[" + strings.Repeat("1:", 30) + "1]"} {
+				bad[`{"stun":["ok.example",`+string(must(json.Marshal(srv)))+`]}`] = "not a STUN server"
+			}
+			for in, w := range bad {
+				got := p.call(t, sh, in, env("FAKE_OUT="+report), "call", "check")
+				if e, _ := got["error"].(string); got["ok"] != false || !strings.Contains(e, w) {
+					t.Errorf("check %s: %v, want an error %q", in, got, w)
+				}
+			}
+			if c := p.natmapCalls(t, before); len(c) != 0 {
+				t.Errorf("natmap ran with bad arguments: %q", c)
+			}
+
+			// No stun: the servers of /etc/config/natmap.
+			for _, c := range []struct {
+				name string
+				uci  []string
+				want string // the natmap call, or "error: ..."
+			}{
+				{"first enabled section", []string{
+					"natmap.@natmap[0]", "natmap", "natmap.@natmap[0].enable", "0", "natmap.@natmap[0].stun_server", "off.example",
+					"natmap.@natmap[1]", "natmap", "natmap.@natmap[1].enable", "yes", "natmap.@natmap[1].stun_server", "s1.example s2.example:3478",
+					"natmap.@natmap[2]", "natmap", "natmap.@natmap[2].enable", "1", "natmap.@natmap[2].stun_server", "later.example",
+				}, check("-s", "s1.example", "-s", "s2.example:3478")},
+				{"global default", []string{
+					"natmap.@natmap[0]", "natmap", "natmap.@natmap[0].enable", "1",
+					"natmap.@global[-1]", "global", "natmap.@global[-1].stun_server", "g1.example,g2.example:19302",
+				}, check("-s", "g1.example", "-s", "g2.example:19302")},
+				{"nothing enabled", []string{
+					"natmap.@natmap[0]", "natmap", "natmap.@natmap[0].enable", "0",
+					"natmap.@natmap[1]", "natmap", "natmap.@natmap[1].enable", "0", "natmap.@natmap[1].stun_server", "stunserver.stunprotocol.org",
+					"natmap.@global[-1].stun_server", "g.example",
+				}, check("-s", "stunserver.stunprotocol.org")},
+				{"global only", []string{"natmap.@global[-1].stun_server", "g.example"}, check("-s", "g.example")},
+				{"no config", nil, "error: no STUN server"},
+				{"bad config", []string{"natmap.@natmap[0]", "natmap", "natmap.@natmap[0].enable", "1", "natmap.@natmap[0].stun_server", "ok.example $(reboot)"},
+					"error: not a STUN server: $(reboot)"},
+			} {
+				before = len(p.rec.calls(t))
+				got := p.call(t, sh, `{"udp":false}`, env("FAKE_OUT="+report, uciConfig(c.uci...)), "call", "check")
+				calls := p.natmapCalls(t, before)
+				if w, ok := strings.CutPrefix(c.want, "error: "); ok {
+					if e, _ := got["error"].(string); got["ok"] != false || !strings.Contains(e, w) || len(calls) != 0 {
+						t.Errorf("%s: %v, natmap calls %q; want an error %q", c.name, got, calls, w)
+					}
+					continue
+				}
+				if !reflect.DeepEqual(got, want) || len(calls) != 1 || calls[0] != c.want {
+					t.Errorf("%s: %v, natmap calls %q; want %q", c.name, got, calls, c.want)
+				}
+			}
+			// Empty input is no argument at all.
+			before = len(p.rec.calls(t))
+			got = p.call(t, sh, "", env("FAKE_OUT="+report, uciConfig("natmap.@global[-1].stun_server", "g.example")), "call", "check")
+			if c := p.natmapCalls(t, before); !reflect.DeepEqual(got, want) || len(c) != 1 || c[0] != check("-s", "g.example") {
+				t.Errorf("check without input: %v, natmap calls %q", got, c)
+			}
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 func TestFirewallInclude(t *testing.T) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,8 +44,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return err
 	})
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this `long`")
+	asJSON := fs.Bool("json", false, "print the report as JSON (for ubus and scripts); same exit status")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: natmap check [-u] [-6] [-i IFACE] -s SERVER [-s SERVER]...\n\n"+
+		fmt.Fprint(stderr, "Usage: natmap check [-u] [-6] [-i IFACE] [--json] [--timeout D] -s SERVER [-s SERVER]...\n\n"+
 			"Tells whether the NAT in front of this host is a full cone (NAT-1), through\n"+
 			"which natmap can open a port. Exit status: 0 yes (or the filtering could not\n"+
 			"be tested), 3 no, 1 no answer or too few to tell, 2 usage.\n\n")
@@ -72,6 +76,16 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	log := logx.Stderr(stderr, logx.Level(os.Getenv("NATMAP_LOG")))
 	r, err := engine.CheckNAT(ctx, m, log)
+	if *asJSON {
+		res := checkJSON(&m, r, err, local)
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "\t")
+		enc.SetEscapeHTML(false)
+		if encErr := enc.Encode(res); encErr != nil {
+			return checkFailed
+		}
+		return res.ExitStatus
+	}
 	if r != nil {
 		printReport(stdout, &m, r)
 	}
@@ -79,15 +93,22 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "natmap check: %v\n", err)
 		return checkFailed
 	}
-	return verdict(stdout, r)
+	j := judge(r, local)
+	for _, l := range j.lines {
+		fmt.Fprintln(stdout, l)
+	}
+	return j.code
+}
+
+func family(m *config.Mapping) string {
+	if m.IPv6 {
+		return "IPv6"
+	}
+	return "IPv4"
 }
 
 func printReport(w io.Writer, m *config.Mapping, r *engine.NATReport) {
-	family := "IPv4"
-	if m.IPv6 {
-		family = "IPv6"
-	}
-	fmt.Fprintf(w, "%s over %s from local port %d:\n", m.Protocol(), family, r.Local.Port())
+	fmt.Fprintf(w, "%s over %s from local port %d:\n", m.Protocol(), family(m), r.Local.Port())
 	for _, a := range r.Answers {
 		if a.Err != nil {
 			fmt.Fprintf(w, "  %-24s no answer: %v\n", a.Server, a.Err)
@@ -97,13 +118,31 @@ func printReport(w io.Writer, m *config.Mapping, r *engine.NATReport) {
 	}
 }
 
-// verdict prints what the report means for natmap and returns the exit
-// status.
-func verdict(w io.Writer, r *engine.NATReport) int {
+// Verdicts of natmap check --json.
+const (
+	verdictFullCone      = "full-cone"       // tested: natmap can open a port here
+	verdictMaybeFullCone = "maybe-full-cone" // mapping fine, filtering not testable: natmap can work if the NAT lets anyone in
+	verdictNotFullCone   = "not-full-cone"   // symmetric or restricted: natmap cannot open a port here
+	verdictNoNAT         = "no-nat"          // the servers see this host's own address
+	verdictUnknown       = "unknown"         // no answer, or too few to tell
+)
+
+// judgement is what a report means for natmap.
+type judgement struct {
+	lines   []string // the text report's lines after the servers' answers
+	summary string   // one line for humans
+	verdict string   // one of the verdict constants
+	nat     string   // "full cone", "restricted cone", "port-restricted cone", "symmetric", or "" when not known
+	code    int      // the exit status
+}
+
+// judge tells what r means for natmap; isLocal reports whether an address
+// is this host's own.
+func judge(r *engine.NATReport, isLocal func(netip.Addr) bool) judgement {
 	public, _ := r.Public()
-	if local(public.Addr()) {
-		fmt.Fprintf(w, "no NAT: %s is this host's own address; open the port in the firewall instead\n", public.Addr())
-		return 0
+	if isLocal(public.Addr()) {
+		s := fmt.Sprintf("no NAT: %s is this host's own address; open the port in the firewall instead", public.Addr())
+		return judgement{lines: []string{s}, summary: s, verdict: verdictNoNAT}
 	}
 	port := "translated"
 	if public.Port() == r.Local.Port() {
@@ -111,27 +150,127 @@ func verdict(w io.Writer, r *engine.NATReport) int {
 	}
 	switch r.Mapping {
 	case engine.MappingUnknown:
-		fmt.Fprintln(w, "mapping:   not checked: only one STUN server answered, two are needed")
-		return checkFailed
+		return judgement{
+			lines:   []string{"mapping:   not checked: only one STUN server answered, two are needed"},
+			summary: "cannot tell: only one STUN server answered, two are needed",
+			verdict: verdictUnknown, code: checkFailed,
+		}
 	case engine.MappingDependent:
-		fmt.Fprintln(w, "mapping:   endpoint-dependent: each destination sees another public port")
-		fmt.Fprintln(w, "symmetric NAT: nobody outside can use a mapping, natmap cannot open a port here")
-		return checkNotFullCone
+		s := "symmetric NAT: nobody outside can use a mapping, natmap cannot open a port here"
+		return judgement{
+			lines:   []string{"mapping:   endpoint-dependent: each destination sees another public port", s},
+			summary: s, verdict: verdictNotFullCone, nat: "symmetric", code: checkNotFullCone,
+		}
 	}
-	fmt.Fprintf(w, "mapping:   endpoint-independent, public port %s\n", port)
+	mapping := fmt.Sprintf("mapping:   endpoint-independent, public port %s", port)
 	switch r.Filtering {
 	case stun.FilteringUnknown:
-		fmt.Fprintln(w, "filtering: not tested: no STUN server here answers from a second address (RFC 5780)")
-		fmt.Fprintln(w, "natmap can open a port here if the NAT lets anyone in (a full cone); give an RFC 5780 server to be sure")
-		return 0
+		s := "natmap can open a port here if the NAT lets anyone in (a full cone); give an RFC 5780 server to be sure"
+		return judgement{
+			lines:   []string{mapping, "filtering: not tested: no STUN server here answers from a second address (RFC 5780)", s},
+			summary: s, verdict: verdictMaybeFullCone,
+		}
 	case stun.EndpointIndependent:
-		fmt.Fprintf(w, "filtering: endpoint-independent (tested over UDP with %s)\n", r.FilteringServer)
-		fmt.Fprintln(w, "full cone (NAT-1): natmap can open a port here")
-		return 0
+		s := "full cone (NAT-1): natmap can open a port here"
+		return judgement{
+			lines:   []string{mapping, fmt.Sprintf("filtering: endpoint-independent (tested over UDP with %s)", r.FilteringServer), s},
+			summary: s, verdict: verdictFullCone, nat: "full cone",
+		}
 	}
-	fmt.Fprintf(w, "filtering: %s (tested over UDP with %s)\n", r.Filtering, r.FilteringServer)
-	fmt.Fprintln(w, "not a full cone: only hosts this one has sent to get in, natmap cannot open a port here")
-	return checkNotFullCone
+	s := "not a full cone: only hosts this one has sent to get in, natmap cannot open a port here"
+	nat := "restricted cone"
+	if r.Filtering == stun.AddressPortDependent {
+		nat = "port-restricted cone"
+	}
+	return judgement{
+		lines:   []string{mapping, fmt.Sprintf("filtering: %s (tested over UDP with %s)", r.Filtering, r.FilteringServer), s},
+		summary: s, verdict: verdictNotFullCone, nat: nat, code: checkNotFullCone,
+	}
+}
+
+// checkResult is natmap check --json's report.
+type checkResult struct {
+	Protocol  string `json:"protocol"` // "tcp" or "udp"
+	Family    string `json:"family"`   // "ipv4" or "ipv6"
+	LocalPort uint16 `json:"local_port,omitempty"`
+	// Answers: each server asked, in order: what it saw, or its error.
+	Answers []checkAnswer `json:"answers"`
+	// PublicIP, PublicPort: what the first server that answered saw.
+	PublicIP   string `json:"public_ip,omitempty"`
+	PublicPort uint16 `json:"public_port,omitempty"`
+	// PortPreserved: the public port is the local port.
+	PortPreserved bool `json:"port_preserved"`
+	// Mapping: "endpoint-independent", "endpoint-dependent" or "unknown".
+	Mapping string `json:"mapping"`
+	// Filtering: "endpoint-independent", "address-dependent",
+	// "address-and-port-dependent" or "unknown" (not tested);
+	// FilteringServer is the server that tested it.
+	Filtering       string `json:"filtering"`
+	FilteringServer string `json:"filtering_server,omitempty"`
+	// NAT: "full cone", "restricted cone", "port-restricted cone" or
+	// "symmetric", as in natmap status; absent when not known.
+	NAT        string `json:"nat,omitempty"`
+	Verdict    string `json:"verdict"`
+	Summary    string `json:"summary"`
+	Error      string `json:"error,omitempty"`
+	ExitStatus int    `json:"exit_status"`
+}
+
+type checkAnswer struct {
+	Server     string `json:"server"`
+	PublicIP   string `json:"public_ip,omitempty"`
+	PublicPort uint16 `json:"public_port,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// checkJSON builds the JSON report of CheckNAT's result: r may be nil and
+// err set.
+func checkJSON(m *config.Mapping, r *engine.NATReport, err error, isLocal func(netip.Addr) bool) *checkResult {
+	res := &checkResult{
+		Protocol: m.Protocol(), Family: strings.ToLower(family(m)),
+		Answers: []checkAnswer{}, Mapping: "unknown", Filtering: "unknown",
+	}
+	if r != nil {
+		res.LocalPort = r.Local.Port()
+		for _, a := range r.Answers {
+			ca := checkAnswer{Server: a.Server}
+			if a.Err != nil {
+				ca.Error = a.Err.Error()
+			} else {
+				ca.PublicIP, ca.PublicPort = a.Public.Addr().String(), a.Public.Port()
+			}
+			res.Answers = append(res.Answers, ca)
+		}
+		if p, ok := r.Public(); ok {
+			res.PublicIP, res.PublicPort = p.Addr().String(), p.Port()
+			res.PortPreserved = p.Port() == r.Local.Port()
+		}
+		switch r.Mapping {
+		case engine.MappingIndependent:
+			res.Mapping = "endpoint-independent"
+		case engine.MappingDependent:
+			res.Mapping = "endpoint-dependent"
+		}
+		switch r.Filtering {
+		case stun.EndpointIndependent:
+			res.Filtering = "endpoint-independent"
+		case stun.AddressDependent:
+			res.Filtering = "address-dependent"
+		case stun.AddressPortDependent:
+			res.Filtering = "address-and-port-dependent"
+		}
+		res.FilteringServer = r.FilteringServer
+	}
+	if err != nil || r == nil {
+		if err == nil {
+			err = errors.New("no report")
+		}
+		res.Verdict, res.Summary, res.Error, res.ExitStatus = verdictUnknown, err.Error(), err.Error(), checkFailed
+		return res
+	}
+	j := judge(r, isLocal)
+	res.Verdict, res.Summary, res.NAT, res.ExitStatus = j.verdict, j.summary, j.nat, j.code
+	return res
 }
 
 // local reports whether a is an address of this host.

@@ -48,6 +48,17 @@ var callRestart = rpc.declare({
 	reject: true
 });
 
+/*
+ * natmap check --json's report (is the NAT a full cone?), with the STUN
+ * servers of the first enabled mapping; the plugin bounds it to 15 s.
+ */
+var callCheck = rpc.declare({
+	object: 'natmap',
+	method: 'check',
+	params: [ 'udp', 'ipv6' ],
+	reject: true
+});
+
 /* The daemon's latest status: ok is null before the first answer. */
 var status = { ok: null, error: null, list: [], bySection: {} };
 
@@ -382,6 +393,134 @@ function handleReload() {
 	}).catch(function(err) {
 		notify(_('Reload failed: %s').format(err.message || err), true);
 	}).then(refresh);
+}
+
+function checkMapping(res) {
+	switch (res.mapping) {
+	case 'endpoint-independent':
+		return res.port_preserved ? _('endpoint-independent, public port preserved')
+			: _('endpoint-independent, public port translated');
+	case 'endpoint-dependent':
+		return _('endpoint-dependent: each destination sees another public port');
+	}
+
+	return _('not checked: fewer than two STUN servers answered');
+}
+
+function checkFiltering(res) {
+	var srv = res.filtering_server || '?';
+
+	switch (res.filtering) {
+	case 'endpoint-independent':       return _('endpoint-independent (full cone), tested with %s').format(srv);
+	case 'address-dependent':          return _('address-dependent (restricted cone), tested with %s').format(srv);
+	case 'address-and-port-dependent': return _('address and port-dependent (port-restricted cone), tested with %s').format(srv);
+	}
+
+	if (res.mapping == 'endpoint-dependent')
+		return _('not tested');
+
+	return _('not tested: no STUN server here answers from a second address (RFC 5780)');
+}
+
+/* The verdict line: its text and colour. */
+function checkVerdict(res) {
+	switch (res.verdict) {
+	case 'full-cone':
+		return [ '#2e7d32', _('Full cone (NAT-1): natmap can open a port here.') ];
+	case 'maybe-full-cone':
+		return [ '#ef6c00', _('natmap can open a port here if the NAT lets anyone in (a full cone); the filtering could not be tested.') ];
+	case 'not-full-cone':
+		return [ '#c62828', _('The NAT is %s, not full cone: natmap cannot open a port here.').format(natName(res.nat || '?')) ];
+	case 'no-nat':
+		return [ '#1565c0', _('No NAT: %s is this router\'s own address; open the port in the firewall instead.').format(res.public_ip || '?') ];
+	}
+
+	return [ '#757575', _('Cannot tell: %s').format(res.error || res.summary || _('no answer')) ];
+}
+
+function renderCheck(res) {
+	if (!L.isObject(res))
+		return E('div', { 'class': 'alert-message warning' }, [ _('The check failed: %s').format(_('unexpected answer')) ]);
+
+	if (res.ok === false || !res.verdict)
+		return E('div', { 'class': 'alert-message warning' }, [ _('The check failed: %s').format(res.error || _('unexpected answer')) ]);
+
+	var v = checkVerdict(res),
+	    answers = Array.isArray(res.answers) ? res.answers : [];
+
+	var table = E('table', { 'class': 'table' }, [
+		E('tr', { 'class': 'tr table-titles' }, [
+			E('th', { 'class': 'th' }, [ _('STUN server') ]),
+			E('th', { 'class': 'th' }, [ _('Answer') ])
+		])
+	]);
+
+	answers.forEach(function(a) {
+		if (!L.isObject(a))
+			return;
+
+		table.appendChild(E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td', 'data-title': _('STUN server') }, [ a.server || '?' ]),
+			E('td', { 'class': 'td', 'data-title': _('Answer') }, [
+				a.error ? E('span', { 'style': 'color:#c62828;overflow-wrap:anywhere' }, [ _('no answer: %s').format(a.error) ])
+					: _('sees %s').format(common.addr(a.public_ip, a.public_port))
+			])
+		]));
+	});
+
+	return E('div', {}, [
+		E('p', {}, [ E('strong', { 'style': 'color:' + v[0], 'title': res.summary || null }, [ v[1] ]) ]),
+		res.local_port ? E('p', {}, [ _('%s over %s from local port %d').format(String(res.protocol || '').toUpperCase(),
+			(res.family == 'ipv6') ? _('IPv6') : _('IPv4'), res.local_port) ]) : '',
+		answers.length ? table : '',
+		E('p', {}, [
+			E('strong', {}, [ _('Mapping') + ': ' ]), checkMapping(res), E('br'),
+			E('strong', {}, [ _('Filtering') + ': ' ]), checkFiltering(res)
+		])
+	]);
+}
+
+function handleCheck(udp, ipv6, box) {
+	dom.content(box, E('p', {}, [ E('em', { 'class': 'spinning' }, [ _('Checking… (up to 15 seconds)') ]) ]));
+
+	return callCheck(udp, ipv6).then(function(res) {
+		dom.content(box, renderCheck(res));
+	}).catch(function(err) {
+		dom.content(box, E('div', { 'class': 'alert-message warning' }, [
+			_('The check failed: %s').format((err && err.message) ? err.message : String(err))
+		]));
+	});
+}
+
+/* Is the NAT a full cone? A button that runs natmap check on the router. */
+function renderCheckSection() {
+	var proto = E('select', { 'class': 'cbi-input-select', 'style': 'width:auto' }, [
+		E('option', { 'value': 'tcp' }, [ _('TCP') ]),
+		E('option', { 'value': 'udp' }, [ _('UDP') ])
+	]);
+
+	var family = E('select', { 'class': 'cbi-input-select', 'style': 'width:auto' }, [
+		E('option', { 'value': 'ipv4' }, [ _('IPv4') ]),
+		E('option', { 'value': 'ipv6' }, [ _('IPv6') ])
+	]);
+
+	var result = E('div', { 'data-natmap-check': '' });
+
+	return E('div', { 'class': 'cbi-section' }, [
+		E('h3', {}, [ _('NAT check') ]),
+		E('p', {}, [ _('natmap can open a port only behind a full-cone NAT (NAT-1). This asks the STUN servers of the first enabled mapping (else of any) what they see of one local port and, with a server that supports RFC 5780, whether any outside host may send to it.') ]),
+		E('div', {}, [
+			proto, ' ', family, ' ',
+			E('button', {
+				'class': 'cbi-button cbi-button-action',
+				'title': _('Runs natmap check on the router'),
+				'click': ui.createHandlerFn(this, function() {
+					return handleCheck(proto.value == 'udp', family.value == 'ipv6', result);
+				})
+			}, [ _('Check NAT') ])
+		]),
+		result
+	]);
 }
 
 /* Booleans as the daemon reads them (yes/on/true...), shown as 1/0. */
@@ -741,7 +880,7 @@ return view.extend({
 
 			poll.add(refresh, 5);
 
-			return E([ summary, mapEl ]);
+			return E([ summary, renderCheckSection(), mapEl ]);
 		});
 	}
 });
