@@ -155,7 +155,9 @@ END {
 	}
 	c = "BenchmarkTCPConnRate/"
 	pair("TCP connections, one at a time", c "conc=1", "conn/s", "%.0f", "conn/s")
+	row("  relay process CPU per connection", -1, v(c "conc=1", "relay-process-us/conn"), v(c "conc=1", "c-relay-process-us/conn"), "%.0f", "us", v(c "conc=1", "other-cores"))
 	pair("TCP connections, 8 clients at once", c "conc=8", "conn/s", "%.0f", "conn/s")
+	row("  relay process CPU per connection", -1, v(c "conc=8", "relay-process-us/conn"), v(c "conc=8", "c-relay-process-us/conn"), "%.0f", "us", v(c "conc=8", "other-cores"))
 	u = "BenchmarkUDPRelay/"
 	pair("UDP echo, 64 B, 32 in flight", u "size=64", "dgram/s", "%.0f", "dgram/s")
 	row("  relay process CPU per echo", -1, v(u "size=64", "relay-process-us/echo"), v(u "size=64", "c-relay-process-us/echo"), "%.1f", "us", v(u "size=64", "other-cores"))
