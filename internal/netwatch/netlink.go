@@ -118,6 +118,34 @@ func (w *watcher) read() ([]update, error) {
 	}
 }
 
+// drain discards the notifications queued on the events socket. After an
+// overrun (ENOBUFS) it must come before the resync: the kernel reports
+// ENOBUFS once per episode and goes on dropping silently until the queue
+// has been read empty, so a table dump taken while old notifications wait
+// could miss changes whose notifications were then dropped unreported.
+func (w *watcher) drain() error {
+	var rerr error
+	err := w.raw.Control(func(fd uintptr) {
+		for {
+			_, _, _, _, rerr = unix.Recvmsg(int(fd), w.buf, nil, unix.MSG_DONTWAIT)
+			switch rerr {
+			case nil, unix.EINTR, unix.ENOBUFS:
+				continue
+			case unix.EAGAIN:
+				rerr = nil
+			}
+			return
+		}
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("netwatch: drain: %w", err)
+	}
+	return nil
+}
+
 // resync replaces the state with the kernel's link and address tables.
 func (w *watcher) resync() error {
 	links, err := w.dumpTable(unix.RTM_GETLINK, unix.SizeofIfInfomsg)

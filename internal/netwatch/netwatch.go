@@ -156,8 +156,9 @@ func (w *watcher) run(ctx context.Context, out chan<- Event) {
 					return
 				}
 			}
-			// Whatever was lost, the tables tell the current state.
-			for w.resync() != nil {
+			// Whatever was lost, the tables tell the current state:
+			// read after the queue is empty (see drain).
+			for w.drain() != nil || w.resync() != nil {
 				if !sleep(ctx, time.Second) {
 					return
 				}
