@@ -141,3 +141,19 @@ func TestCheckNoNAT(t *testing.T) {
 		t.Fatalf("natmap check from outside: %v\n%s", err, out)
 	}
 }
+
+// Over IPv6 the lab's NAT is a full cone too (NAT66, port preserved).
+func TestCheckIPv6(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	args := []string{"check", "-6", "-u"}
+	for _, s := range l.STUN6 {
+		args = append(args, "-s", s.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := l.Command(ctx, l.LAN, natmapBin, args...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "udp over IPv6") || !strings.Contains(string(out), "full cone (NAT-1)") {
+		t.Fatalf("natmap %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
