@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -701,7 +700,7 @@ func TestAPKTools(t *testing.T) {
 
 	// Stand-ins for the dependencies, built with mkapk.
 	mkapk := filepath.Join(t.TempDir(), "mkapk")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", mkapk, "../cmd/mkapk")
+	build := exec.Command("go", "build", "-o", mkapk, "../cmd/mkapk") // go test puts its go first in PATH
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build cmd/mkapk: %v\n%s", err, out)
 	}

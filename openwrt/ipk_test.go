@@ -86,7 +86,7 @@ func ipkScript(t testing.TB, env []string, args ...string) (string, string, erro
 	cmd := exec.Command("scripts/ipk.sh", append([]string{"-o", dir}, args...)...)
 	cmd.Dir = ".."
 	cmd.Env = append(os.Environ(), env...)
-	if g := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(g) {
+	if g, err := exec.LookPath("go"); err == nil { // go test puts its go first in PATH
 		cmd.Env = append(cmd.Env, "GO="+g)
 	}
 	out, err := cmd.CombinedOutput()

@@ -230,10 +230,11 @@ func Write(w io.Writer, p *Package) error {
 	// Written in apk mkpkg's order, so that the database comes out as its
 	// does: each directory's files, then the directory.
 	acl := func(m fs.FileMode) uint32 {
-		mode := d.int(unixMode(m))
-		user := d.str("root")
-		group := d.str("root")
-		return d.object([]uint32{mode, user, group})
+		o := make([]uint32, aclGroup)
+		o[aclMode-1] = d.int(unixMode(m))
+		o[aclUser-1] = d.str("root")
+		o[aclGroup-1] = d.str("root")
+		return d.object(o)
 	}
 	var installed uint64
 	var paths []uint32
@@ -254,9 +255,11 @@ func Write(w io.Writer, p *Package) error {
 			fo[fiACL-1] = acl(f.mode)
 			files = append(files, d.object(fo))
 		}
-		name := d.str(di.name)
-		a := acl(di.mode)
-		paths = append(paths, d.object([]uint32{name, a, d.array(files)}))
+		do := make([]uint32, diFiles)
+		do[diName-1] = d.str(di.name)
+		do[diACL-1] = acl(di.mode)
+		do[diFiles-1] = d.array(files)
+		paths = append(paths, d.object(do))
 	}
 	if installed == 0 {
 		installed = 1 // 0 would mean a meta package (apk mkpkg does the same)
@@ -335,7 +338,9 @@ func deps(d *db, names []string) uint32 {
 	}
 	var list []dep
 	for _, n := range names {
-		list = append(list, dep{n, d.object([]uint32{d.str(n)})})
+		o := make([]uint32, depName)
+		o[depName-1] = d.str(n)
+		list = append(list, dep{n, d.object(o)})
 	}
 	slices.SortStableFunc(list, func(a, b dep) int { return strings.Compare(a.name, b.name) })
 	list = slices.CompactFunc(list, func(a, b dep) bool { return a.val == b.val })
