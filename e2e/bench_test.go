@@ -82,15 +82,9 @@ func benchTCPThroughput(b *testing.B, opts ...lab.Option) {
 	// Relay paths: iperf3 on loopback, each relay forwards its bind port
 	// to it (runs take turns, so one iperf3 serves them all).
 	startIperfServer(b, l, "127.0.0.1", targetPort)
-	addr := map[string]netip.AddrPort{"direct": direct.waitNotification(1, 15*time.Second).Public()}
-	pid := map[string]int{}
-	paths := []string{"direct"}
-	for i, r := range relays() {
-		nm := startBinary(b, l, r.bin, benchForwardArgs(l, relayPort+uint16(i), "127.0.0.1", targetPort)...)
-		addr[r.path] = nm.waitNotification(1, 15*time.Second).Public()
-		pid[r.path] = nm.cmd.Process.Pid
-		paths = append(paths, r.path)
-	}
+	addr, pid, paths := startPaths(b, l, direct, func(i int) []string {
+		return benchForwardArgs(l, relayPort+uint16(i), "127.0.0.1", targetPort)
+	})
 
 	type key struct {
 		path string
@@ -172,15 +166,9 @@ func BenchmarkTCPConnRate(b *testing.B) {
 	}
 	serveEcho1(b, tln)
 	direct := startNatmap(b, l, bindArgs(l, directPort)...)
-	addr := map[string]string{"direct": direct.waitNotification(1, 15*time.Second).Public().String()}
-	pid := map[string]int{}
-	paths := []string{"direct"}
-	for i, r := range relays() {
-		nm := startBinary(b, l, r.bin, benchForwardArgs(l, relayPort+uint16(i), "127.0.0.1", targetPort)...)
-		addr[r.path] = nm.waitNotification(1, 15*time.Second).Public().String()
-		pid[r.path] = nm.cmd.Process.Pid
-		paths = append(paths, r.path)
-	}
+	addr, pid, paths := startPaths(b, l, direct, func(i int) []string {
+		return benchForwardArgs(l, relayPort+uint16(i), "127.0.0.1", targetPort)
+	})
 	d := outsideDialer(l)
 	const connBatch = 250
 	for _, conc := range []int{1, 8} {
@@ -192,7 +180,7 @@ func BenchmarkTCPConnRate(b *testing.B) {
 			for b.Loop() {
 				for _, path := range turns(paths) {
 					start, before := time.Now(), sampleCPU()
-					if err := connBurst(l, d, addr[path], conc, connBatch); err != nil {
+					if err := connBurst(l, d, addr[path].String(), conc, connBatch); err != nil {
 						b.Fatalf("%s: %v", path, err)
 					}
 					took[path] += time.Since(start)
@@ -212,6 +200,24 @@ func BenchmarkTCPConnRate(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// startPaths starts a natmap relay in l with the command line args(i) for
+// each of relays() (i counting from 0), and returns the paths a benchmark
+// compares: "direct" (direct, started already) then the relays, the public
+// address of each, and each relay's process.
+func startPaths(b *testing.B, l *lab.Lab, direct *natmap, args func(i int) []string) (map[string]netip.AddrPort, map[string]int, []string) {
+	b.Helper()
+	public := map[string]netip.AddrPort{"direct": direct.waitNotification(1, 15*time.Second).Public()}
+	pid := map[string]int{}
+	paths := []string{"direct"}
+	for i, r := range relays() {
+		nm := startBinary(b, l, r.bin, args(i)...)
+		public[r.path] = nm.waitNotification(1, 15*time.Second).Public()
+		pid[r.path] = nm.cmd.Process.Pid
+		paths = append(paths, r.path)
+	}
+	return public, pid, paths
 }
 
 // relayImpl is a relay the benchmarks measure against the direct path.
@@ -389,15 +395,9 @@ func BenchmarkUDPRelay(b *testing.B) {
 	}
 	serveUDPEcho(b, tc)
 	direct := startNatmap(b, l, benchUDPArgs(l, directPort)...)
-	addr := map[string]string{"direct": direct.waitNotification(1, 15*time.Second).Public().String()}
-	pid := map[string]int{}
-	paths := []string{"direct"}
-	for i, r := range relays() {
-		nm := startBinary(b, l, r.bin, benchUDPArgs(l, relayPort+uint16(i), "-t", "127.0.0.1", "-p", strconv.Itoa(targetPort))...)
-		addr[r.path] = nm.waitNotification(1, 15*time.Second).Public().String()
-		pid[r.path] = nm.cmd.Process.Pid
-		paths = append(paths, r.path)
-	}
+	addr, pid, paths := startPaths(b, l, direct, func(i int) []string {
+		return benchUDPArgs(l, relayPort+uint16(i), "-t", "127.0.0.1", "-p", strconv.Itoa(targetPort))
+	})
 	for _, ns := range []string{l.LAN, l.NAT, l.Inet} {
 		if mtu := maxMTU(b, l, ns); mtu > 1500 {
 			b.Fatalf("an interface in %s has MTU %d: 60000-byte datagrams would not be fragmented as on a real link", ns, mtu)
@@ -408,7 +408,7 @@ func BenchmarkUDPRelay(b *testing.B) {
 	client := map[string]*net.UDPConn{}
 	for path, a := range addr {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, err := l.DialFromOutside(ctx, "udp4", a)
+		c, err := l.DialFromOutside(ctx, "udp4", a.String())
 		cancel()
 		if err != nil {
 			b.Fatal(err)

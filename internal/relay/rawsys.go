@@ -78,16 +78,13 @@ func rawSplice(in, out, n int) (int, error) {
 	})
 }
 
-func rawRead(fd int, b []byte) (int, error) {
-	return retry(func() (uintptr, unix.Errno) {
-		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
-		return r, e
-	})
-}
+func rawRead(fd int, b []byte) (int, error)  { return rawRW(unix.SYS_READ, fd, b) }
+func rawWrite(fd int, b []byte) (int, error) { return rawRW(unix.SYS_WRITE, fd, b) }
 
-func rawWrite(fd int, b []byte) (int, error) {
+// rawRW is read(2) or write(2), by trap.
+func rawRW(trap uintptr, fd int, b []byte) (int, error) {
 	return retry(func() (uintptr, unix.Errno) {
-		r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
 		return r, e
 	})
 }
