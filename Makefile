@@ -68,3 +68,11 @@ ipk:
 .PHONY: apk
 apk:
 	GO='$(GO)' scripts/ipk.sh -f apk
+
+# A release: tag vVERSION, the feed's source tarball and its PKG_HASH, a
+# CHANGELOG entry, and the ipk/apk packages and feeds in dist/release
+# (scripts/release.sh).
+.PHONY: release
+release:
+	@test "$(origin VERSION)" = "command line" || { echo "usage: make release VERSION=YYYYMMDD"; exit 2; }
+	GO='$(GO)' scripts/release.sh '$(VERSION)'

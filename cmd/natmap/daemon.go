@@ -72,7 +72,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	defer wg.Wait()
 	ready := make(chan struct{})
 	srvErr := make(chan error, 1)
-	srv := &ctl.Server{Path: *socket, Handler: d.Control(), Log: log, Ready: func() { close(ready) }}
+	srv := &ctl.Server{Path: *socket, Handler: d.Control(), Log: log, Version: version, Ready: func() { close(ready) }}
 	wg.Add(1)
 	go func() { defer wg.Done(); srvErr <- srv.Serve(ctx) }()
 	select {
@@ -143,8 +143,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "\t")
 		if err := enc.Encode(struct {
+			Version  string              `json:"version,omitempty"`
 			Mappings []ctl.MappingStatus `json:"mappings"`
-		}{resp.Mappings}); err != nil {
+		}{resp.Version, resp.Mappings}); err != nil {
 			return 1
 		}
 		return 0

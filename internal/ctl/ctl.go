@@ -91,6 +91,7 @@ type Request struct {
 type Response struct {
 	OK       bool            `json:"ok"`
 	Error    string          `json:"error,omitempty"`
+	Version  string          `json:"version,omitempty"` // status only: the daemon's
 	Mappings []MappingStatus `json:"mappings,omitzero"`
 }
 

@@ -25,6 +25,7 @@ type Server struct {
 	Handler Handler
 	Log     *slog.Logger // nil: no logs
 	Ready   func()       // called once the socket listens (optional)
+	Version string       // the daemon's version, reported with status
 
 	// Limits; zero or less means the Default.
 	IdleTimeout  time.Duration // to send each request line
@@ -253,7 +254,7 @@ func (s *Server) handle(ctx context.Context, line []byte) Response {
 		if ms == nil {
 			ms = []MappingStatus{} // an empty list, not a missing one
 		}
-		return Response{OK: true, Mappings: ms}
+		return Response{OK: true, Version: s.Version, Mappings: ms}
 	case CmdReload:
 		if req.Section != "" {
 			return Response{Error: "reload takes no section"}

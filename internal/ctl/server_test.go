@@ -475,3 +475,17 @@ func serverGoroutines() int {
 	}
 	return n
 }
+
+// Status carries the daemon's version, the one `natmap --version` and the
+// packages give.
+func TestStatusVersion(t *testing.T) {
+	path := sockPath(t)
+	serve(t, &Server{Path: path, Handler: newHandler(1), Version: "20261205-r1"})
+	resp, err := call(t, path, Request{Cmd: CmdStatus})
+	if err != nil || resp.Version != "20261205-r1" {
+		t.Fatalf("status: version %q (%v), want 20261205-r1", resp.Version, err)
+	}
+	if resp, err := call(t, path, Request{Cmd: CmdReload}); err != nil || resp.Version != "" {
+		t.Errorf("reload: version %q (%v), want none", resp.Version, err)
+	}
+}
