@@ -200,6 +200,15 @@ func TestDaemonSectionsReloadRestart(t *testing.T) {
 	if err != nil || !strings.Contains(table, "tcpbind") || !strings.Contains(table, bind.Public().String()) {
 		t.Errorf("natmap status table:\n%s %v", table, err)
 	}
+	// The section's history and counters: one session, mapped once.
+	if s := st["tcpbind"]; s.Metrics == nil || s.Metrics.Sessions != 1 || s.Metrics.AddressChanges != 1 ||
+		len(s.History) != 1 || s.History[0].State != "mapped" || s.History[0].PublicIP != bind.PublicIP {
+		t.Errorf("tcpbind metrics %+v, history %+v", s.Metrics, s.History)
+	}
+	if detail, err := d.cli("status", "tcpbind"); err != nil || !strings.Contains(detail, "sessions 1, failed 0, addresses 1") ||
+		!strings.Contains(detail, "mapped  "+bind.Public().String()) {
+		t.Errorf("natmap status tcpbind:\n%s %v", detail, err)
+	}
 
 	// Edit the forward section only, and reload.
 	serveEcho(t, l, l.LAN, "127.0.0.1:9031")

@@ -153,6 +153,11 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if err := ctl.WriteTable(stdout, resp.Mappings, time.Now()); err != nil {
 		return 1
 	}
+	if fs.Arg(0) != "" && len(resp.Mappings) == 1 {
+		if err := ctl.WriteDetail(stdout, resp.Mappings[0], time.Local); err != nil {
+			return 1
+		}
+	}
 	return 0
 }
 

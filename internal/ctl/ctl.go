@@ -69,6 +69,24 @@ type MappingStatus struct {
 	STUNServer  string      `json:"stun_server"`
 	NAT         string      `json:"nat,omitempty"`   // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
 	Relay       *RelayStats `json:"relay,omitempty"` // forward mode only
+	Metrics     *Metrics    `json:"metrics,omitempty"` // running sections only
+	History     []Event     `json:"history,omitempty"` // the last events, oldest first
+}
+
+// Metrics count what happened to a mapping since its section started.
+type Metrics struct {
+	Sessions       int64 `json:"sessions"`        // sessions started
+	Failures       int64 `json:"failures"`        // sessions that ended in an error
+	AddressChanges int64 `json:"address_changes"` // public addresses notified
+}
+
+// Event is one step in a mapping's life (see MappingStatus.History).
+type Event struct {
+	Time       int64  `json:"time"` // unix seconds
+	State      string `json:"state"`
+	PublicIP   string `json:"public_ip,omitempty"`
+	PublicPort int    `json:"public_port,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 // RelayStats are a forward-mode relay's counters.

@@ -141,3 +141,26 @@ func cell(s string) string {
 		return r
 	}, s)
 }
+
+// WriteDetail writes one mapping's counters and history, oldest event
+// first, for `natmap status SECTION`; times are in loc.
+func WriteDetail(w io.Writer, m MappingStatus, loc *time.Location) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if c := m.Metrics; c != nil {
+		fmt.Fprintf(tw, "\nsessions %d, failed %d, addresses %d\n", c.Sessions, c.Failures, c.AddressChanges)
+	}
+	if len(m.History) > 0 {
+		fmt.Fprintln(tw, "\nTIME\tSTATE\tPUBLIC\tERROR")
+		for _, ev := range m.History {
+			cells := []string{time.Unix(ev.Time, 0).In(loc).Format(time.DateTime), ev.State, addr(ev.PublicIP, ev.PublicPort), ev.Error}
+			for i, c := range cells {
+				cells[i] = cell(c)
+			}
+			fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing status detail: %w", err)
+	}
+	return nil
+}

@@ -55,3 +55,31 @@ func TestBytesize(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteDetail(t *testing.T) {
+	m := MappingStatus{
+		Metrics: &Metrics{Sessions: 3, Failures: 2, AddressChanges: 1},
+		History: []Event{
+			{Time: 1700000000, State: StateMapped, PublicIP: "203.0.113.7", PublicPort: 4000},
+			{Time: 1700000060, State: StateRetrying, Error: "keep-alive:\tEOF"},
+		},
+	}
+	var b strings.Builder
+	if err := WriteDetail(&b, m, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+sessions 3, failed 2, addresses 1
+
+TIME                 STATE     PUBLIC            ERROR
+2023-11-14 22:13:20  mapped    203.0.113.7:4000  -
+2023-11-14 22:14:20  retrying  -                 keep-alive: EOF
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	b.Reset()
+	if err := WriteDetail(&b, MappingStatus{}, time.UTC); err != nil || b.String() != "" {
+		t.Errorf("a section with neither: %q (%v)", b.String(), err)
+	}
+}

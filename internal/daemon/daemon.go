@@ -355,10 +355,22 @@ func (s *section) status() ctl.MappingStatus {
 	if !es.Changed.IsZero() {
 		st.LastChange = es.Changed.Unix()
 	}
+	st.Metrics = &ctl.Metrics{Sessions: es.Counters.Sessions, Failures: es.Counters.Failures, AddressChanges: es.Counters.AddressChanges}
+	for _, ev := range es.History {
+		st.History = append(st.History, event(ev))
+	}
 	if c.Mapping.Forward() {
 		var r ctl.RelayStats
 		r.Active, r.Total, r.BytesUp, r.BytesDown = s.eng.RelayStats()
 		st.Relay = &r
 	}
 	return st
+}
+
+func event(ev engine.Event) ctl.Event {
+	out := ctl.Event{Time: ev.Time.Unix(), State: string(ev.State), Error: ev.Error}
+	if ev.Public.IsValid() {
+		out.PublicIP, out.PublicPort = ev.Public.Addr().String(), int(ev.Public.Port())
+	}
+	return out
 }

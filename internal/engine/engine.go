@@ -39,6 +39,8 @@ type Status struct {
 	LastError  string
 	Retries    int    // sessions that failed in a row
 	NAT        string // the NAT's type as far as natmap could tell; "" if untested
+	Counters   Counters
+	History    []Event // the last HistoryLen events, oldest first
 }
 
 // Engine runs one mapping. Create it with New, then call Run once.
@@ -55,6 +57,9 @@ type Engine struct {
 	owner    portOwner      // the uid of natmap's sockets on the bind port, after a takeover
 
 	relayStats relay.Stats // forward mode, over every session
+
+	hist    history     // guarded by mu
+	onEvent func(Event) // set before Run
 
 	kick chan struct{} // Repunch: end the session and start again now
 
@@ -104,7 +109,9 @@ func (e *Engine) RelayStats() (active, total, up, down int64) {
 func (e *Engine) Status() Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.status
+	s := e.status
+	s.History = e.hist.list()
+	return s
 }
 
 // Run keeps the mapping until ctx ends.
@@ -113,6 +120,9 @@ func (e *Engine) Run(ctx context.Context) {
 	ports := portspec.NewPicker(e.cfg.Ports)
 	delay := minRetry
 	for {
+		e.mu.Lock()
+		e.status.Counters.Sessions++
+		e.mu.Unlock()
 		var err error
 		if e.cfg.UDP {
 			err = e.udpSession(ctx, ports)
@@ -160,11 +170,15 @@ func (e *Engine) retrying(err error, delay time.Duration, port uint16) {
 	e.status.Since = time.Now()
 	e.status.LastError = err.Error()
 	e.status.Retries++
+	e.status.Counters.Failures++
 	if ne := (*natError)(nil); errors.As(err, &ne) {
 		e.status.NAT = "symmetric"
 	}
 	retries := e.status.Retries
+	ev := Event{Time: e.status.Since, State: StateRetrying, Error: e.status.LastError}
+	e.hist.add(ev)
 	e.mu.Unlock()
+	e.event(ev)
 	msg := "session failed"
 	if wasMapped {
 		msg = "mapping lost"
@@ -184,6 +198,7 @@ func (e *Engine) mapped(private, public netip.AddrPort, server string) {
 	if changed {
 		e.notified = m
 		e.status.Changed = now
+		e.status.Counters.AddressChanges++
 	}
 	if old.State != StateMapped {
 		e.status.State = StateMapped
@@ -191,7 +206,15 @@ func (e *Engine) mapped(private, public netip.AddrPort, server string) {
 	}
 	e.status.Private, e.status.Public, e.status.STUNServer = private, public, server
 	e.status.Retries = 0
+	var ev Event
+	if changed || old.State != StateMapped {
+		ev = Event{Time: now, State: StateMapped, Public: public}
+		e.hist.add(ev)
+	}
 	e.mu.Unlock()
+	if ev.State != "" {
+		e.event(ev)
+	}
 
 	log := e.log.With("public", public, "private", private, "stun", server)
 	switch {

@@ -65,6 +65,9 @@ func TestRetriesArePacedAndAdvancePorts(t *testing.T) {
 	if st.State != StateRetrying || st.Retries != 3 || !strings.Contains(st.LastError, "keep-alive connect") {
 		t.Fatalf("status %+v", st)
 	}
+	if c := st.Counters; c.Sessions != 3 || c.Failures != 3 || len(st.History) != 3 {
+		t.Errorf("counters %+v and %d events, want 3 sessions, 3 failures, 3 events", c, len(st.History))
+	}
 }
 
 // Repunch during the wait between retries starts the next attempt at once.
