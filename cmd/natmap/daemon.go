@@ -16,6 +16,7 @@ import (
 	"github.com/natmap-go/natmap/internal/ctl"
 	"github.com/natmap-go/natmap/internal/daemon"
 	"github.com/natmap-go/natmap/internal/logx"
+	"github.com/natmap-go/natmap/internal/ubusevent"
 )
 
 const defaultConfig = "/etc/config/natmap"
@@ -65,11 +66,16 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
-	d := daemon.New(daemon.Options{ConfigPath: *cfgPath, Log: log, Firewall: *fw, FirewallConfig: *fwConfig})
-
-	// The socket first: a second daemon must fail before it runs anything.
+	opts := daemon.Options{ConfigPath: *cfgPath, Log: log, Firewall: *fw, FirewallConfig: *fwConfig}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if ev := ubusevent.New("natmap.mapping", log); ev != nil {
+		opts.Event = func(m ctl.MappingStatus) { ev.Send(m) }
+		wg.Go(func() { ev.Run(ctx) })
+	}
+	d := daemon.New(opts)
+
+	// The socket first: a second daemon must fail before it runs anything.
 	ready := make(chan struct{})
 	srvErr := make(chan error, 1)
 	srv := &ctl.Server{Path: *socket, Handler: d.Control(), Log: log, Version: version, Ready: func() { close(ready) }}

@@ -37,6 +37,9 @@ type Options struct {
 	// reading zones from FirewallConfig (/etc/config/firewall).
 	Firewall       bool
 	FirewallConfig string
+	// Event, when set, is called with a section's status after each change
+	// of its state or address (ubus event natmap.mapping); it must not block.
+	Event func(ctl.MappingStatus)
 }
 
 // Daemon supervises the sections. Create it with New, then Run it.
@@ -238,6 +241,9 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 		n.Notify(m)
 		d.kickFirewall() // the port may be new (-b 0 or a range)
 	})
+	if d.opts.Event != nil {
+		s.eng.OnEvent(func(engine.Event) { d.opts.Event(s.status()) })
+	}
 	var sctx context.Context
 	sctx, s.cancel = context.WithCancel(ctx)
 	s.done = make(chan struct{})
