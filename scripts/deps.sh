@@ -6,9 +6,11 @@
 set -euo pipefail
 
 need=()
-for pair in ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack turnserver:coturn iperf3:iperf3 node:nodejs shellcheck:shellcheck busybox:busybox curl:curl unzip:unzip qemu-mipsel:qemu-user; do
+for pair in ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack turnserver:coturn iperf3:iperf3 node:nodejs shellcheck:shellcheck busybox:busybox curl:curl unzip:unzip qemu-mipsel:qemu-user lua5.1:lua5.1; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
+# The prometheus collector's test decodes JSON in Lua.
+command -v lua5.1 >/dev/null 2>&1 && lua5.1 -e 'require "cjson"' 2>/dev/null || need+=(lua-cjson)
 if ((${#need[@]})); then
 	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
 		echo "deps: missing ${need[*]} (Debian: apt-get install ${need[*]}); the namespace-lab tests will skip" >&2

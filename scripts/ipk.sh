@@ -373,12 +373,13 @@ pack_apk() {
 files=openwrt/natmap/files
 common=$work/natmap-common
 install -d "$common/usr/bin" "$common/etc/config" "$common/etc/init.d" "$common/etc/uci-defaults" \
-	"$common/usr/libexec/rpcd" "$common/usr/share/natmap"
+	"$common/usr/libexec/rpcd" "$common/usr/share/natmap" "$common/usr/lib/lua/prometheus-collectors"
 install -m 0600 "$files/natmap.config" "$common/etc/config/natmap"
 install -m 0755 "$files/natmap.init" "$common/etc/init.d/natmap"
 install -m 0644 "$files/natmap.uci-defaults" "$common/etc/uci-defaults/99-natmap"
 install -m 0755 "$files/natmap.rpcd" "$common/usr/libexec/rpcd/natmap"
 install -m 0644 "$files/firewall.include" "$common/usr/share/natmap/firewall.include"
+install -m 0644 "$files/natmap.prometheus.lua" "$common/usr/lib/lua/prometheus-collectors/natmap.lua"
 
 pkg_depends=$depends
 pkg_source=openwrt/natmap
