@@ -118,6 +118,36 @@ func TestKeepaliveServerDropped(t *testing.T) {
 	mustReach(t, l, n.Public(), greeting)
 }
 
+// A keep-alive server that closes every connection: natmap says so once
+// and backs off (1 s, 2 s, 4 s, ... up to the interval) instead of losing
+// and re-establishing the mapping every second; no script runs again.
+func TestKeepaliveServerClosesEveryConnection(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	l.CloseHTTPConnections()
+	const port = 40041
+	greeting := serve(t, l, port)
+	nm := startNatmap(t, l, bindArgs(l, port, "-k", "6")...)
+	n := nm.waitNotification(1, 15*time.Second)
+	start := l.HTTPRequests()
+	time.Sleep(12 * time.Second)
+	// Sessions at about 0, 1, 3, 7 and 13 s: without backoff, 12 or more.
+	if got := l.HTTPRequests() - start; got > 7 {
+		t.Errorf("%d keep-alive connections in 12 s: no backoff", got)
+	}
+	log := nm.stderr.String()
+	if c := strings.Count(log, "keeps closing the connection"); c != 1 {
+		t.Errorf("the problem was said %d times, want once", c)
+	}
+	if c := strings.Count(log, "mapping lost"); c > 1 {
+		t.Errorf(`"mapping lost" logged %d times`, c)
+	}
+	if got := len(nm.notifications()); got != 1 {
+		t.Errorf("%d notifications, want 1: the mapping did not change", got)
+	}
+	mustReach(t, l, n.Public(), greeting)
+}
+
 // The first STUN server is down: the second one answers.
 func TestSTUNFailover(t *testing.T) {
 	t.Parallel()

@@ -58,6 +58,11 @@ type Engine struct {
 
 	kick chan struct{} // Repunch: end the session and start again now
 
+	// brief counts the sessions in a row that were mapped but ended
+	// within one interval: a keep-alive server that closes every
+	// connection. From the second one natmap backs off and logs quietly.
+	brief int // guarded by mu
+
 	probes   sync.WaitGroup // filtering probes; Run waits for them
 	probedIP netip.Addr     // public address whose NAT filtering was probed
 }
@@ -114,6 +119,7 @@ func (e *Engine) Run(ctx context.Context) {
 	delay := minRetry
 	for {
 		var err error
+		start := time.Now()
 		if e.cfg.UDP {
 			err = e.udpSession(ctx, ports)
 		} else {
@@ -130,6 +136,11 @@ func (e *Engine) Run(ctx context.Context) {
 		}
 		if e.Status().State == StateMapped {
 			delay = minRetry // the session worked: come back fast
+			if brief := e.countBrief(time.Since(start) < e.cfg.Keepalive && !errors.Is(err, errRepunch)); brief >= 2 {
+				// ...unless it keeps ending at once: double the wait
+				// with each one, up to the interval.
+				delay = min(minRetry<<min(brief-1, 16), max(e.cfg.Keepalive, minRetry))
+			}
 		}
 		wait := delay
 		if errors.Is(err, errRepunch) {
@@ -153,8 +164,26 @@ type connectError struct{ err error }
 func (e *connectError) Error() string { return e.err.Error() }
 func (e *connectError) Unwrap() error { return e.err }
 
+// countBrief counts a mapped session that ended within one interval
+// (brief) or not, and returns how many such ended in a row.
+func (e *Engine) countBrief(brief bool) int {
+	e.mu.Lock()
+	n := e.brief
+	if brief {
+		e.brief++
+	} else {
+		e.brief = 0
+	}
+	e.mu.Unlock()
+	if n >= 2 && !brief {
+		e.log.Info("the keep-alive connection lasted an interval again")
+	}
+	return e.brief
+}
+
 func (e *Engine) retrying(err error, delay time.Duration, port uint16) {
 	e.mu.Lock()
+	brief := e.brief
 	wasMapped := e.status.State == StateMapped
 	e.status.State = StateRetrying
 	e.status.Since = time.Now()
@@ -169,7 +198,17 @@ func (e *Engine) retrying(err error, delay time.Duration, port uint16) {
 	if wasMapped {
 		msg = "mapping lost"
 	}
-	e.log.Warn(msg, "err", err, "retry_in", delay, "port", port, "retries", retries)
+	switch {
+	case wasMapped && brief == 2:
+		e.log.Warn("the keep-alive server (-h) keeps closing the connection within an interval: "+
+			"reconnecting less and less often, up to once an interval, and logging it at debug level; "+
+			"use a server that keeps connections open longer than the interval (-k)",
+			"err", err, "retry_in", delay, "port", port)
+	case wasMapped && brief > 2:
+		e.log.Debug(msg, "err", err, "retry_in", delay, "port", port, "retries", retries)
+	default:
+		e.log.Warn(msg, "err", err, "retry_in", delay, "port", port, "retries", retries)
+	}
 }
 
 // mapped records a public address learned through STUN, and notifies when
@@ -180,6 +219,7 @@ func (e *Engine) mapped(private, public netip.AddrPort, server string) {
 	now := time.Now()
 	e.mu.Lock()
 	old := e.status
+	brief := e.brief
 	changed := m != e.notified
 	if changed {
 		e.notified = m
@@ -199,6 +239,8 @@ func (e *Engine) mapped(private, public netip.AddrPort, server string) {
 		log.Info("mapping changed", "old", old.Public)
 	case changed:
 		log.Info("mapping up")
+	case old.State != StateMapped && brief >= 2:
+		log.Debug("mapping re-established, unchanged") // said once in retrying
 	case old.State != StateMapped:
 		log.Info("mapping re-established, unchanged")
 	}

@@ -163,6 +163,7 @@ func (l *Lab) StopSTUN(i int) {
 type httpServer struct {
 	srv      *http.Server
 	requests atomic.Int64
+	closing  atomic.Bool // close every connection after its answer
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -183,6 +184,9 @@ func (l *Lab) startHTTP() (*httpServer, error) {
 		// No timeouts: connections stay open as long as the client wants.
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			h.requests.Add(1)
+			if h.closing.Load() {
+				w.Header().Set("Connection", "close")
+			}
 			w.WriteHeader(http.StatusOK)
 		}),
 		ConnState: h.track,
@@ -212,6 +216,12 @@ func (h *httpServer) close() {
 // keep-alive HEAD /) the HTTP server has answered, over IPv4 and IPv6.
 func (l *Lab) HTTPRequests() int {
 	return int(l.http.requests.Load())
+}
+
+// CloseHTTPConnections makes the HTTP server close every connection after
+// answering its first request, as some web servers do.
+func (l *Lab) CloseHTTPConnections() {
+	l.http.closing.Store(true)
 }
 
 // DropHTTP closes, from the server side, every connection currently open to
