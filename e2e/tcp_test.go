@@ -165,6 +165,61 @@ func TestSTUNFailover(t *testing.T) {
 	mustReach(t, l, n.Public(), greeting)
 }
 
+// The first STUN server drops every packet (a timeout, not a refusal):
+// the first session does not wait out its 6 s timeout once the second has
+// answered, the next session asks the second first and the first not at
+// all, and once the first answers again natmap goes back to it.
+func TestSTUNFailoverTimeout(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	l.SilenceSTUN(0)
+	const port = 40042
+	greeting := serve(t, l, port)
+	start := time.Now()
+	nm := startNatmap(t, l, bindArgs(l, port, "-k", "6")...)
+	n := nm.waitNotification(1, 15*time.Second)
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("first notification after %v: waited for the silent server", took)
+	}
+	mustReach(t, l, n.Public(), greeting)
+
+	// A new session: asks the server that answered, at once.
+	l.DropHTTP()
+	nm.waitLog("mapping lost", 5*time.Second)
+	lost := time.Now()
+	nm.waitLog("mapping re-established, unchanged", 10*time.Second)
+	reestablished := time.Now()
+	if took := time.Since(lost); took > 3*time.Second {
+		t.Errorf("new session took %v after a 1 s pause: it waited for the silent server", took)
+	}
+	if !strings.Contains(nm.stderr.String(), `msg="mapping re-established, unchanged" public=198.51.100.1:40042 private=10.77.0.2:40042 stun=`+l.STUN[1].String()) {
+		t.Errorf("the new session did not use the server that answered")
+	}
+
+	// The first server is back: natmap rechecks it in the background and
+	// goes back to it.
+	l.UnsilenceSTUN(0)
+	nm.waitLog("STUN server answers again", 20*time.Second)
+	// Two sessions in a row shorter than the interval would look like a
+	// keep-alive server that closes every connection (logged at debug).
+	time.Sleep(time.Until(reestablished.Add(7 * time.Second)))
+	before := len(nm.stderr.String())
+	l.DropHTTP()
+	nm.waitLog("mapping lost", 5*time.Second)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(nm.stderr.String()[before:], "unchanged"); {
+		if time.Now().After(deadline) {
+			t.Fatal("not re-established")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(nm.stderr.String()[before:], "stun="+l.STUN[0].String()) {
+		t.Errorf("did not go back to the first server")
+	}
+	if got := len(nm.notifications()); got != 1 {
+		t.Errorf("%d notifications, want 1", got)
+	}
+}
+
 // Under a symmetric NAT the two STUN servers see two different public
 // ports: natmap says the NAT is not full cone and notifies nothing.
 func TestSymmetricNATFailsClearly(t *testing.T) {

@@ -51,8 +51,10 @@ type Engine struct {
 	mu       sync.Mutex
 	status   Status
 	notified notify.Mapping // last mapping handed to notify
-	stunPref int            // STUN server that answered last; tried first
-	owner    portOwner      // the uid of natmap's sockets on the bind port, after a takeover
+	stunDown []bool         // by STUN server: failed its last query (see stunOrder)
+	// stunRechecking: a background query to servers that failed is under way.
+	stunRechecking bool
+	owner          portOwner // the uid of natmap's sockets on the bind port, after a takeover
 
 	relayStats relay.Stats // forward mode, over every session
 
@@ -63,7 +65,7 @@ type Engine struct {
 	// connection. From the second one natmap backs off and logs quietly.
 	brief int // guarded by mu
 
-	probes   sync.WaitGroup // filtering probes; Run waits for them
+	probes   sync.WaitGroup // filtering probes and STUN queries; Run waits for them
 	probedIP netip.Addr     // public address whose NAT filtering was probed
 }
 
@@ -83,6 +85,8 @@ func New(cfg config.Mapping, log *slog.Logger, notify func(notify.Mapping)) *Eng
 		sock:   sockopt.Options{Device: cfg.Device, Mark: cfg.Mark},
 		status: Status{State: StateStarting, Protocol: cfg.Protocol(), Since: time.Now()},
 		kick:   make(chan struct{}, 1),
+
+		stunDown: make([]bool, len(cfg.STUN)),
 	}
 }
 

@@ -158,6 +158,27 @@ func (l *Lab) StopSTUN(i int) {
 	l.stun[i].stop()
 }
 
+// SilenceSTUN makes STUN server i (STUN[i], TCP and UDP, IPv4) drop every
+// packet sent to it, as a dead host behind a firewall does: queries time
+// out instead of being refused (StopSTUN). UnsilenceSTUN undoes it.
+func (l *Lab) SilenceSTUN(i int) {
+	l.t.Helper()
+	a := l.STUN[i]
+	rules := fmt.Sprintf("table ip silence%[1]d {\n\tchain in {\n\t\ttype filter hook input priority -10; policy accept;\n"+
+		"\t\tip daddr %[2]s tcp dport %[3]d drop\n\t\tip daddr %[2]s udp dport %[3]d drop\n\t}\n}\n", i, a.Addr(), a.Port())
+	if err := run(l.Inet, rules, "nft", "-f", "-"); err != nil {
+		l.t.Fatalf("lab: silence STUN server %d: %v", i, err)
+	}
+}
+
+// UnsilenceSTUN makes STUN server i answer again after SilenceSTUN.
+func (l *Lab) UnsilenceSTUN(i int) {
+	l.t.Helper()
+	if err := run(l.Inet, "", "nft", "delete", "table", "ip", fmt.Sprintf("silence%d", i)); err != nil {
+		l.t.Fatalf("lab: unsilence STUN server %d: %v", i, err)
+	}
+}
+
 // httpServer is the keep-alive HTTP server in the inet namespace, on HTTP
 // and HTTP6.
 type httpServer struct {
