@@ -241,6 +241,34 @@ func TestSymmetricNATFailsClearly(t *testing.T) {
 	}
 }
 
+// Under a symmetric NAT with one STUN server, each check sees a new public
+// port: natmap notifies the first address and one change (a NAT that
+// forgot its mappings looks the same), then says the NAT maps per
+// destination and notifies nothing more, retrying once an interval.
+func TestSymmetricNATOneSTUNServer(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.Symmetric)
+	const port = 40043
+	serve(t, l, port)
+	nm := startNatmap(t, l, "-k", "2", "-h", l.HTTP.String(), "-b", strconv.Itoa(port), "-s", l.STUN[0].String())
+	nm.waitLog("it maps per destination", 20*time.Second)
+	diagnosed := len(nm.notifications())
+	if diagnosed > 2 {
+		t.Errorf("%d notifications before the diagnosis, want at most 2", diagnosed)
+	}
+	// Six intervals: without the diagnosis, six more notifications.
+	time.Sleep(12 * time.Second)
+	if got := len(nm.notifications()); got != diagnosed {
+		t.Errorf("%d notifications after the diagnosis", got-diagnosed)
+	}
+	log := nm.stderr.String()
+	if c := strings.Count(log, "it maps per destination"); c < 2 {
+		t.Errorf("the diagnosis was said %d times in 12 s: not retrying", c)
+	} else if c > 5 {
+		t.Errorf("the diagnosis was said %d times in 12 s with -k 2: not retrying slowly", c)
+	}
+}
+
 // -b 0: the kernel picks the port, and natmap keeps it when the session is
 // re-established.
 func TestKernelPickedPortIsKept(t *testing.T) {

@@ -64,6 +64,9 @@ type Engine struct {
 	// within one interval: a keep-alive server that closes every
 	// connection. From the second one natmap backs off and logs quietly.
 	brief int // guarded by mu
+	// perDest: the public address changed at consecutive checks of one
+	// session (see observe); nothing is notified until one holds.
+	perDest bool // guarded by mu
 
 	probes   sync.WaitGroup // filtering probes and STUN queries; Run waits for them
 	probedIP netip.Addr     // public address whose NAT filtering was probed
@@ -146,6 +149,9 @@ func (e *Engine) Run(ctx context.Context) {
 				delay = min(minRetry<<min(brief-1, 16), max(e.cfg.Keepalive, minRetry))
 			}
 		}
+		if errors.As(err, new(*perDestError)) {
+			delay = max(e.cfg.Keepalive, minRetry) // no use asking again soon
+		}
 		wait := delay
 		if errors.Is(err, errRepunch) {
 			wait = 0
@@ -193,7 +199,7 @@ func (e *Engine) retrying(err error, delay time.Duration, port uint16) {
 	e.status.Since = time.Now()
 	e.status.LastError = err.Error()
 	e.status.Retries++
-	if ne := (*natError)(nil); errors.As(err, &ne) {
+	if errors.As(err, new(*natError)) || errors.As(err, new(*perDestError)) {
 		e.status.NAT = "symmetric"
 	}
 	retries := e.status.Retries

@@ -29,7 +29,8 @@ func (e *Engine) udpSession(ctx context.Context, ports *portspec.Picker) error {
 	}
 	ports.Keep(local.Port())
 
-	fwd, err := e.establish(ctx, local)
+	var seen checks
+	fwd, err := e.establish(ctx, local, &seen)
 	if err != nil {
 		return err
 	}
@@ -55,7 +56,9 @@ func (e *Engine) udpSession(ctx context.Context, ports *portspec.Picker) error {
 		if err != nil {
 			return err
 		}
-		e.mapped(local, public, server)
+		if err := e.observe(&seen, local, public, server); err != nil {
+			return err
+		}
 	}
 }
 
