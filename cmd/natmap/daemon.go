@@ -46,7 +46,9 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	watch := fs.Bool("watch", true, "re-punch mappings when addresses or links change (netlink)")
 	fw := fs.Bool("firewall", true, "open the sections' ports in fw4/fw3 (section option firewall)")
 	fwConfig := fs.String("firewall-config", "/etc/config/firewall", "firewall UCI `file`, for zones")
-	usage := func() { fmt.Fprintln(stderr, "usage: natmap daemon [--config FILE] [--socket PATH] [--log syslog|stderr|auto] [--watch=false] [--firewall=false] [--firewall-config FILE]") }
+	usage := func() {
+		fmt.Fprintln(stderr, "usage: natmap daemon [--config FILE] [--socket PATH] [--log syslog|stderr|auto] [--watch=false] [--firewall=false] [--firewall-config FILE]")
+	}
 	if !parseFlags(fs, args, stderr, usage) || !wantArgs(fs, 0, 0, stderr, usage) {
 		return 2
 	}
