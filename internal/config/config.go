@@ -130,7 +130,7 @@ func (m *Mapping) checkFamily(what string, h HostPort) error {
 	if err != nil || a.Unmap().Is4() != m.IPv6 {
 		return nil
 	}
-	return fmt.Errorf("%s %s is not an %s address (-4, -6)", what, h, m.family())
+	return fmt.Errorf("%s %s is not an %s address", what, h, m.family())
 }
 
 func (m *Mapping) family() string {
