@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
@@ -155,5 +156,36 @@ func TestCheckIPv6(t *testing.T) {
 	out, err := l.Command(ctx, l.LAN, natmapBin, args...).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "udp over IPv6") || !strings.Contains(string(out), "full cone (NAT-1)") {
 		t.Fatalf("natmap %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// natmap check asks every server it is given, and reports each: here a
+// fourth one (STUN server 0's other address) after one that refuses.
+func TestCheckAsksEveryServer(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	refused := netip.AddrPortFrom(l.HTTP.Addr(), 3999)
+	servers := []string{l.STUN[0].String(), l.STUN[1].String(), refused.String(), l.STUNAlt.String()}
+	args := []string{"check", "--json"}
+	for _, s := range servers {
+		args = append(args, "-s", s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := l.Command(ctx, l.LAN, natmapBin, args...).Output()
+	if err != nil {
+		t.Fatalf("natmap %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	var r checkJSON
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Answers) != len(servers) {
+		t.Fatalf("%d answers for %d servers: %+v", len(r.Answers), len(servers), r.Answers)
+	}
+	for i, a := range r.Answers {
+		if a.Server != servers[i] || (i == 2) != (a.Error != "") || (i != 2 && a.PublicIP != l.PublicAddr.String()) {
+			t.Errorf("answer %d: %+v, want server %s", i, a, servers[i])
+		}
 	}
 }

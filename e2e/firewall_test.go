@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/ctl"
 	"github.com/natmap-go/natmap/internal/lab"
 )
 
@@ -57,32 +58,11 @@ config zone
 func TestDaemonFirewallFW4(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.FullConePreserve)
-	loadFW4 := func() {
-		cmd := l.Command(context.Background(), l.LAN, "nft", "-f", "-")
-		cmd.Stdin = strings.NewReader("table inet fw4\ndelete table inet fw4\n" + fw4Ruleset)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("loading fw4: %v %s", err, out)
-		}
-	}
+	loadFW4 := func() { loadFW4(t, l, "") }
 	loadFW4()
 	const port = 40060
 	greeting := serve(t, l, port)
-	// From the NAT, i.e. the wan side of the lan host.
-	open := func() bool {
-		var got string
-		l.Do(l.NAT, func() error {
-			c, err := net.DialTimeout("tcp4", fmt.Sprintf("%s:%d", l.LANAddr, port), time.Second)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(time.Second))
-			b, _ := io.ReadAll(c)
-			got = string(b)
-			return nil
-		})
-		return got == greeting
-	}
+	open := func() bool { return openFromWAN(l, port, greeting) }
 	if open() {
 		t.Fatal("port open before natmap runs: the test firewall does not filter")
 	}
@@ -127,6 +107,91 @@ config natmap 'web'
 	if strings.Contains(string(rules), "natmap:") || !strings.Contains(string(rules), "Allow-DHCP-Renew") {
 		t.Fatalf("after stop, input_wan should hold fw4's own rules only:\n%s", rules)
 	}
+}
+
+// loadFW4 (re)loads fw4Ruleset in the lan host, with extra rules added.
+func loadFW4(t *testing.T, l *lab.Lab, extra string) {
+	t.Helper()
+	cmd := l.Command(context.Background(), l.LAN, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader("table inet fw4\ndelete table inet fw4\n" + fw4Ruleset + extra)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("loading fw4: %v %s", err, out)
+	}
+}
+
+// openFromWAN reports whether the service on the lan host's port answers
+// greeting from the NAT, i.e. the wan side of the lan host.
+func openFromWAN(l *lab.Lab, port int, greeting string) bool {
+	var got string
+	l.Do(l.NAT, func() error {
+		c, err := net.DialTimeout("tcp4", fmt.Sprintf("%s:%d", l.LANAddr, port), time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Second))
+		b, _ := io.ReadAll(c)
+		got = string(b)
+		return nil
+	})
+	return got == greeting
+}
+
+// One section whose name is too long for a rule's tag and one whose zone
+// has an unusable name are each reported in that section's status; the
+// other section's port still opens and a stale natmap rule is still
+// removed.
+func TestDaemonFirewallFaultsStayLocal(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	// A rule left by a daemon that crashed.
+	loadFW4(t, l, `add rule inet fw4 input_wan tcp dport 40069 counter accept comment "natmap:old"`+"\n")
+	const port = 40063
+	greeting := serve(t, l, port)
+	fwcfg := filepath.Join(t.TempDir(), "firewall")
+	os.WriteFile(fwcfg, []byte(firewallConfig+`
+config zone
+	option name 'guest wan'
+	list network 'lan0'
+	option input 'REJECT'
+`), 0o644)
+	long := strings.Repeat("x", 70) // valid UCI, longer than a tag allows
+	d := startDaemon(t, l, daemonGlobal+fmt.Sprintf(`
+config natmap '%s'
+	option enable '1'
+	option port '40061'
+
+config natmap 'badzone'
+	option enable '1'
+	option interface 'lan0'
+	option firewall '1'
+	option port '40062'
+
+config natmap 'web'
+	option enable '1'
+	option port '%d'
+	option notify_script 'NOTIFY'
+`, long, port), "--firewall-config", fwcfg)
+	d.waitSection("web", 1, 15*time.Second)
+	waitFor(t, "port opened", func() bool { return openFromWAN(l, port, greeting) })
+	waitFor(t, "stale rule removed", func() bool {
+		rules, _ := l.Command(context.Background(), l.LAN, "nft", "list", "chain", "inet", "fw4", "input_wan").CombinedOutput()
+		return !strings.Contains(string(rules), "natmap:old")
+	})
+	var st map[string]ctl.MappingStatus
+	waitFor(t, "bad sections mapped", func() bool {
+		st = d.status(t)
+		return st[long].State == "mapped" && st["badzone"].State == "mapped"
+	})
+	for sec, want := range map[string]string{long: "longer than 64 bytes", "badzone": `zone name "guest wan"`} {
+		if e := st[sec].LastError; !strings.Contains(e, "port not opened in the firewall") || !strings.Contains(e, want) {
+			t.Errorf("section %s: last_error %q, want the firewall's error with %q", sec, e, want)
+		}
+	}
+	if e := st["web"].LastError; e != "" {
+		t.Errorf("section web: last_error %q", e)
+	}
+	d.waitLog("firewall rule not in place", time.Second)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -118,6 +118,36 @@ func TestKeepaliveServerDropped(t *testing.T) {
 	mustReach(t, l, n.Public(), greeting)
 }
 
+// A keep-alive server that closes every connection: natmap says so once
+// and backs off (1 s, 2 s, 4 s, ... up to the interval) instead of losing
+// and re-establishing the mapping every second; no script runs again.
+func TestKeepaliveServerClosesEveryConnection(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	l.CloseHTTPConnections()
+	const port = 40041
+	greeting := serve(t, l, port)
+	nm := startNatmap(t, l, bindArgs(l, port, "-k", "6")...)
+	n := nm.waitNotification(1, 15*time.Second)
+	start := l.HTTPRequests()
+	time.Sleep(12 * time.Second)
+	// Sessions at about 0, 1, 3, 7 and 13 s: without backoff, 12 or more.
+	if got := l.HTTPRequests() - start; got > 7 {
+		t.Errorf("%d keep-alive connections in 12 s: no backoff", got)
+	}
+	log := nm.stderr.String()
+	if c := strings.Count(log, "keeps closing the connection"); c != 1 {
+		t.Errorf("the problem was said %d times, want once", c)
+	}
+	if c := strings.Count(log, "mapping lost"); c > 1 {
+		t.Errorf(`"mapping lost" logged %d times`, c)
+	}
+	if got := len(nm.notifications()); got != 1 {
+		t.Errorf("%d notifications, want 1: the mapping did not change", got)
+	}
+	mustReach(t, l, n.Public(), greeting)
+}
+
 // The first STUN server is down: the second one answers.
 func TestSTUNFailover(t *testing.T) {
 	t.Parallel()
@@ -133,6 +163,61 @@ func TestSTUNFailover(t *testing.T) {
 	nm.waitLog("STUN server failed", time.Second)
 	nm.waitLog("stun="+l.STUN[1].String(), time.Second)
 	mustReach(t, l, n.Public(), greeting)
+}
+
+// The first STUN server drops every packet (a timeout, not a refusal):
+// the first session does not wait out its 6 s timeout once the second has
+// answered, the next session asks the second first and the first not at
+// all, and once the first answers again natmap goes back to it.
+func TestSTUNFailoverTimeout(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	l.SilenceSTUN(0)
+	const port = 40042
+	greeting := serve(t, l, port)
+	start := time.Now()
+	nm := startNatmap(t, l, bindArgs(l, port, "-k", "6")...)
+	n := nm.waitNotification(1, 15*time.Second)
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("first notification after %v: waited for the silent server", took)
+	}
+	mustReach(t, l, n.Public(), greeting)
+
+	// A new session: asks the server that answered, at once.
+	l.DropHTTP()
+	nm.waitLog("mapping lost", 5*time.Second)
+	lost := time.Now()
+	nm.waitLog("mapping re-established, unchanged", 10*time.Second)
+	reestablished := time.Now()
+	if took := time.Since(lost); took > 3*time.Second {
+		t.Errorf("new session took %v after a 1 s pause: it waited for the silent server", took)
+	}
+	if !strings.Contains(nm.stderr.String(), `msg="mapping re-established, unchanged" public=198.51.100.1:40042 private=10.77.0.2:40042 stun=`+l.STUN[1].String()) {
+		t.Errorf("the new session did not use the server that answered")
+	}
+
+	// The first server is back: natmap rechecks it in the background and
+	// goes back to it.
+	l.UnsilenceSTUN(0)
+	nm.waitLog("STUN server answers again", 20*time.Second)
+	// Two sessions in a row shorter than the interval would look like a
+	// keep-alive server that closes every connection (logged at debug).
+	time.Sleep(time.Until(reestablished.Add(7 * time.Second)))
+	before := len(nm.stderr.String())
+	l.DropHTTP()
+	nm.waitLog("mapping lost", 5*time.Second)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(nm.stderr.String()[before:], "unchanged"); {
+		if time.Now().After(deadline) {
+			t.Fatal("not re-established")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(nm.stderr.String()[before:], "stun="+l.STUN[0].String()) {
+		t.Errorf("did not go back to the first server")
+	}
+	if got := len(nm.notifications()); got != 1 {
+		t.Errorf("%d notifications, want 1", got)
+	}
 }
 
 // Under a symmetric NAT the two STUN servers see two different public
@@ -153,6 +238,34 @@ func TestSymmetricNATFailsClearly(t *testing.T) {
 	time.Sleep(3 * time.Second) // and it keeps saying so, never notifying
 	if got := nm.notifications(); len(got) != 0 {
 		t.Fatalf("notified an unreachable mapping: %+v", got)
+	}
+}
+
+// Under a symmetric NAT with one STUN server, each check sees a new public
+// port: natmap notifies the first address and one change (a NAT that
+// forgot its mappings looks the same), then says the NAT maps per
+// destination and notifies nothing more, retrying once an interval.
+func TestSymmetricNATOneSTUNServer(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.Symmetric)
+	const port = 40043
+	serve(t, l, port)
+	nm := startNatmap(t, l, "-k", "2", "-h", l.HTTP.String(), "-b", strconv.Itoa(port), "-s", l.STUN[0].String())
+	nm.waitLog("it maps per destination", 20*time.Second)
+	diagnosed := len(nm.notifications())
+	if diagnosed > 2 {
+		t.Errorf("%d notifications before the diagnosis, want at most 2", diagnosed)
+	}
+	// Six intervals: without the diagnosis, six more notifications.
+	time.Sleep(12 * time.Second)
+	if got := len(nm.notifications()); got != diagnosed {
+		t.Errorf("%d notifications after the diagnosis", got-diagnosed)
+	}
+	log := nm.stderr.String()
+	if c := strings.Count(log, "it maps per destination"); c < 2 {
+		t.Errorf("the diagnosis was said %d times in 12 s: not retrying", c)
+	} else if c > 5 {
+		t.Errorf("the diagnosis was said %d times in 12 s with -k 2: not retrying slowly", c)
 	}
 }
 

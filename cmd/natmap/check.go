@@ -33,7 +33,6 @@ const (
 // they see of one local port and runs RFC 5780's filtering test.
 func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("natmap check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var m config.Mapping
 	fs.BoolVar(&m.UDP, "u", false, "check over UDP (default TCP)")
 	fs.BoolVar(&m.IPv6, "6", false, "check IPv6 (default IPv4)")
@@ -45,18 +44,20 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	})
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this `long`")
 	asJSON := fs.Bool("json", false, "print the report as JSON (for ubus and scripts); same exit status")
-	fs.Usage = func() {
+	usage := func() {
 		fmt.Fprint(stderr, "Usage: natmap check [-u] [-6] [-i IFACE] [--json] [--timeout D] -s SERVER [-s SERVER]...\n\n"+
 			"Tells whether the NAT in front of this host is a full cone (NAT-1), through\n"+
 			"which natmap can open a port. Exit status: 0 yes (or the filtering could not\n"+
 			"be tested), 3 no, 1 no answer or too few to tell, 2 usage.\n\n")
+		fs.SetOutput(stderr)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if !parseFlags(fs, args, stderr, usage) || !wantArgs(fs, 0, 0, stderr, usage) {
 		return 2
 	}
-	if fs.NArg() > 0 || len(m.STUN) == 0 {
-		fs.Usage()
+	if len(m.STUN) == 0 {
+		fmt.Fprintln(stderr, "natmap check: a STUN server is required (-s)")
+		usage()
 		return 2
 	}
 	if a, err := netip.ParseAddr(*iface); err == nil {

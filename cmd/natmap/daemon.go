@@ -32,9 +32,8 @@ var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"check":         runCheck,
 }
 
-func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+func newFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("natmap "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	socket := fs.String("socket", cmp.Or(os.Getenv("NATMAP_SOCKET"), ctl.DefaultPath), "control socket `path` (default from NATMAP_SOCKET)")
 	return fs, socket
 }
@@ -42,14 +41,16 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 // runDaemon is `natmap daemon`: every enabled section of the UCI config,
 // with the control socket, until SIGTERM; SIGHUP reloads.
 func runDaemon(args []string, stdout, stderr io.Writer) int {
-	fs, socket := newFlags("daemon", stderr)
+	fs, socket := newFlags("daemon")
 	cfgPath := fs.String("config", defaultConfig, "UCI config `file`")
 	logTo := fs.String("log", "auto", "where logs go: syslog, stderr, or auto (syslog when /dev/log exists)")
 	watch := fs.Bool("watch", true, "re-punch mappings when addresses or links change (netlink)")
 	fw := fs.Bool("firewall", true, "open the sections' ports in fw4/fw3 (section option firewall)")
 	fwConfig := fs.String("firewall-config", "/etc/config/firewall", "firewall UCI `file`, for zones")
-	if fs.Parse(args) != nil || fs.NArg() > 0 {
+	usage := func() {
 		fmt.Fprintln(stderr, "usage: natmap daemon [--config FILE] [--socket PATH] [--log syslog|stderr|auto] [--watch=false] [--firewall=false] [--firewall-config FILE]")
+	}
+	if !parseFlags(fs, args, stderr, usage) || !wantArgs(fs, 0, 0, stderr, usage) {
 		return 2
 	}
 	level := logx.Level(os.Getenv("NATMAP_LOG"))
@@ -135,10 +136,10 @@ func call(socket string, req ctl.Request, stderr io.Writer) (*ctl.Response, bool
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs, socket := newFlags("status", stderr)
+	fs, socket := newFlags("status")
 	asJSON := fs.Bool("json", false, "print JSON (for ubus and scripts)")
-	if fs.Parse(args) != nil || fs.NArg() > 1 {
-		fmt.Fprintln(stderr, "usage: natmap status [--json] [--socket PATH] [SECTION]")
+	usage := func() { fmt.Fprintln(stderr, "usage: natmap status [--json] [--socket PATH] [SECTION]") }
+	if !parseFlags(fs, args, stderr, usage) || !wantArgs(fs, 0, 1, stderr, usage) {
 		return 2
 	}
 	resp, ok := call(*socket, ctl.Request{Cmd: ctl.CmdStatus, Section: fs.Arg(0)}, stderr)
@@ -168,9 +169,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 }
 
 func runReload(args []string, stdout, stderr io.Writer) int {
-	fs, socket := newFlags("reload", stderr)
-	if fs.Parse(args) != nil || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: natmap reload [--socket PATH]")
+	fs, socket := newFlags("reload")
+	usage := func() { fmt.Fprintln(stderr, "usage: natmap reload [--socket PATH]") }
+	if !parseFlags(fs, args, stderr, usage) || !wantArgs(fs, 0, 0, stderr, usage) {
 		return 2
 	}
 	if _, ok := call(*socket, ctl.Request{Cmd: ctl.CmdReload}, stderr); !ok {
@@ -180,9 +181,9 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 }
 
 func runRestart(args []string, stdout, stderr io.Writer) int {
-	fs, socket := newFlags("restart", stderr)
-	if fs.Parse(args) != nil || fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: natmap restart [--socket PATH] SECTION")
+	fs, socket := newFlags("restart")
+	usage := func() { fmt.Fprintln(stderr, "usage: natmap restart [--socket PATH] SECTION") }
+	if !parseFlags(fs, args, stderr, usage) || !wantArgs(fs, 1, 1, stderr, usage) {
 		return 2
 	}
 	if _, ok := call(*socket, ctl.Request{Cmd: ctl.CmdRestart, Section: fs.Arg(0)}, stderr); !ok {
@@ -192,9 +193,9 @@ func runRestart(args []string, stdout, stderr io.Writer) int {
 }
 
 func runFirewallSync(args []string, stdout, stderr io.Writer) int {
-	fs, socket := newFlags("firewall-sync", stderr)
-	if fs.Parse(args) != nil || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: natmap firewall-sync [--socket PATH]")
+	fs, socket := newFlags("firewall-sync")
+	usage := func() { fmt.Fprintln(stderr, "usage: natmap firewall-sync [--socket PATH]") }
+	if !parseFlags(fs, args, stderr, usage) || !wantArgs(fs, 0, 0, stderr, usage) {
 		return 2
 	}
 	if _, ok := call(*socket, ctl.Request{Cmd: ctl.CmdFirewallSync}, stderr); !ok {

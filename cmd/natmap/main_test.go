@@ -42,3 +42,33 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Fatalf("--version: exit %d, %q", code, stdout.String())
 	}
 }
+
+// The subcommands speak as the classic command line does: one line naming
+// the mistake, then the usage; never the flag package's own words.
+func TestSubcommandUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"daemon", "--bogus"}, "natmap daemon: unknown option --bogus\n"},
+		{[]string{"daemon", "-bogus=1"}, "natmap daemon: unknown option -bogus\n"},
+		{[]string{"daemon", "--config"}, "natmap daemon: option -config needs a value\n"},
+		{[]string{"daemon", "--watch=maybe"}, `natmap daemon: -watch: "maybe": parse error` + "\n"},
+		{[]string{"daemon", "stray"}, `natmap daemon: unexpected argument "stray"` + "\n"},
+		{[]string{"status", "-x"}, "natmap status: unknown option -x\n"},
+		{[]string{"status", "a", "b"}, `natmap status: unexpected argument "b"` + "\n"},
+		{[]string{"restart"}, "natmap restart: missing argument\n"},
+		{[]string{"check", "--bogus"}, "natmap check: unknown option --bogus\n"},
+		{[]string{"check", "-s", "a", "--timeout", "soon"}, `natmap check: -timeout: "soon": parse error` + "\n"},
+		{[]string{"check", "-s", "a:0"}, `natmap check: -s: "a:0": `},
+		{[]string{"check"}, "natmap check: a STUN server is required (-s)\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(tc.args, &stdout, &stderr)
+		first, _, _ := strings.Cut(stderr.String(), "sage")
+		if code != 2 || !strings.HasPrefix(stderr.String(), tc.want) || strings.Contains(stderr.String(), "flag") ||
+			!strings.Contains(first, "\n") || stdout.Len() != 0 {
+			t.Errorf("natmap %q: exit %d, stderr %q; want exit 2, %q first, then the usage", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+}

@@ -166,6 +166,9 @@ func getopt(args []string, set func(opt byte, val string) error) error {
 		if len(a) < 2 || a[0] != '-' {
 			return fmt.Errorf("unexpected argument %q", a)
 		}
+		if a[1] == '-' { // getopt has no long options but --
+			return fmt.Errorf("unknown option %s", a)
+		}
 		for j := 1; j < len(a); j++ {
 			opt := a[j]
 			k := strings.IndexByte(optstring, opt)
@@ -203,11 +206,17 @@ func seconds(s string) (time.Duration, error) {
 
 func count(s string) (int, error) {
 	n, err := strconv.ParseUint(s, 10, 31)
+	if errors.Is(err, strconv.ErrRange) && s[0] != '+' {
+		return 0, fmt.Errorf("%s is out of range (at most %d)", s, maxCount)
+	}
 	if err != nil || s[0] == '+' {
 		return 0, fmt.Errorf("%q is not a whole number", s)
 	}
 	return int(n), nil
 }
+
+// maxCount is the largest value count accepts (31 bits: an int everywhere).
+const maxCount = 1<<31 - 1
 
 // ParseMark reads an fwmark as C's strtoul(s, NULL, 0) does: hex with 0x,
 // octal with a leading 0, else decimal.

@@ -96,6 +96,16 @@ func (m *Mapping) Validate() error {
 			return fmt.Errorf("local address %s is not an %s address", m.BindAddr, m.family())
 		}
 	}
+	// An address literal of the other family could never be reached from
+	// this mapping's sockets: say so now rather than at the first query.
+	for _, h := range m.STUN {
+		if err := m.checkFamily("STUN server", h); err != nil {
+			return err
+		}
+	}
+	if err := m.checkFamily("keep-alive HTTP server", m.HTTP); err != nil {
+		return err
+	}
 	if m.Device != "" {
 		if err := checkDevice(m.Device); err != nil {
 			return err
@@ -112,6 +122,15 @@ func (m *Mapping) Ignored() []string {
 		out = append(out, "congestion control (-C) applies to TCP forward mode only")
 	}
 	return out
+}
+
+// checkFamily fails when h is an address literal not of m's family.
+func (m *Mapping) checkFamily(what string, h HostPort) error {
+	a, err := netip.ParseAddr(h.Host)
+	if err != nil || a.Unmap().Is4() != m.IPv6 {
+		return nil
+	}
+	return fmt.Errorf("%s %s is not an %s address", what, h, m.family())
 }
 
 func (m *Mapping) family() string {

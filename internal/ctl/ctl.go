@@ -67,8 +67,8 @@ type MappingStatus struct {
 	LastError   string      `json:"last_error"`
 	Retries     int         `json:"retries"` // sessions that failed in a row
 	STUNServer  string      `json:"stun_server"`
-	NAT         string      `json:"nat,omitempty"`   // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
-	Relay       *RelayStats `json:"relay,omitempty"` // forward mode only
+	NAT         string      `json:"nat,omitempty"`     // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
+	Relay       *RelayStats `json:"relay,omitempty"`   // forward mode only
 	Metrics     *Metrics    `json:"metrics,omitempty"` // running sections only
 	History     []Event     `json:"history,omitempty"` // the last events, oldest first
 }

@@ -43,8 +43,9 @@ const rejectTimeout = 100 * time.Millisecond
 // Serve listens on s.Path and serves until ctx ends. It creates the
 // socket's directory if missing, removes a stale socket left by a daemon
 // that died, and refuses to start when a live daemon answers on the path.
-// The socket is 0600: reload and restart are for root only. When ctx ends,
-// Serve closes every connection, waits for their goroutines (and so for
+// The socket is 0600: reload and restart are for root only. When every
+// connection slot is taken, a new client takes the idlest one's. When ctx
+// ends, Serve closes every connection, waits for their goroutines (and so for
 // Handler calls in progress), removes the socket and returns nil. It
 // returns an error only when it could not start.
 func (s *Server) Serve(ctx context.Context) error {
@@ -52,15 +53,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("control socket: no handler")
 	}
 	path := cmp.Or(s.Path, DefaultPath)
-	ln, err := listen(ctx, path)
+	ln, unlink, err := listen(ctx, path)
 	if err != nil {
 		return err
 	}
+	defer unlink() // after the listener closed: registered first, runs last
 	if s.Ready != nil {
 		s.Ready()
 	}
 	// Every goroutine, this watcher included, ends before Serve returns.
-	// Closing the listener also removes the socket file (Go unlinks it).
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -69,7 +70,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		<-ctx.Done()
 		ln.Close()
 	})
-	slots := make(chan struct{}, orDefault(s.MaxConns, DefaultMaxConns))
+	conns := &connSet{max: orDefault(s.MaxConns, DefaultMaxConns), m: map[*served]struct{}{}}
 	var backoff time.Duration
 	for {
 		c, err := ln.AcceptUnix()
@@ -89,19 +90,87 @@ func (s *Server) Serve(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
-		select {
-		case slots <- struct{}{}:
-			wg.Go(func() {
-				defer func() { <-slots }()
-				s.serveConn(ctx, c)
-			})
-		default:
+		sc := &served{c: c, last: time.Now()}
+		admitted, evicted := conns.admit(sc)
+		if evicted != nil {
+			// The idlest client makes room, so that no client can hold
+			// every slot: a deadline in the past ends its read, and its
+			// goroutine tells it why and hangs up.
+			s.log().Debug("control socket: too many connections, closing the idlest")
+			evicted.c.SetReadDeadline(time.Unix(1, 0))
+		}
+		if !admitted {
 			s.log().Debug("control socket: too many connections")
 			c.SetWriteDeadline(time.Now().Add(rejectTimeout))
-			writeResponse(c, Response{Error: fmt.Sprintf("too many connections (%d)", cap(slots))})
+			writeResponse(c, conns.tooMany())
 			c.Close()
+			continue
 		}
+		wg.Go(func() {
+			defer conns.remove(sc)
+			s.serveConn(ctx, sc, conns)
+		})
 	}
+}
+
+// connSet is the connections being served, at most max, so that a new
+// client can take the slot of the idlest one.
+type connSet struct {
+	max int
+	mu  sync.Mutex // guards m and every member's last, busy and evicted
+	m   map[*served]struct{}
+}
+
+// served is one connection in a connSet.
+type served struct {
+	c       *net.UnixConn
+	last    time.Time // accepted, or last request answered: idle since
+	busy    bool      // a request is being handled and answered
+	evicted bool      // closed to make room: handle nothing more
+}
+
+func (cs *connSet) tooMany() Response {
+	return Response{Error: fmt.Sprintf("too many connections (%d)", cs.max)}
+}
+
+// admit adds sc when there is room, else makes room by taking out the
+// connection idle the longest, which the caller wakes up to hang up. With
+// every connection busy answering, sc is not admitted.
+func (cs *connSet) admit(sc *served) (admitted bool, evicted *served) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if len(cs.m) >= cs.max {
+		for o := range cs.m {
+			if !o.busy && (evicted == nil || o.last.Before(evicted.last)) {
+				evicted = o
+			}
+		}
+		if evicted == nil {
+			return false, nil
+		}
+		evicted.evicted = true
+		delete(cs.m, evicted)
+	}
+	cs.m[sc] = struct{}{}
+	return true, evicted
+}
+
+func (cs *connSet) remove(sc *served) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	delete(cs.m, sc)
+}
+
+// setBusy marks sc busy (handling a request, which admit never cuts
+// short) or waiting for one, and reports false when sc was evicted.
+func (cs *connSet) setBusy(sc *served, busy bool) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if sc.busy && !busy {
+		sc.last = time.Now()
+	}
+	sc.busy = busy
+	return !sc.evicted
 }
 
 func orDefault[T int | time.Duration](v, def T) T {
@@ -118,26 +187,56 @@ func (s *Server) log() *slog.Logger {
 	return s.Log
 }
 
-// listen creates the socket at path, 0600.
-func listen(ctx context.Context, path string) (*net.UnixListener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+// listen creates the socket at path, 0600, and returns with it a function
+// that removes the socket file (when it is still this socket's).
+//
+// The socket is bound in a private directory (0700, from MkdirTemp), made
+// 0600 there, then linked into place: nobody else can connect before its
+// mode is final, whatever the umask. (Changing the umask instead would race
+// with the rest of the process.) link fails rather than replace a socket
+// another daemon made meanwhile.
+func listen(ctx context.Context, path string) (*net.UnixListener, func(), error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("control socket: %w", err)
 	}
 	if err := removeStale(ctx, path); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	private, err := os.MkdirTemp(dir, ".ctl")
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, nil, fmt.Errorf("control socket: %w", err)
 	}
-	// Until the chmod the mode follows the umask; connecting needs write
-	// permission, which a usual umask (022) gives nobody but root anyway.
-	// (Changing the umask would race with the rest of the process.)
-	if err := os.Chmod(path, 0o600); err != nil {
+	defer os.RemoveAll(private)
+	tmp := filepath.Join(private, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("control socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false) // its name is about to change: unlink removes it
+	fail := func(err error) (*net.UnixListener, func(), error) {
 		ln.Close()
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, nil, fmt.Errorf("control socket: %w", err)
 	}
-	return ln, nil
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return fail(err)
+	}
+	if err := os.Link(tmp, path); errors.Is(err, fs.ErrExist) {
+		ln.Close()
+		return nil, nil, fmt.Errorf("another natmap daemon is running on %s", path)
+	} else if err != nil {
+		return fail(err)
+	}
+	ours, err := os.Lstat(path)
+	if err != nil {
+		return fail(err)
+	}
+	unlink := func() {
+		if fi, err := os.Lstat(path); err == nil && os.SameFile(fi, ours) {
+			os.Remove(path)
+		}
+	}
+	return ln, unlink, nil
 }
 
 // removeStale removes a socket file nobody listens on, and refuses to
@@ -170,7 +269,8 @@ func removeStale(ctx context.Context, path string) error {
 }
 
 // serveConn answers c's requests until c ends, misbehaves, or ctx ends.
-func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
+func (s *Server) serveConn(ctx context.Context, sc *served, conns *connSet) {
+	c := sc.c
 	// The watcher closes c when serveConn returns, or earlier when the
 	// server stops, which unblocks a read or write in progress.
 	ctx, cancel := context.WithCancel(ctx)
@@ -189,7 +289,17 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 	r := bufio.NewReaderSize(c, maxReq)
 	for {
 		c.SetReadDeadline(time.Now().Add(idle))
+		// Evicted before the deadline was set, or while reading (the
+		// evictor's past deadline ends the read): say why, then go.
+		if !conns.setBusy(sc, false) {
+			s.reply(c, conns.tooMany())
+			return
+		}
 		line, err := r.ReadSlice('\n')
+		if !conns.setBusy(sc, true) {
+			s.reply(c, conns.tooMany())
+			return
+		}
 		switch {
 		case err == nil, err == io.EOF && len(line) > 0:
 			// A last line without a newline (the client half-closed) is

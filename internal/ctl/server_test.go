@@ -306,7 +306,7 @@ func TestConnectionCap(t *testing.T) {
 		r := <-results
 		var re *RemoteError
 		if !errors.As(r.err, &re) || re.Msg != "too many connections (16)" {
-			t.Fatalf("client beyond the cap: %+v", r)
+			t.Fatalf("client beyond the cap: %+v %v", r, r.err)
 		}
 		busy++
 	}
@@ -487,5 +487,88 @@ func TestStatusVersion(t *testing.T) {
 	}
 	if resp, err := call(t, path, Request{Cmd: CmdReload}); err != nil || resp.Version != "" {
 		t.Errorf("reload: version %q (%v), want none", resp.Version, err)
+	}
+}
+
+// A client holding every slot with idle connections cannot lock natmap
+// status out: the new client takes the slot of the one idle the longest,
+// which is told why it is hung up on.
+func TestIdlestClosedForNewClient(t *testing.T) {
+	s := serve(t, &Server{Path: sockPath(t), Handler: newHandler(1)})
+	var held []*rawConn
+	for range DefaultMaxConns {
+		held = append(held, dial(t, s.Path))
+	}
+	// The last one is busy with requests: it stays, the first goes.
+	held[DefaultMaxConns-1].send(`{"cmd":"status"}` + "\n")
+	if r := held[DefaultMaxConns-1].recv(); !r.OK {
+		t.Fatalf("held client: %+v", r)
+	}
+	for range 3 {
+		resp, err := call(t, s.Path, Request{Cmd: CmdStatus})
+		if err != nil || len(resp.Mappings) != 1 {
+			t.Fatalf("status with every slot held: %+v, %v", resp, err)
+		}
+	}
+	if r := held[0].recv(); r.Error != "too many connections (16)" {
+		t.Fatalf("the idlest client got %+v", r)
+	}
+	waitHangUp(t, held[0].UnixConn, 5*time.Second)
+	held[DefaultMaxConns-1].send(`{"cmd":"status"}` + "\n")
+	if r := held[DefaultMaxConns-1].recv(); !r.OK {
+		t.Fatalf("the most recently active client was closed: %+v", r)
+	}
+}
+
+// Under umask 000 the socket must never be reachable with a mode wider
+// than 0600, not even between bind and chmod: a watcher looks at the path
+// as fast as it can while servers start and stop.
+func TestSocketNeverWiderThan0600(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	path := sockPath(t)
+	stop := make(chan struct{})
+	seen := make(chan fs.FileMode, 1)
+	var watcher sync.WaitGroup
+	watcher.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if fi, err := os.Lstat(path); err == nil && fi.Mode().Perm() != 0o600 {
+				select {
+				case seen <- fi.Mode():
+				default:
+				}
+			}
+		}
+	})
+	defer func() { close(stop); watcher.Wait() }()
+	for range 200 {
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			done <- (&Server{Path: path, Handler: newHandler(1), Ready: func() { close(ready) }}).Serve(ctx)
+		}()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("Serve: %v", err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-seen:
+			t.Fatalf("the socket was reachable with mode %v", m)
+		default:
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 0 {
+		t.Errorf("left behind: %v", entries)
 	}
 }

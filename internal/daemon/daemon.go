@@ -67,6 +67,9 @@ type section struct {
 	eng    *engine.Engine
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	fwMu  sync.Mutex // guards fwErr
+	fwErr string     // why its firewall rule is not in place, from the last sync
 }
 
 // New prepares a daemon.
@@ -329,9 +332,9 @@ func (d *Daemon) Status() []ctl.MappingStatus {
 	return out
 }
 
-func (s *section) status() ctl.MappingStatus {
+func (s *section) status() (st ctl.MappingStatus) {
 	c := s.conf
-	st := ctl.MappingStatus{
+	st = ctl.MappingStatus{
 		Section:   c.Ref,
 		Comment:   c.Comment,
 		Enabled:   c.Enabled,
@@ -344,6 +347,11 @@ func (s *section) status() ctl.MappingStatus {
 	if s.eng == nil {
 		return st
 	}
+	defer func() { // the engine's error first, then the firewall's
+		if fw := s.firewallError(); fw != "" {
+			st.LastError = strings.TrimPrefix(st.LastError+"; ", "; ") + "port not opened in the firewall: " + fw
+		}
+	}()
 	es := s.eng.Status()
 	st.State = string(es.State)
 	st.Since = es.Since.Unix()

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -79,12 +80,15 @@ func (d *Daemon) FirewallSync(ctx context.Context) error {
 	if b == nil {
 		return errors.New("no firewall (fw4 or fw3) is managed")
 	}
+	// Each section's rule is on its own: one that cannot be added (a bad
+	// zone, a name too long for the tag) is that section's error, shown in
+	// its status, and the others still sync.
 	var want []firewall.Rule
-	var errs []error
+	ruleErr := map[*section]error{}
 	for _, s := range secs {
 		r, ok, err := d.firewallRule(s)
 		if err != nil {
-			errs = append(errs, err)
+			ruleErr[s] = err
 		}
 		if ok {
 			want = append(want, r)
@@ -92,7 +96,18 @@ func (d *Daemon) FirewallSync(ctx context.Context) error {
 	}
 	d.fwMu.Lock()
 	defer d.fwMu.Unlock()
-	return errors.Join(append(errs, firewall.Sync(ctx, b, want))...)
+	bySection, other := firewall.SectionErrors(firewall.Sync(ctx, b, want))
+	errs := []error{other}
+	for _, s := range secs {
+		err := errors.Join(ruleErr[s], bySection[s.conf.Ref])
+		if s.setFirewallError(err) && err != nil {
+			d.log.Warn("firewall rule not in place", "section", s.conf.Ref, "err", err)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("section %s: %w", s.conf.Ref, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // firewallRule is the rule a section needs, if any.
@@ -113,7 +128,7 @@ func (d *Daemon) firewallRule(s *section) (firewall.Rule, bool, error) {
 	case err != nil:
 		return firewall.Rule{}, false, err
 	case zone == "" && c.Firewall == uciconf.FirewallOn:
-		return firewall.Rule{}, false, errors.New("section " + c.Ref + ": firewall '1' but its interface is in no firewall zone")
+		return firewall.Rule{}, false, errors.New("firewall '1' but its interface is in no firewall zone")
 	case zone == "" || (!wan && c.Firewall == uciconf.FirewallAuto):
 		return firewall.Rule{}, false, nil
 	}
@@ -134,4 +149,25 @@ func (d *Daemon) zone(network string) (string, bool, error) {
 		return "wan", true, nil
 	}
 	return zones[0], true, nil
+}
+
+// setFirewallError records why the section's firewall rule is not in place
+// (nil: it is, or none is needed), and reports whether that changed.
+func (s *section) setFirewallError(err error) bool {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	s.fwMu.Lock()
+	defer s.fwMu.Unlock()
+	changed := msg != s.fwErr
+	s.fwErr = msg
+	return changed
+}
+
+// firewallError is why the section's firewall rule is not in place, or "".
+func (s *section) firewallError() string {
+	s.fwMu.Lock()
+	defer s.fwMu.Unlock()
+	return s.fwErr
 }

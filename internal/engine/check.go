@@ -63,12 +63,10 @@ func (r *NATReport) FullCone() bool {
 		(r.Filtering == stun.FilteringUnknown || r.Filtering == stun.EndpointIndependent)
 }
 
-// maxCheckServers bounds how many servers CheckNAT asks: two answers decide
-// the mapping, a third stands in for one that does not answer.
-const maxCheckServers = 3
-
-// CheckNAT asks cfg's STUN servers (up to maxCheckServers) for the public
-// address of one local port, over cfg's protocol and family, then runs the
+// CheckNAT asks every one of cfg's STUN servers for the public address of
+// one local port (all of them: the user listed them to see each one's
+// answer, and after the first they are asked at once, so more cost no
+// time), over cfg's protocol and family, then runs the
 // filtering test, as a session's first check does: a one-off diagnosis for
 // `natmap check`, with no keep-alive and nothing notified. The first query
 // goes alone, so that it alone creates the mapping (two first packets at
@@ -107,7 +105,7 @@ func CheckNAT(ctx context.Context, cfg config.Mapping, log *slog.Logger) (*NATRe
 		local = addrPort(ln.Addr())
 	}
 
-	servers := cfg.STUN[:min(len(cfg.STUN), maxCheckServers)]
+	servers := cfg.STUN
 	r := &NATReport{Local: local, Answers: make([]STUNAnswer, len(servers))}
 	ask := func(i int) {
 		public, err := e.query(ctx, local, servers[i])

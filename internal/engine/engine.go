@@ -53,8 +53,10 @@ type Engine struct {
 	mu       sync.Mutex
 	status   Status
 	notified notify.Mapping // last mapping handed to notify
-	stunPref int            // STUN server that answered last; tried first
-	owner    portOwner      // the uid of natmap's sockets on the bind port, after a takeover
+	stunDown []bool         // by STUN server: failed its last query (see stunOrder)
+	// stunRechecking: a background query to servers that failed is under way.
+	stunRechecking bool
+	owner          portOwner // the uid of natmap's sockets on the bind port, after a takeover
 
 	relayStats relay.Stats // forward mode, over every session
 
@@ -63,7 +65,15 @@ type Engine struct {
 
 	kick chan struct{} // Repunch: end the session and start again now
 
-	probes   sync.WaitGroup // filtering probes; Run waits for them
+	// brief counts the sessions in a row that were mapped but ended
+	// within one interval: a keep-alive server that closes every
+	// connection. From the second one natmap backs off and logs quietly.
+	brief int // guarded by mu
+	// perDest: the public address changed at consecutive checks of one
+	// session (see observe); nothing is notified until one holds.
+	perDest bool // guarded by mu
+
+	probes   sync.WaitGroup // filtering probes and STUN queries; Run waits for them
 	probedIP netip.Addr     // public address whose NAT filtering was probed
 }
 
@@ -83,6 +93,8 @@ func New(cfg config.Mapping, log *slog.Logger, notify func(notify.Mapping)) *Eng
 		sock:   sockopt.Options{Device: cfg.Device, Mark: cfg.Mark},
 		status: Status{State: StateStarting, Protocol: cfg.Protocol(), Since: time.Now()},
 		kick:   make(chan struct{}, 1),
+
+		stunDown: make([]bool, len(cfg.STUN)),
 	}
 }
 
@@ -124,6 +136,7 @@ func (e *Engine) Run(ctx context.Context) {
 		e.status.Counters.Sessions++
 		e.mu.Unlock()
 		var err error
+		start := time.Now()
 		if e.cfg.UDP {
 			err = e.udpSession(ctx, ports)
 		} else {
@@ -140,6 +153,14 @@ func (e *Engine) Run(ctx context.Context) {
 		}
 		if e.Status().State == StateMapped {
 			delay = minRetry // the session worked: come back fast
+			if brief := e.countBrief(time.Since(start) < e.cfg.Keepalive && !errors.Is(err, errRepunch)); brief >= 2 {
+				// ...unless it keeps ending at once: double the wait
+				// with each one, up to the interval.
+				delay = min(minRetry<<min(brief-1, 16), max(e.cfg.Keepalive, minRetry))
+			}
+		}
+		if errors.As(err, new(*perDestError)) {
+			delay = max(e.cfg.Keepalive, minRetry) // no use asking again soon
 		}
 		wait := delay
 		if errors.Is(err, errRepunch) {
@@ -163,15 +184,33 @@ type connectError struct{ err error }
 func (e *connectError) Error() string { return e.err.Error() }
 func (e *connectError) Unwrap() error { return e.err }
 
+// countBrief counts a mapped session that ended within one interval
+// (brief) or not, and returns how many such ended in a row.
+func (e *Engine) countBrief(brief bool) int {
+	e.mu.Lock()
+	n := e.brief
+	if brief {
+		e.brief++
+	} else {
+		e.brief = 0
+	}
+	e.mu.Unlock()
+	if n >= 2 && !brief {
+		e.log.Info("the keep-alive connection lasted an interval again")
+	}
+	return e.brief
+}
+
 func (e *Engine) retrying(err error, delay time.Duration, port uint16) {
 	e.mu.Lock()
+	brief := e.brief
 	wasMapped := e.status.State == StateMapped
 	e.status.State = StateRetrying
 	e.status.Since = time.Now()
 	e.status.LastError = err.Error()
 	e.status.Retries++
 	e.status.Counters.Failures++
-	if ne := (*natError)(nil); errors.As(err, &ne) {
+	if errors.As(err, new(*natError)) || errors.As(err, new(*perDestError)) {
 		e.status.NAT = "symmetric"
 	}
 	retries := e.status.Retries
@@ -183,7 +222,17 @@ func (e *Engine) retrying(err error, delay time.Duration, port uint16) {
 	if wasMapped {
 		msg = "mapping lost"
 	}
-	e.log.Warn(msg, "err", err, "retry_in", delay, "port", port, "retries", retries)
+	switch {
+	case wasMapped && brief == 2:
+		e.log.Warn("the keep-alive server (-h) keeps closing the connection within an interval: "+
+			"reconnecting less and less often, up to once an interval, and logging it at debug level; "+
+			"use a server that keeps connections open longer than the interval (-k)",
+			"err", err, "retry_in", delay, "port", port)
+	case wasMapped && brief > 2:
+		e.log.Debug(msg, "err", err, "retry_in", delay, "port", port, "retries", retries)
+	default:
+		e.log.Warn(msg, "err", err, "retry_in", delay, "port", port, "retries", retries)
+	}
 }
 
 // mapped records a public address learned through STUN, and notifies when
@@ -194,6 +243,7 @@ func (e *Engine) mapped(private, public netip.AddrPort, server string) {
 	now := time.Now()
 	e.mu.Lock()
 	old := e.status
+	brief := e.brief
 	changed := m != e.notified
 	if changed {
 		e.notified = m
@@ -222,6 +272,8 @@ func (e *Engine) mapped(private, public netip.AddrPort, server string) {
 		log.Info("mapping changed", "old", old.Public)
 	case changed:
 		log.Info("mapping up")
+	case old.State != StateMapped && brief >= 2:
+		log.Debug("mapping re-established, unchanged") // said once in retrying
 	case old.State != StateMapped:
 		log.Info("mapping re-established, unchanged")
 	}

@@ -40,8 +40,9 @@ func (f *forwarder) serve(ctx context.Context, serve func(context.Context) error
 
 // establish learns the new session's public address and starts the relay
 // (forward mode). The first check asks two STUN servers when it can, to
-// catch a NAT whose mapping depends on the destination.
-func (e *Engine) establish(ctx context.Context, local netip.AddrPort) (*forwarder, error) {
+// catch a NAT whose mapping depends on the destination; seen follows the
+// session's checks (see observe).
+func (e *Engine) establish(ctx context.Context, local netip.AddrPort, seen *checks) (*forwarder, error) {
 	public, server, err := e.discover(ctx, local, true)
 	if err != nil {
 		return nil, err
@@ -52,7 +53,10 @@ func (e *Engine) establish(ctx context.Context, local netip.AddrPort) (*forwarde
 	if err != nil {
 		return nil, err
 	}
-	e.mapped(local, public, server)
+	if err := e.observe(seen, local, public, server); err != nil {
+		fwd.wait()
+		return nil, err
+	}
 	e.probeFiltering(ctx, public)
 	return fwd, nil
 }

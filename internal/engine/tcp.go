@@ -38,7 +38,8 @@ func (e *Engine) tcpSession(ctx context.Context, ports *portspec.Picker) error {
 		<-kaDone
 	}()
 
-	fwd, err := e.establish(ctx, local)
+	var seen checks
+	fwd, err := e.establish(ctx, local, &seen)
 	if err != nil {
 		return err
 	}
@@ -65,7 +66,9 @@ func (e *Engine) tcpSession(ctx context.Context, ports *portspec.Picker) error {
 				}
 				continue
 			}
-			e.mapped(local, public, server)
+			if err := e.observe(&seen, local, public, server); err != nil {
+				return err
+			}
 		}
 	}
 }

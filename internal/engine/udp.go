@@ -29,7 +29,8 @@ func (e *Engine) udpSession(ctx context.Context, ports *portspec.Picker) error {
 	}
 	ports.Keep(local.Port())
 
-	fwd, err := e.establish(ctx, local)
+	var seen checks
+	fwd, err := e.establish(ctx, local, &seen)
 	if err != nil {
 		return err
 	}
@@ -55,14 +56,16 @@ func (e *Engine) udpSession(ctx context.Context, ports *portspec.Picker) error {
 		if err != nil {
 			return err
 		}
-		e.mapped(local, public, server)
+		if err := e.observe(&seen, local, public, server); err != nil {
+			return err
+		}
 	}
 }
 
 // udpProbe binds a UDP socket to local and connects it to the first STUN
 // server, returning the concrete local address.
 func (e *Engine) udpProbe(ctx context.Context, local netip.AddrPort) (netip.AddrPort, error) {
-	srv := e.cfg.STUN[e.preferredSTUN()]
+	srv := e.cfg.STUN[e.firstSTUN()]
 	c, err := e.dial(ctx, local, srv, e.dialTimeout())
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("bind UDP port %d: %w", local.Port(), err)
@@ -74,7 +77,7 @@ func (e *Engine) udpProbe(ctx context.Context, local netip.AddrPort) (netip.Addr
 // udpKeepalive sends the C natmap's one-byte keep-alive from the relay's
 // socket to the STUN server; the server ignores it, the NAT sees traffic.
 func (e *Engine) udpKeepalive(ctx context.Context, conn *net.UDPConn) {
-	srv := e.cfg.STUN[e.preferredSTUN()]
+	srv := e.cfg.STUN[e.firstSTUN()]
 	ips, err := net.DefaultResolver.LookupNetIP(ctx, e.ipNetwork(), srv.Host)
 	if err == nil && len(ips) == 0 {
 		err = fmt.Errorf("no address")

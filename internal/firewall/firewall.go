@@ -206,20 +206,25 @@ func Detect(ctx context.Context, run Exec) (Backend, error) {
 // that are missing (once each, whatever want repeats), then deletes every
 // other tagged rule: duplicates, rules of sections no longer wanted, and
 // rules left by a daemon that crashed. Adding first means a rule that stays
-// wanted is never missing for a moment. It goes on past a rule it cannot add
-// or delete and returns every failure; an invalid rule in want is an error
-// before anything changes.
+// wanted is never missing for a moment. Each rule is on its own: it goes on
+// past a rule that is invalid or that it cannot add or delete, and returns
+// every failure; a wanted rule's failure is a *RuleError (see
+// SectionErrors).
 func Sync(ctx context.Context, b Backend, want []Rule) error {
+	var errs []error
 	wanted := map[Rule]bool{}
+	valid := want[:0:0]
 	for _, r := range want {
 		if err := r.validate(); err != nil {
-			return err
+			errs = append(errs, &RuleError{Rule: r.key(), Err: err})
+			continue
 		}
 		wanted[r.key()] = true
+		valid = append(valid, r)
 	}
 	have, err := b.List(ctx)
 	if err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
 	present := map[Rule]bool{}
 	var extra []Rule
@@ -230,12 +235,11 @@ func Sync(ctx context.Context, b Backend, want []Rule) error {
 			extra = append(extra, r)
 		}
 	}
-	var errs []error
-	for _, r := range want {
+	for _, r := range valid {
 		if k := r.key(); !present[k] {
 			present[k] = true
 			if err := b.Add(ctx, k); err != nil {
-				errs = append(errs, err)
+				errs = append(errs, &RuleError{Rule: k, Err: err})
 			}
 		}
 	}
@@ -245,4 +249,36 @@ func Sync(ctx context.Context, b Backend, want []Rule) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// RuleError is a wanted rule that Sync could not put in place: invalid, or
+// its command failed.
+type RuleError struct {
+	Rule Rule
+	Err  error
+}
+
+func (e *RuleError) Error() string { return e.Err.Error() }
+func (e *RuleError) Unwrap() error { return e.Err }
+
+// SectionErrors sorts an error from Sync into the failures of each
+// section's wanted rules and the rest (listing, deleting).
+func SectionErrors(err error) (bySection map[string]error, other error) {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var rest []error
+	for _, e := range errs {
+		var re *RuleError
+		if errors.As(e, &re) {
+			if bySection == nil {
+				bySection = map[string]error{}
+			}
+			bySection[re.Rule.Section] = errors.Join(bySection[re.Rule.Section], re)
+			continue
+		}
+		rest = append(rest, e)
+	}
+	return bySection, errors.Join(rest...)
 }

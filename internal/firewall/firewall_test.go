@@ -66,7 +66,7 @@ func TestValidate(t *testing.T) {
 				t.Errorf("%s: Add %+v: no error", b.Name(), tc.r)
 			}
 		}
-		if err := Sync(context.Background(), NewFW4(noExec(t)), []Rule{ok, tc.r}); err == nil {
+		if err := Sync(context.Background(), &fakeBackend{}, []Rule{ok, tc.r}); err == nil {
 			t.Errorf("Sync with %+v: no error", tc.r)
 		}
 	}
@@ -240,13 +240,30 @@ func TestSync(t *testing.T) {
 		t.Errorf("rules %v, want %v", f.rules, want)
 	}
 
-	// An invalid rule changes nothing.
-	f = &fakeBackend{rules: []Rule{listed(a, 1)}}
-	if err := Sync(ctx, f, []Rule{b, {Section: "x y", Zone: "wan", Proto: "tcp", Port: 1}}); err == nil {
-		t.Error("Sync with an invalid rule: no error")
+	// An invalid rule (a section name too long for the tag, a zone name
+	// no chain can have) is that rule's error alone: the others are still
+	// added, and stale rules still go.
+	long := Rule{Section: strings.Repeat("s", 65), Zone: "wan", Proto: "tcp", Port: 5}
+	badZone := Rule{Section: "z", Zone: "wan zone", Proto: "tcp", Port: 6}
+	stale := listed(Rule{Section: "gone", Zone: "wan", Proto: "tcp", Port: 7}, 1)
+	f = &fakeBackend{rules: []Rule{stale}}
+	err = Sync(ctx, f, []Rule{long, b, badZone})
+	if want := []Rule{b}; !slices.Equal(f.rules, want) {
+		t.Errorf("rules %v, want %v", f.rules, want)
 	}
-	if len(f.ops) != 0 {
-		t.Errorf("Sync with an invalid rule did %v", f.ops)
+	bySection, other := SectionErrors(err)
+	if other != nil || len(bySection) != 2 ||
+		!strings.Contains(fmt.Sprint(bySection[long.Section]), "longer than 64 bytes") ||
+		!strings.Contains(fmt.Sprint(bySection["z"]), `zone name "wan zone"`) {
+		t.Errorf("Sync: %v; by section %v, other %v", err, bySection, other)
+	}
+
+	// Failures of wanted rules sort by section; the rest stays apart.
+	f = &fakeBackend{rules: []Rule{listed(Rule{Section: "bad", Zone: "wan", Proto: "tcp", Port: 9}, 1)}, failOn: "bad"}
+	bySection, other = SectionErrors(Sync(ctx, f, []Rule{bad, a}))
+	if len(bySection) != 1 || !strings.Contains(fmt.Sprint(bySection["bad"]), "cannot add") ||
+		!strings.Contains(fmt.Sprint(other), "cannot delete") {
+		t.Errorf("by section %v, other %v", bySection, other)
 	}
 }
 

@@ -158,11 +158,33 @@ func (l *Lab) StopSTUN(i int) {
 	l.stun[i].stop()
 }
 
+// SilenceSTUN makes STUN server i (STUN[i], TCP and UDP, IPv4) drop every
+// packet sent to it, as a dead host behind a firewall does: queries time
+// out instead of being refused (StopSTUN). UnsilenceSTUN undoes it.
+func (l *Lab) SilenceSTUN(i int) {
+	l.t.Helper()
+	a := l.STUN[i]
+	rules := fmt.Sprintf("table ip silence%[1]d {\n\tchain in {\n\t\ttype filter hook input priority -10; policy accept;\n"+
+		"\t\tip daddr %[2]s tcp dport %[3]d drop\n\t\tip daddr %[2]s udp dport %[3]d drop\n\t}\n}\n", i, a.Addr(), a.Port())
+	if err := run(l.Inet, rules, "nft", "-f", "-"); err != nil {
+		l.t.Fatalf("lab: silence STUN server %d: %v", i, err)
+	}
+}
+
+// UnsilenceSTUN makes STUN server i answer again after SilenceSTUN.
+func (l *Lab) UnsilenceSTUN(i int) {
+	l.t.Helper()
+	if err := run(l.Inet, "", "nft", "delete", "table", "ip", fmt.Sprintf("silence%d", i)); err != nil {
+		l.t.Fatalf("lab: unsilence STUN server %d: %v", i, err)
+	}
+}
+
 // httpServer is the keep-alive HTTP server in the inet namespace, on HTTP
 // and HTTP6.
 type httpServer struct {
 	srv      *http.Server
 	requests atomic.Int64
+	closing  atomic.Bool // close every connection after its answer
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -183,6 +205,9 @@ func (l *Lab) startHTTP() (*httpServer, error) {
 		// No timeouts: connections stay open as long as the client wants.
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			h.requests.Add(1)
+			if h.closing.Load() {
+				w.Header().Set("Connection", "close")
+			}
 			w.WriteHeader(http.StatusOK)
 		}),
 		ConnState: h.track,
@@ -212,6 +237,12 @@ func (h *httpServer) close() {
 // keep-alive HEAD /) the HTTP server has answered, over IPv4 and IPv6.
 func (l *Lab) HTTPRequests() int {
 	return int(l.http.requests.Load())
+}
+
+// CloseHTTPConnections makes the HTTP server close every connection after
+// answering its first request, as some web servers do.
+func (l *Lab) CloseHTTPConnections() {
+	l.http.closing.Store(true)
 }
 
 // DropHTTP closes, from the server side, every connection currently open to
