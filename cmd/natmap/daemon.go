@@ -16,6 +16,7 @@ import (
 	"github.com/natmap-go/natmap/internal/ctl"
 	"github.com/natmap-go/natmap/internal/daemon"
 	"github.com/natmap-go/natmap/internal/logx"
+	"github.com/natmap-go/natmap/internal/notify"
 )
 
 const defaultConfig = "/etc/config/natmap"
@@ -29,6 +30,8 @@ var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	// Run by the firewall's include script after a firewall reload.
 	"firewall-sync": runFirewallSync,
 	"check":         runCheck,
+	// natmap runs every notify script through itself (internal/notify).
+	notify.HelperCommand: func(args []string, _, _ io.Writer) int { return notify.HelperMain(args) },
 }
 
 func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {

@@ -74,7 +74,8 @@ type Notifier struct {
 	MaxLogLines int // 0: DefaultMaxLogLines
 	MaxLogBytes int // 0: DefaultMaxLogBytes
 	// Helper is the command that runs HelperMain; the script's path and
-	// arguments follow it. nil: this executable with HelperCommand.
+	// arguments follow it. nil: this executable (/proc/self/exe) with
+	// HelperCommand.
 	Helper []string
 	Log    *slog.Logger
 
@@ -268,15 +269,15 @@ var errEnded = errors.New("ended by natmap")
 func (n *Notifier) start(m Mapping, out *outputs) (*run, error) {
 	helper := n.Helper
 	if len(helper) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("cannot find natmap's executable to run the script: %w", err)
-		}
-		helper = []string{exe, HelperCommand}
+		// This very binary, even if an upgrade replaced its file.
+		helper = []string{"/proc/self/exe", HelperCommand}
 	}
 	args := append(slices.Clone(helper[1:]), n.Script)
 	args = append(append(args, m.Args()...), n.ExtraArgs...)
 	cmd := exec.Command(helper[0], args...)
+	if len(n.Helper) == 0 {
+		cmd.Args[0] = "natmap"
+	}
 	cmd.Env = append(os.Environ(), n.Env...)
 	// If natmap dies, the helper still ends what the script started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
