@@ -50,8 +50,9 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	watch := fs.Bool("watch", true, "re-punch mappings when addresses or links change (netlink)")
 	fw := fs.Bool("firewall", true, "open the sections' ports in fw4/fw3 (section option firewall)")
 	fwConfig := fs.String("firewall-config", "/etc/config/firewall", "firewall UCI `file`, for zones")
+	statusDir := fs.String("status-dir", "/var/run/natmap", "`directory` for the stock package's SECTION.json status files (empty: none)")
 	if fs.Parse(args) != nil || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: natmap daemon [--config FILE] [--socket PATH] [--log syslog|stderr|auto] [--watch=false] [--firewall=false] [--firewall-config FILE]")
+		fmt.Fprintln(stderr, "usage: natmap daemon [--config FILE] [--socket PATH] [--log syslog|stderr|auto] [--watch=false] [--firewall=false] [--firewall-config FILE] [--status-dir DIR]")
 		return 2
 	}
 	level := logx.Level(os.Getenv("NATMAP_LOG"))
@@ -68,7 +69,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
-	d := daemon.New(daemon.Options{ConfigPath: *cfgPath, Log: log, Firewall: *fw, FirewallConfig: *fwConfig})
+	d := daemon.New(daemon.Options{ConfigPath: *cfgPath, Log: log, Firewall: *fw, FirewallConfig: *fwConfig, StatusDir: *statusDir})
 
 	// The socket first: a second daemon must fail before it runs anything.
 	var wg sync.WaitGroup

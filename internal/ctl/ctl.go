@@ -67,8 +67,9 @@ type MappingStatus struct {
 	LastError   string      `json:"last_error"`
 	Retries     int         `json:"retries"` // sessions that failed in a row
 	STUNServer  string      `json:"stun_server"`
-	NAT         string      `json:"nat,omitempty"`   // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
-	Relay       *RelayStats `json:"relay,omitempty"` // forward mode only
+	NAT         string      `json:"nat,omitempty"`          // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
+	Relay       *RelayStats `json:"relay,omitempty"`        // forward mode only
+	ScriptError string      `json:"script_error,omitempty"` // why the notify script failed last time, or cannot run
 }
 
 // RelayStats are a forward-mode relay's counters.

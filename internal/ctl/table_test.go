@@ -55,3 +55,12 @@ func TestBytesize(t *testing.T) {
 		}
 	}
 }
+
+// A mapping that works but whose notify script failed says so.
+func TestWriteTableScriptError(t *testing.T) {
+	var b strings.Builder
+	WriteTable(&b, []MappingStatus{{Section: "web", State: StateMapped, ScriptError: "exit status 3", LastError: "old"}}, time.Unix(0, 0))
+	if !strings.Contains(b.String(), "notify script: exit status 3") {
+		t.Fatalf("table:\n%s", b.String())
+	}
+}
