@@ -246,6 +246,11 @@ function renderState(sid, st) {
 			'style': 'color:#c62828;font-size:90%;max-width:32em;overflow-wrap:anywhere'
 		}, [ st.last_error ]));
 
+	if (st.script_error)
+		nodes.push(E('div', {
+			'style': 'color:#c62828;font-size:90%;max-width:32em;overflow-wrap:anywhere'
+		}, [ _('Notify script: %s').format(st.script_error) ]));
+
 	if (notApplied(sid, st))
 		nodes.push(E('div', { 'style': 'font-size:90%' }, [
 			E('em', {}, [ _('Changes not applied yet') ])
