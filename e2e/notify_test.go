@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -38,24 +37,7 @@ fi
 	if err := os.WriteFile(filepath.Join(dir, "notify.sh"), []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := l.Command(ctx, l.LAN, natmapBin, bindArgs(l, port, "-e", "notify.sh")...)
-	cmd.Dir = dir
-	nm := &natmap{t: t, cmd: cmd, stderr: &syncBuf{}, notes: filepath.Join(dir, "notes"), done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = nm.stderr, nm.stderr
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { cmd.Wait(); close(nm.done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-nm.done
-		if t.Failed() || testing.Verbose() {
-			t.Logf("natmap output:\n%s", nm.stderr.String())
-		}
-	})
+	nm := runIn(t, l, dir, filepath.Join(dir, "notes"), natmapBin, bindArgs(l, port, "-e", "notify.sh")...)
 
 	prev := nm.waitNotification(1, 15*time.Second)
 	mustReach(t, l, prev.Public(), greeting)
