@@ -174,8 +174,11 @@ func (n *Notifier) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			if cur != nil {
-				cur.end()
-				n.log(cur).Warn("notify script killed: shutting down")
+				if err := cur.end(); err == errEnded {
+					n.log(cur).Warn("notify script killed: shutting down")
+				} else {
+					n.finished(cur, err)
+				}
 			}
 			return
 		case err := <-done:
@@ -183,8 +186,11 @@ func (n *Notifier) Run(ctx context.Context) {
 			n.finished(cur, err)
 			cur = nil
 		case <-timer.C:
-			cur.end()
-			n.finished(cur, fmt.Errorf("killed after %s, with everything it started", n.timeout()))
+			err := cur.end()
+			if err == errEnded {
+				err = fmt.Errorf("killed after %s, with everything it started", n.timeout())
+			}
+			n.finished(cur, err)
 			cur = nil
 		case <-wake:
 			m := n.take()
@@ -193,8 +199,11 @@ func (n *Notifier) Run(ctx context.Context) {
 			}
 			if cur != nil {
 				timer.Stop()
-				cur.end()
-				n.log(cur).Warn("notify script ended: a newer mapping arrived", "public", cur.m.Public, "newer", m.Public)
+				if err := cur.end(); err == errEnded {
+					n.log(cur).Warn("notify script ended: a newer mapping arrived", "public", cur.m.Public, "newer", m.Public)
+				} else {
+					n.finished(cur, err) // it ended by itself meanwhile
+				}
 				cur = nil
 			}
 			if n.Script == "" {
@@ -251,20 +260,27 @@ type run struct {
 }
 
 // end asks the helper to kill the script and its descendants, and waits
-// for it (killing the helper itself if it does not answer).
-func (r *run) end() {
+// for it (killing the helper itself if it does not answer). It returns
+// the run's outcome: errEnded, unless the script ended by itself first.
+func (r *run) end() error {
 	r.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-r.done:
-		return
+	case err := <-r.done:
+		if errors.Is(err, errHelperDied) {
+			return errEnded // the signal came before it could catch it
+		}
+		return err
 	case <-time.After(helperGrace):
 	}
 	r.cmd.Process.Kill()
 	<-r.done
+	return errEnded
 }
 
-// errEnded is the outcome of a run that natmap ended.
-var errEnded = errors.New("ended by natmap")
+var (
+	errEnded      = errors.New("ended by natmap")       // the outcome of a run natmap ended
+	errHelperDied = errors.New("died without a report") // the helper's, not the script's
+)
 
 func (n *Notifier) start(m Mapping, out *outputs) (*run, error) {
 	helper := n.Helper
@@ -346,7 +362,7 @@ func outcome(report string, werr error) error {
 	case "error":
 		return errors.New(arg)
 	}
-	return fmt.Errorf("%s helper failed: %v", HelperCommand, werr)
+	return fmt.Errorf("%s helper %w: %v", HelperCommand, errHelperDied, werr)
 }
 
 // stream returns the file the script writes one stream to, and the read
