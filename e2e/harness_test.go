@@ -94,8 +94,17 @@ func startBinary(t testing.TB, l *lab.Lab, bin string, args ...string) *natmap {
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return runIn(t, l, "", notes, bin, append(args, "-e", script)...)
+}
+
+// runIn runs bin with args in the lan namespace, in directory dir ("": the
+// test's), with a notify script that appends to notes, and stops it at the
+// end of the test.
+func runIn(t testing.TB, l *lab.Lab, dir, notes, bin string, args ...string) *natmap {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := l.Command(ctx, l.LAN, bin, append(args, "-e", script)...)
+	cmd := l.Command(ctx, l.LAN, bin, args...)
+	cmd.Dir = dir
 	n := &natmap{t: t, cmd: cmd, stderr: &syncBuf{}, notes: notes, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = n.stderr, n.stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }

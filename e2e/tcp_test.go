@@ -331,9 +331,10 @@ func TestDaemonizeFlag(t *testing.T) {
 	if !nm.cmd.ProcessState.Success() {
 		t.Fatalf("natmap -d exited with %v", nm.cmd.ProcessState)
 	}
-	// The detached natmap is the one process whose command line names this
-	// test's notify script; stop it at the end.
-	pid := findProcess(t, nm.notes[:len(nm.notes)-len("notes")]+"notify.sh")
+	// The detached natmap is the one process whose command line has "-e"
+	// and this test's notify script (the script and the helper running it
+	// name it too, without "-e"); stop it at the end.
+	pid := findProcess(t, "-e\x00"+nm.notes[:len(nm.notes)-len("notes")]+"notify.sh")
 	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGTERM) })
 	n := nm.waitNotificationDetached(1, 15*time.Second)
 	mustReach(t, l, n.Public(), greeting)

@@ -16,6 +16,7 @@ import (
 	"github.com/natmap-go/natmap/internal/ctl"
 	"github.com/natmap-go/natmap/internal/daemon"
 	"github.com/natmap-go/natmap/internal/logx"
+	"github.com/natmap-go/natmap/internal/notify"
 	"github.com/natmap-go/natmap/internal/ubusevent"
 )
 
@@ -30,6 +31,8 @@ var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	// Run by the firewall's include script after a firewall reload.
 	"firewall-sync": runFirewallSync,
 	"check":         runCheck,
+	// natmap runs every notify script through itself (internal/notify).
+	notify.HelperCommand: func(args []string, _, _ io.Writer) int { return notify.HelperMain(args) },
 }
 
 func newFlags(name string) (*flag.FlagSet, *string) {
@@ -47,8 +50,9 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	watch := fs.Bool("watch", true, "re-punch mappings when addresses or links change (netlink)")
 	fw := fs.Bool("firewall", true, "open the sections' ports in fw4/fw3 (section option firewall)")
 	fwConfig := fs.String("firewall-config", "/etc/config/firewall", "firewall UCI `file`, for zones")
+	statusDir := fs.String("status-dir", "/var/run/natmap", "`directory` for the stock package's SECTION.json status files (empty: none)")
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: natmap daemon [--config FILE] [--socket PATH] [--log syslog|stderr|auto] [--watch=false] [--firewall=false] [--firewall-config FILE]")
+		fmt.Fprintln(stderr, "usage: natmap daemon [--config FILE] [--socket PATH] [--log syslog|stderr|auto] [--watch=false] [--firewall=false] [--firewall-config FILE] [--status-dir DIR]")
 	}
 	if !parseFlags(fs, args, stderr, usage) || !wantArgs(fs, 0, 0, stderr, usage) {
 		return 2
@@ -67,7 +71,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
-	opts := daemon.Options{ConfigPath: *cfgPath, Log: log, Firewall: *fw, FirewallConfig: *fwConfig}
+	opts := daemon.Options{ConfigPath: *cfgPath, Log: log, Firewall: *fw, FirewallConfig: *fwConfig, StatusDir: *statusDir}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	if ev := ubusevent.New("natmap.mapping", log); ev != nil {

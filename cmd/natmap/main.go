@@ -93,12 +93,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // checkCommand checks what parsing cannot: the notify script.
 func checkCommand(cmd *cli.Command) error {
 	if s := cmd.Mapping.Script; s != "" {
-		fi, err := os.Stat(s)
-		if err != nil {
+		if err := notify.CheckScript(s); err != nil {
 			return fmt.Errorf("-e: %w", err)
-		}
-		if fi.IsDir() || fi.Mode()&0o111 == 0 {
-			return fmt.Errorf("-e: %s is not an executable file", s)
 		}
 	}
 	return nil

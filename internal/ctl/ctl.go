@@ -67,10 +67,11 @@ type MappingStatus struct {
 	LastError   string      `json:"last_error"`
 	Retries     int         `json:"retries"` // sessions that failed in a row
 	STUNServer  string      `json:"stun_server"`
-	NAT         string      `json:"nat,omitempty"`     // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
-	Relay       *RelayStats `json:"relay,omitempty"`   // forward mode only
-	Metrics     *Metrics    `json:"metrics,omitempty"` // running sections only
-	History     []Event     `json:"history,omitempty"` // the last events, oldest first
+	NAT         string      `json:"nat,omitempty"`          // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
+	Relay       *RelayStats `json:"relay,omitempty"`        // forward mode only
+	ScriptError string      `json:"script_error,omitempty"` // why the notify script failed last time, or cannot run
+	Metrics     *Metrics    `json:"metrics,omitempty"`      // running sections only
+	History     []Event     `json:"history,omitempty"`      // the last events, oldest first
 }
 
 // Metrics count what happened to a mapping since its section started.

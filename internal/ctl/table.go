@@ -115,16 +115,20 @@ func bytesize(n int64) string {
 }
 
 // lastError is the error worth showing: a mapped or disabled mapping's last
-// error is history.
+// error is history; then the notify script's, if it failed.
 func lastError(m MappingStatus) string {
+	msg := m.LastError
 	if m.State == StateMapped || m.State == StateDisabled {
-		return ""
+		msg = ""
 	}
-	r := []rune(m.LastError)
+	if msg == "" && m.ScriptError != "" {
+		msg = "notify script: " + m.ScriptError
+	}
+	r := []rune(msg)
 	if len(r) > maxErrorWidth {
 		return string(r[:maxErrorWidth-3]) + "..."
 	}
-	return m.LastError
+	return msg
 }
 
 // cell makes s safe for one tabwriter cell: control characters (a tab or

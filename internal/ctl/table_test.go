@@ -83,3 +83,12 @@ TIME                 STATE     PUBLIC            ERROR
 		t.Errorf("a section with neither: %q (%v)", b.String(), err)
 	}
 }
+
+// A mapping that works but whose notify script failed says so.
+func TestWriteTableScriptError(t *testing.T) {
+	var b strings.Builder
+	WriteTable(&b, []MappingStatus{{Section: "web", State: StateMapped, ScriptError: "exit status 3", LastError: "old"}}, time.Unix(0, 0))
+	if !strings.Contains(b.String(), "notify script: exit status 3") {
+		t.Fatalf("table:\n%s", b.String())
+	}
+}

@@ -8,8 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -37,6 +37,9 @@ type Options struct {
 	// reading zones from FirewallConfig (/etc/config/firewall).
 	Firewall       bool
 	FirewallConfig string
+	// StatusDir gets a file per mapped section, as the stock package
+	// writes them (see statusfile.go); "": none.
+	StatusDir string
 	// Event, when set, is called with a section's status after each change
 	// of its state or address (ubus event natmap.mapping); it must not block.
 	Event func(ctl.MappingStatus)
@@ -65,6 +68,8 @@ type section struct {
 	err    string
 	since  time.Time
 	eng    *engine.Engine
+	notify *notify.Notifier
+	file   statusFile // removed when the section stops
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -90,6 +95,7 @@ func (d *Daemon) Run(ctx context.Context) {
 	d.mu.Lock()
 	d.ctx = ctx
 	d.mu.Unlock()
+	clearStatusFiles(d.opts.StatusDir)
 	if err := d.Reload(); err != nil {
 		d.log.Error("config not loaded; waiting for a reload", "err", err)
 	}
@@ -219,9 +225,6 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 	s := &section{conf: c, since: time.Now()}
 	log := d.log.With("section", c.Ref)
 	err := c.Err
-	if err == nil && c.Enabled && c.Mapping.Script != "" {
-		err = checkScript(c.Mapping.Script)
-	}
 	switch {
 	case !c.Enabled:
 		// Disabled; a problem is still reported, for whoever enables it.
@@ -240,7 +243,18 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 	}
 
 	n := d.notifier(c, log)
+	if err := n.Check(); err != nil {
+		// As with the stock package, the mapping runs anyway; the
+		// script is tried at each change, in case it gets fixed.
+		log.Error("notify script cannot run; mapping without it", "script", c.Mapping.Script, "err", err)
+	}
+	s.notify = n
+	s.file = newStatusFile(d.opts.StatusDir, c)
 	s.eng = engine.New(c.Mapping, log, func(m notify.Mapping) {
+		// Before the script runs, as the stock wrapper writes it.
+		if err := s.file.write(m); err != nil {
+			log.Warn("status file not written", "err", err)
+		}
 		n.Notify(m)
 		d.kickFirewall() // the port may be new (-b 0 or a range)
 	})
@@ -271,8 +285,8 @@ func (d *Daemon) notifier(c uciconf.Section, log *slog.Logger) *notify.Notifier 
 		ExtraArgs: []string{c.Ref, c.Comment},
 		Env:       []string{"NATMAP_SECTION=" + c.Ref, "NATMAP_COMMENT=" + c.Comment},
 		Timeout:   d.opts.NotifyTimeout,
-		Stdout:    discard{},
-		Stderr:    discard{},
+		Stdout:    io.Discard,
+		Stderr:    io.Discard,
 		Log:       log,
 	}
 	if c.LogStdout {
@@ -282,30 +296,16 @@ func (d *Daemon) notifier(c uciconf.Section, log *slog.Logger) *notify.Notifier 
 		n.Stderr = logx.LineWriter(log, slog.LevelWarn, "notify script error output")
 	}
 	if c.Mapping.Script == "" {
-		n.Stdout = discard{}
+		n.Stdout = io.Discard
 	}
 	return n
-}
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
-func checkScript(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("option notify_script: %w", err)
-	}
-	if fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return fmt.Errorf("option notify_script: %s is not an executable file", path)
-	}
-	return nil
 }
 
 func (s *section) stop() {
 	if s.cancel != nil {
 		s.cancel()
 		<-s.done
+		s.file.remove()
 	}
 }
 
@@ -359,6 +359,7 @@ func (s *section) status() (st ctl.MappingStatus) {
 	st.Retries = es.Retries
 	st.STUNServer = es.STUNServer
 	st.NAT = es.NAT
+	st.ScriptError = s.notify.LastError()
 	if es.Private.IsValid() {
 		st.PrivateIP, st.PrivatePort = es.Private.Addr().String(), int(es.Private.Port())
 	}

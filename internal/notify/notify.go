@@ -3,6 +3,9 @@
 package notify
 
 import (
+	"bufio"
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +14,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -42,21 +47,42 @@ func (m Mapping) Args() []string {
 	}
 }
 
+// Defaults for a Notifier's zero fields.
+const (
+	DefaultMaxLogLines = 100      // lines of output logged per run
+	DefaultMaxLogBytes = 16 << 10 // bytes of output logged per run
+	maxLine            = 4096     // a longer line is logged in pieces
+	helperGrace        = 10 * time.Second
+)
+
 // Notifier runs notifications one at a time, in order, without ever
-// blocking its caller. While a script runs, newer mappings wait and only the
-// latest is kept: the script always ends up told the current state.
+// blocking its caller. Only the newest mapping matters: one that arrives
+// while a script still reports an older one ends that script, with
+// everything it started, and runs the script for the newest at once.
 type Notifier struct {
 	Script    string        // empty: print the arguments to Stdout
 	ExtraArgs []string      // appended after the six arguments
 	Env       []string      // added to natmap's environment
 	Timeout   time.Duration // 0 means DefaultTimeout
-	Stdout    io.Writer     // script output and printed mappings; nil is os.Stdout
-	Stderr    io.Writer     // script errors; nil is os.Stderr
-	Log       *slog.Logger
+	// Where the script's output goes. An *os.File (nil: natmap's own
+	// stdout and stderr) is handed to the script as the C natmap does;
+	// io.Discard is /dev/null; any other writer gets the output line by
+	// line (a last line without a newline too), at most MaxLogLines and
+	// MaxLogBytes per run, then one log line says how much was dropped.
+	Stdout      io.Writer
+	Stderr      io.Writer
+	MaxLogLines int // 0: DefaultMaxLogLines
+	MaxLogBytes int // 0: DefaultMaxLogBytes
+	// Helper is the command that runs HelperMain; the script's path and
+	// arguments follow it. nil: this executable (/proc/self/exe) with
+	// HelperCommand.
+	Helper []string
+	Log    *slog.Logger
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards pending, wake and lastErr
 	pending *Mapping
 	wake    chan struct{}
+	lastErr string
 }
 
 // Notify queues m and returns at once.
@@ -70,6 +96,48 @@ func (n *Notifier) Notify(m Mapping) {
 	}
 }
 
+// LastError is why the last run of the script failed, or why it cannot
+// run (Check); empty when it last succeeded or has not run.
+func (n *Notifier) LastError() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.lastErr
+}
+
+func (n *Notifier) setErr(err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lastErr = ""
+	if err != nil {
+		n.lastErr = err.Error()
+	}
+}
+
+// Check says whether the script can run (it exists and is executable),
+// and records the answer for LastError. The mapping runs either way: the
+// script is tried at each change, in case it was fixed.
+func (n *Notifier) Check() error {
+	if n.Script == "" {
+		return nil
+	}
+	err := CheckScript(n.Script)
+	n.setErr(err)
+	return err
+}
+
+// CheckScript says whether path is an executable file. A relative path is
+// relative to the current directory, as for the C natmap's execl.
+func CheckScript(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", path)
+	}
+	return nil
+}
+
 func (n *Notifier) wakeup() chan struct{} {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -79,72 +147,344 @@ func (n *Notifier) wakeup() chan struct{} {
 	return n.wake
 }
 
+func (n *Notifier) take() *Mapping {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := n.pending
+	n.pending = nil
+	return m
+}
+
 // Run delivers queued notifications until ctx ends; a script still running
-// then is killed.
+// then is ended with everything it started. Output still arriving from
+// what earlier scripts left running is logged until then.
 func (n *Notifier) Run(ctx context.Context) {
 	wake := n.wakeup()
+	var out outputs
+	defer out.closeAll()
+	var cur *run
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
+		var done <-chan error
+		if cur != nil {
+			done = cur.done
+		}
 		select {
 		case <-ctx.Done():
+			if cur != nil {
+				if err := cur.end(); err == errEnded {
+					n.log(cur).Warn("notify script killed: shutting down")
+				} else {
+					n.finished(cur, err)
+				}
+			}
 			return
+		case err := <-done:
+			timer.Stop()
+			n.finished(cur, err)
+			cur = nil
+		case <-timer.C:
+			err := cur.end()
+			if err == errEnded {
+				err = fmt.Errorf("killed after %s, with everything it started", n.timeout())
+			}
+			n.finished(cur, err)
+			cur = nil
 		case <-wake:
-		}
-		n.mu.Lock()
-		m := n.pending
-		n.pending = nil
-		n.mu.Unlock()
-		if m != nil {
-			n.deliver(ctx, *m)
+			m := n.take()
+			if m == nil {
+				continue
+			}
+			if cur != nil {
+				timer.Stop()
+				if err := cur.end(); err == errEnded {
+					n.log(cur).Warn("notify script ended: a newer mapping arrived", "public", cur.m.Public, "newer", m.Public)
+				} else {
+					n.finished(cur, err) // it ended by itself meanwhile
+				}
+				cur = nil
+			}
+			if n.Script == "" {
+				n.print(*m)
+				continue
+			}
+			r, err := n.start(*m, &out)
+			if err != nil {
+				n.setErr(err)
+				n.Log.Error("notify script failed", "script", n.Script, "err", err)
+				continue
+			}
+			cur = r
+			timer.Reset(n.timeout())
 		}
 	}
 }
 
-func (n *Notifier) deliver(ctx context.Context, m Mapping) {
-	args := append(m.Args(), n.ExtraArgs...)
+func (n *Notifier) timeout() time.Duration {
+	if n.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return n.Timeout
+}
+
+func (n *Notifier) log(r *run) *slog.Logger {
+	return n.Log.With("script", n.Script, "took", time.Since(r.began).Round(time.Millisecond))
+}
+
+func (n *Notifier) finished(r *run, err error) {
+	n.setErr(err)
+	if err != nil {
+		n.log(r).Error("notify script failed", "err", err, "public", r.m.Public)
+		return
+	}
+	n.log(r).Info("notify script done", "public", r.m.Public)
+}
+
+func (n *Notifier) print(m Mapping) {
+	args := m.Args()
 	stdout := n.Stdout
 	if stdout == nil {
 		stdout = os.Stdout
 	}
-	if n.Script == "" {
-		fmt.Fprintf(stdout, "%s %s %s %s %s %s\n", args[0], args[1], args[2], args[3], args[4], args[5])
-		return
+	fmt.Fprintf(stdout, "%s %s %s %s %s %s\n", args[0], args[1], args[2], args[3], args[4], args[5])
+}
+
+// run is one run of the script, through the helper.
+type run struct {
+	m     Mapping
+	began time.Time
+	cmd   *exec.Cmd
+	done  chan error // the run's outcome, once
+}
+
+// end asks the helper to kill the script and its descendants, and waits
+// for it (killing the helper itself if it does not answer). It returns
+// the run's outcome: errEnded, unless the script ended by itself first.
+func (r *run) end() error {
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-r.done:
+		if errors.Is(err, errHelperDied) {
+			return errEnded // the signal came before it could catch it
+		}
+		return err
+	case <-time.After(helperGrace):
 	}
-	start := time.Now()
-	err := n.run(ctx, args, stdout)
-	log := n.Log.With("script", n.Script, "took", time.Since(start).Round(time.Millisecond))
-	switch {
-	case err == nil:
-		log.Info("notify script done", "public", m.Public)
-	case ctx.Err() != nil:
-		log.Warn("notify script killed: shutting down")
-	default:
-		log.Error("notify script failed", "err", err)
+	r.cmd.Process.Kill()
+	<-r.done
+	return errEnded
+}
+
+var (
+	errEnded      = errors.New("ended by natmap")       // the outcome of a run natmap ended
+	errHelperDied = errors.New("died without a report") // the helper's, not the script's
+)
+
+func (n *Notifier) start(m Mapping, out *outputs) (*run, error) {
+	helper := n.Helper
+	if len(helper) == 0 {
+		// This very binary, even if an upgrade replaced its file.
+		helper = []string{"/proc/self/exe", HelperCommand}
+	}
+	args := append(slices.Clone(helper[1:]), n.Script)
+	args = append(append(args, m.Args()...), n.ExtraArgs...)
+	cmd := exec.Command(helper[0], args...)
+	if len(n.Helper) == 0 {
+		cmd.Args[0] = "natmap"
+	}
+	cmd.Env = append(os.Environ(), n.Env...)
+	// If natmap dies, the helper still ends what the script started.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+
+	status, statusW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer statusW.Close()
+	cmd.ExtraFiles = []*os.File{statusW}
+	b := &budget{lines: cmp.Or(n.MaxLogLines, DefaultMaxLogLines), bytes: cmp.Or(n.MaxLogBytes, DefaultMaxLogBytes)}
+	limit := b.limit()
+	stdout, outR, err := stream(n.Stdout, os.Stdout)
+	if err != nil {
+		status.Close()
+		return nil, err
+	}
+	stderr, errR, err := stream(n.Stderr, os.Stderr)
+	if err != nil {
+		status.Close()
+		closeFiles(outR, stdout)
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err = cmd.Start()
+	if outR != nil {
+		stdout.Close()
+	}
+	if errR != nil {
+		stderr.Close()
+	}
+	if err != nil {
+		closeFiles(status, outR, errR)
+		return nil, fmt.Errorf("start %s: %w", helper[0], err)
+	}
+	r := &run{m: m, began: time.Now(), cmd: cmd, done: make(chan error, 1)}
+	out.copy(b, func() {
+		if l, by := b.dropped(); l > 0 {
+			n.Log.Warn("notify script output not logged: over the limit", "script", n.Script,
+				"dropped_lines", l, "dropped_bytes", by, "limit", limit)
+		}
+	}, copyJob{outR, n.Stdout}, copyJob{errR, n.Stderr})
+	go func() {
+		werr := cmd.Wait()
+		line, _ := io.ReadAll(io.LimitReader(status, 4096))
+		status.Close()
+		r.done <- outcome(strings.TrimSpace(string(line)), werr)
+	}()
+	return r, nil
+}
+
+// outcome reads the helper's report.
+func outcome(report string, werr error) error {
+	verb, arg, _ := strings.Cut(report, " ")
+	switch verb {
+	case "exit":
+		if arg == "0" {
+			return nil
+		}
+		return fmt.Errorf("exit status %s", arg)
+	case "signal":
+		sig, _ := strconv.Atoi(arg)
+		return fmt.Errorf("killed by signal %d (%s)", sig, syscall.Signal(sig))
+	case "killed":
+		return errEnded
+	case "error":
+		return errors.New(arg)
+	}
+	return fmt.Errorf("%s helper %w: %v", HelperCommand, errHelperDied, werr)
+}
+
+// stream returns the file the script writes one stream to, and the read
+// end natmap copies from when the output goes to a writer.
+func stream(w io.Writer, def *os.File) (child, r *os.File, err error) {
+	switch w := w.(type) {
+	case nil:
+		return def, nil, nil
+	case *os.File:
+		return w, nil, nil
+	}
+	if w == io.Discard {
+		f, err := os.Open(os.DevNull)
+		return f, nil, err
+	}
+	r, child, err = os.Pipe()
+	return child, r, err
+}
+
+func closeFiles(fs ...*os.File) {
+	for _, f := range fs {
+		if f != nil {
+			f.Close()
+		}
 	}
 }
 
-func (n *Notifier) run(ctx context.Context, args []string, stdout io.Writer) error {
-	timeout := n.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
+// budget is what one run may still log, over both streams.
+type budget struct {
+	mu                         sync.Mutex // guards the counts: the streams share them
+	lines, bytes               int        // left
+	droppedLines, droppedBytes int
+}
+
+func (b *budget) limit() string {
+	return fmt.Sprintf("%d lines, %d bytes", b.lines, b.bytes)
+}
+
+func (b *budget) take(n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.lines > 0 && b.bytes >= n {
+		b.lines--
+		b.bytes -= n
+		return true
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	// exec directly, no shell: the arguments are data, never code.
-	cmd := exec.CommandContext(ctx, n.Script, args...)
-	cmd.Env = append(os.Environ(), n.Env...)
-	cmd.Stdout = stdout
-	cmd.Stderr = n.Stderr
-	if cmd.Stderr == nil {
-		cmd.Stderr = os.Stderr
+	b.droppedLines++
+	b.droppedBytes += n
+	b.lines = 0 // once over, nothing more: the log never skips a gap silently
+	return false
+}
+
+func (b *budget) dropped() (lines, bytes int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.droppedLines, b.droppedBytes
+}
+
+// outputs copies the output of every run: what a script left running may
+// hold its stdout after it exited, and is logged until it closes it or Run
+// ends.
+type outputs struct {
+	wg   sync.WaitGroup
+	mu   sync.Mutex // guards open
+	open map[*os.File]bool
+}
+
+type copyJob struct {
+	r *os.File // nil: nothing to copy
+	w io.Writer
+}
+
+// copy copies each job's lines, then calls after.
+func (o *outputs) copy(b *budget, after func(), jobs ...copyJob) {
+	var runWG sync.WaitGroup
+	for _, j := range jobs {
+		if j.r == nil {
+			continue
+		}
+		o.mu.Lock()
+		if o.open == nil {
+			o.open = map[*os.File]bool{}
+		}
+		o.open[j.r] = true
+		o.mu.Unlock()
+		runWG.Add(1)
+		o.wg.Go(func() {
+			defer runWG.Done()
+			copyLines(j.r, j.w, b)
+			o.mu.Lock()
+			delete(o.open, j.r)
+			o.mu.Unlock()
+			j.r.Close()
+		})
 	}
-	// A group of its own, so a timeout kills what the script started too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	// Children that keep stdout open must not hold us after the kill.
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("killed after %s: %w", timeout, err)
+	o.wg.Go(func() { runWG.Wait(); after() })
+}
+
+// closeAll ends the copies still under way and waits for them.
+func (o *outputs) closeAll() {
+	o.mu.Lock()
+	for f := range o.open {
+		f.Close()
 	}
-	return err
+	o.mu.Unlock()
+	o.wg.Wait()
+}
+
+// copyLines writes each line of r (a last one without a newline too, and
+// a long one in pieces of maxLine bytes) to w while the budget lasts.
+func copyLines(r io.Reader, w io.Writer, b *budget) {
+	br := bufio.NewReaderSize(r, maxLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			text := bytes.TrimSuffix(line, []byte("\n"))
+			if b.take(len(line)) {
+				w.Write(append(text[:len(text):len(text)], '\n'))
+			}
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
 }

@@ -331,8 +331,10 @@ func (p *parser) newSection(typ, name string, line int) *Section {
 	p.perType[typ]++
 	p.allocated++
 	p.file.Sections = append(p.file.Sections, s)
+	s.ID = name
 	if name == "" {
-		p.generated[generatedName(p.allocated, typ)] = s
+		s.ID = generatedName(p.allocated, typ)
+		p.generated[s.ID] = s
 	}
 	return s
 }

@@ -43,6 +43,7 @@ type File struct {
 // exists (same type) adds to it, as libuci does; it is not a new section.
 type Section struct {
 	Type, Name string    // Name is "" for an anonymous section
+	ID         string    // Name, or the cfgNNHHHH name libuci gives an anonymous section (as config_foreach passes it)
 	Index      int       // position among the sections of Type, named or not, from 0
 	Line       int       // of the first config statement
 	Options    []*Option // in file order

@@ -566,3 +566,19 @@ func TestLargeInputs(t *testing.T) {
 		t.Errorf("%d sections", len(f.Sections))
 	}
 }
+
+// A section's ID is its name, or libuci's name for an anonymous one, as
+// config_foreach passes it to init scripts.
+func TestSectionID(t *testing.T) {
+	f, err := Parse("t", strings.NewReader("config defaults\nconfig zone 'lan'\nconfig zone\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range f.Sections {
+		got = append(got, s.ID)
+	}
+	if want := "cfg01e63d lan cfg03dc81"; strings.Join(got, " ") != want {
+		t.Fatalf("IDs %q, want %q", got, want)
+	}
+}

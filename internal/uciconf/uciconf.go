@@ -31,6 +31,7 @@ const (
 // Section is one natmap section, read and checked.
 type Section struct {
 	Ref       string // the section's name, or @natmap[i] for an anonymous one
+	ID        string // the section's name, or libuci's cfgNNHHHH name for an anonymous one
 	Comment   string
 	Enabled   bool
 	Interface string // as written: a logical network (wan) or a device (eth1); the daemon resolves it
@@ -121,7 +122,7 @@ var globalOptions = []string{"stun_server", "http_server", "interval", "stun_cyc
 
 func translate(s *uci.Section, def defaults, c *Config) Section {
 	r := reader{sec: s, cfg: c}
-	sec := Section{Ref: s.Ref()}
+	sec := Section{Ref: s.Ref(), ID: s.ID}
 	m := &sec.Mapping
 
 	sec.Enabled = r.bool("enable", false) // the stock package's default

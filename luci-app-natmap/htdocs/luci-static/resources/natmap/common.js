@@ -92,8 +92,35 @@ function isPortNumber(s, zeroOK) {
 	return (n <= 65535) && (zeroOK || n > 0);
 }
 
-/* One server: host, host:port, [IPv6]:port or a bare IPv6 address. */
-function checkServer(s) {
+/*
+ * One server: host, host:port, [IPv6]:port or a bare IPv6 address; an
+ * address literal must be of the mapping's family ('' and ipv4: IPv4), as
+ * the daemon asks; 'any' (the global defaults) takes either.
+ */
+function checkServer(s, family) {
+	var res = checkServerSyntax(s);
+
+	if (res !== true || family == 'any')
+		return res;
+
+	var host = s.replace(/^\[([^\]]*)\].*$/, '$1');
+
+	if (host == s && s.split(':').length == 2)
+		host = s.slice(0, s.indexOf(':'));
+
+	/* ::ffff:1.2.3.4 is IPv4 to the daemon; a zone may hold dots */
+	var v4 = isIPv4(host) || (isIPv6(host) && host.split('%')[0].indexOf('.') >= 0);
+
+	if (v4 && family == 'ipv6')
+		return _('An IPv4 address needs the IPv4 address family');
+
+	if (!v4 && isIPv6(host) && family != 'ipv6')
+		return _('An IPv6 address needs the IPv6 address family');
+
+	return true;
+}
+
+function checkServerSyntax(s) {
 	var host = s, port = null, colons = s.split(':').length - 1;
 
 	if (s.charAt(0) == '[') {
@@ -142,7 +169,7 @@ return baseclass.extend({
 	isHost: isHost,
 
 	/* stun_server: one server, or several separated by commas. */
-	serverList: function(value) {
+	serverList: function(value, family) {
 		if (value == null || value === '')
 			return true;
 
@@ -154,7 +181,7 @@ return baseclass.extend({
 			if (item == '')
 				return _('Empty server name');
 
-			var res = checkServer(item);
+			var res = checkServer(item, family);
 
 			if (res !== true)
 				return res;
@@ -164,11 +191,11 @@ return baseclass.extend({
 	},
 
 	/* http_server: exactly one server. */
-	server: function(value) {
+	server: function(value, family) {
 		if (value == null || value === '')
 			return true;
 
-		return checkServer(String(value));
+		return checkServer(String(value), family);
 	},
 
 	/* forward_target: a host name or an IP address, no port. */

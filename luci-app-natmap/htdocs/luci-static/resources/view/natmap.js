@@ -133,6 +133,12 @@ function notApplied(sid, st) {
 }
 
 /* The last config global section is the one the daemon uses. */
+/* The address family chosen in the form for an option's section. */
+function familyOf(option, sid) {
+	return (typeof(option.section.formvalue) == 'function')
+		? option.section.formvalue(sid, 'family') : null;
+}
+
 function globalValue(option) {
 	var g = uci.sections('natmap', 'global'),
 	    v = g.length ? g[g.length - 1][option] : null;
@@ -245,6 +251,11 @@ function renderState(sid, st) {
 		nodes.push(E('div', {
 			'style': 'color:#c62828;font-size:90%;max-width:32em;overflow-wrap:anywhere'
 		}, [ st.last_error ]));
+
+	if (st.script_error)
+		nodes.push(E('div', {
+			'style': 'color:#c62828;font-size:90%;max-width:32em;overflow-wrap:anywhere'
+		}, [ _('Notify script: %s').format(st.script_error) ]));
 
 	if (notApplied(sid, st))
 		nodes.push(E('div', { 'style': 'font-size:90%' }, [
@@ -715,12 +726,7 @@ return view.extend({
 
 		o = s.taboption('general', IfaceSelect, 'interface', _('Interface'),
 			_('Bind every socket to this network or device, or to this local address. Empty: the default route.'));
-		o.validate = function(section_id, value) {
-			var family = (typeof(this.section.formvalue) == 'function')
-				? this.section.formvalue(section_id, 'family') : null;
-
-			return common.iface(value, family);
-		};
+		o.validate = function(section_id, value) { return common.iface(value, familyOf(this, section_id)) };
 
 		o = s.taboption('general', form.Value, 'port', _('Bind port'),
 			_('The local port the NAT maps: <code>0</code> or empty lets the kernel pick one (kept on retry), <code>N</code> a port, <code>A-B</code> the first free port of a range, <code>A~B</code> a random one. In bind mode your service listens on this port itself.'));
@@ -744,12 +750,12 @@ return view.extend({
 		o = s.taboption('servers', form.DynamicList, 'stun_server', _('STUN servers'),
 			_('Asked for the public address, in order, the next one when one fails; with two or more, natmap also checks that the NAT is full cone. <code>host</code>, <code>host:port</code> or <code>[IPv6]:port</code>; the default port is 3478. Required unless set in the global settings.'));
 		o.placeholder = globalValue('stun_server') || 'host[:3478]';
-		o.validate = function(section_id, value) { return common.serverList(value) };
+		o.validate = function(section_id, value) { return common.serverList(value, familyOf(this, section_id)) };
 
 		o = s.taboption('servers', form.Value, 'http_server', _('HTTP server'),
 			_('TCP mode keeps the NAT mapping alive with HTTP requests to this server: <code>host</code> or <code>host:port</code>; the default port is 80. Required in TCP mode unless set in the global settings.'));
 		o.placeholder = globalValue('http_server') || 'host[:80]';
-		o.validate = function(section_id, value) { return common.server(value) };
+		o.validate = function(section_id, value) { return common.server(value, familyOf(this, section_id)) };
 		o.depends('udp_mode', '0');
 
 		o = s.taboption('servers', form.Value, 'interval', _('Keep-alive interval'),
@@ -836,12 +842,12 @@ return view.extend({
 		o = g.option(form.DynamicList, 'stun_server', _('STUN servers'),
 			_('<code>host</code>, <code>host:port</code> or <code>[IPv6]:port</code>; the default port is 3478.'));
 		o.placeholder = 'host[:3478]';
-		o.validate = function(section_id, value) { return common.serverList(value) };
+		o.validate = function(section_id, value) { return common.serverList(value, 'any') };
 
 		o = g.option(form.Value, 'http_server', _('HTTP server'),
 			_('For TCP mode: <code>host</code> or <code>host:port</code>; the default port is 80.'));
 		o.placeholder = 'host[:80]';
-		o.validate = function(section_id, value) { return common.server(value) };
+		o.validate = function(section_id, value) { return common.server(value, 'any') };
 
 		o = g.option(form.Value, 'interval', _('Keep-alive interval'),
 			_('Seconds. Default: 30 for TCP, 10 for UDP.'));

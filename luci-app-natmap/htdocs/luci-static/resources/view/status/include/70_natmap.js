@@ -54,7 +54,7 @@ return baseclass.extend({
 					(m.state == 'mapped' && m.public_ip) ? common.addr(m.public_ip, m.public_port) : '-'
 				]),
 				E('td', { 'class': 'td', 'data-title': _('State') }, [
-					common.stateBadge(m.state, m.last_error || null),
+					common.stateBadge(m.state, m.last_error || m.script_error || null),
 					(age != null) ? ' ' + common.duration(age) : ''
 				])
 			]));
