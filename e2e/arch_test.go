@@ -46,7 +46,12 @@ func TestRouterArches(t *testing.T) {
 			l := lab.New(t, lab.FullConeTranslate)
 			serveEcho(t, l, l.LAN, "127.0.0.1:9000")
 			serveUDP(t, l, l.LAN, "127.0.0.1:9001", false)
-			run := func(args ...string) *natmap { return startBinary(t, l, qemu, append([]string{bin}, args...)...) }
+			// Under qemu-user, natmap cannot re-execute itself (no binfmt_misc
+			// here): its notify helper runs through qemu too, and so is
+			// tested on the arch as well.
+			run := func(args ...string) *natmap {
+				return startBinary(t, l, "env", append([]string{"NATMAP_NOTIFY_HELPER=" + qemu + " " + bin + " notify-exec", qemu, bin}, args...)...)
+			}
 
 			tcp := run(bindArgs(l, 40070, "-t", "127.0.0.1", "-p", "9000")...).waitNotification(1, 30*time.Second)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -47,10 +47,10 @@ func HelperMain(args []string) int {
 	// gets the default dispositions. Only natmap decides to end a run.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		report("error become a subreaper: " + err.Error())
-		return 1
-	}
+	// Without it (qemu-user refuses it), what the script started is still
+	// ended while it stays in the helper's tree; only what setsid-ed and
+	// lost its parent escapes, as with the C natmap.
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	pid, err := startScript(args[0], args)
 	if err != nil {
 		report("error " + err.Error())

@@ -74,8 +74,9 @@ type Notifier struct {
 	MaxLogLines int // 0: DefaultMaxLogLines
 	MaxLogBytes int // 0: DefaultMaxLogBytes
 	// Helper is the command that runs HelperMain; the script's path and
-	// arguments follow it. nil: this executable (/proc/self/exe) with
-	// HelperCommand.
+	// arguments follow it. nil: $NATMAP_NOTIFY_HELPER (words), for natmap
+	// run through an emulator such as qemu-user, which cannot re-execute
+	// itself; else this executable (/proc/self/exe) with HelperCommand.
 	Helper []string
 	Log    *slog.Logger
 
@@ -285,13 +286,17 @@ var (
 func (n *Notifier) start(m Mapping, out *outputs) (*run, error) {
 	helper := n.Helper
 	if len(helper) == 0 {
+		helper = strings.Fields(os.Getenv("NATMAP_NOTIFY_HELPER"))
+	}
+	own := len(helper) == 0
+	if own {
 		// This very binary, even if an upgrade replaced its file.
 		helper = []string{"/proc/self/exe", HelperCommand}
 	}
 	args := append(slices.Clone(helper[1:]), n.Script)
 	args = append(append(args, m.Args()...), n.ExtraArgs...)
 	cmd := exec.Command(helper[0], args...)
-	if len(n.Helper) == 0 {
+	if own {
 		cmd.Args[0] = "natmap"
 	}
 	cmd.Env = append(os.Environ(), n.Env...)
