@@ -63,8 +63,10 @@ var callCheck = rpc.declare({
  * The daemon's latest status: ok is null before the first answer; when it
  * is false, error says why in one line and missing is true when the ubus
  * object itself is absent (natmap not installed, or rpcd not reloaded).
+ * pending holds the LuCI ids of the sections with saved changes that are
+ * not applied yet.
  */
-var status = { ok: null, error: null, missing: false, list: [], bySection: {} };
+var status = { ok: null, error: null, missing: false, list: [], bySection: {}, pending: {} };
 
 /*
  * An RPC failure in one line a user can read: LuCI appends its stack trace
@@ -347,6 +349,9 @@ function renderSummary() {
 		]);
 
 	/* With no mapping enabled, the service does not run the daemon. */
+	if (status.ok === false && Object.keys(status.pending).length)
+		return E('p', {}, [ _('The natmap daemon is not running: save and apply the changes to start it.') ]);
+
 	if (status.ok === false && !anyEnabled())
 		return E('p', {}, [ _('No mapping is enabled, so the natmap daemon is not running.') ]);
 
@@ -423,8 +428,22 @@ function updateLive() {
 		dom.content(sum, renderSummary());
 }
 
+/* The sections with saved, not applied changes (ubus uci changes). */
+function fetchPending() {
+	return L.resolveDefault(uci.changes(), {}).then(function(changes) {
+		var p = {};
+
+		((L.isObject(changes) && Array.isArray(changes.natmap)) ? changes.natmap : []).forEach(function(c) {
+			if (Array.isArray(c) && c[1])
+				p[c[1]] = true;
+		});
+
+		status.pending = p;
+	});
+}
+
 function refresh() {
-	return fetchStatus().then(updateLive);
+	return Promise.all([ fetchStatus(), fetchPending() ]).then(updateLive);
 }
 
 /*
@@ -433,35 +452,34 @@ function refresh() {
  * restart instead of asking it.
  */
 function handleRestart(sid) {
-	var ref = sectionRef(sid),
-	    st = statusOf(sid),
-	    label = sectionLabel(sid),
-	    enabled = st ? !!st.enabled : (common.bool(uci.get('natmap', sid, 'enable')) === true),
-	    why = null;
+	/* The status and the pending changes as they are now, not at the last poll. */
+	return Promise.all([ fetchStatus(), fetchPending() ]).then(function() {
+		var ref = sectionRef(sid),
+		    st = statusOf(sid),
+		    label = sectionLabel(sid),
+		    enabled = st ? !!st.enabled : (common.bool(uci.get('natmap', sid, 'enable')) === true);
 
-	if (!ref)
-		why = _('Mapping "%s" is new: save and apply it first.').format(label);
-	else if (!enabled)
-		why = _('Mapping "%s" is disabled: enable it, then save and apply.').format(label);
-	else if (status.ok === false)
-		why = _('Cannot restart "%s": %s').format(label, status.missing ? status.error
-			: _('the natmap daemon does not answer (%s)').format(status.error));
-	else if (!st)
-		why = _('Mapping "%s" is not applied yet: save and apply first.').format(label);
+		if (!ref)
+			return notify(_('Mapping "%s" is new: save and apply it first.').format(label), true);
 
-	if (why) {
-		notify(why, true);
-		return Promise.resolve();
-	}
+		if (!enabled)
+			return notify(_('Mapping "%s" is disabled: enable it, then save and apply.').format(label), true);
 
-	return callRestart(ref).then(function(res) {
-		if (L.isObject(res) && res.ok)
-			notify(_('Mapping "%s" restarted.').format(label));
-		else
-			notify(_('Restart failed: %s').format((L.isObject(res) && res.error) || _('no answer')), true);
-	}).catch(function(err) {
-		notify(_('Restart failed: %s').format(errorText(err)), true);
-	}).then(refresh);
+		if (!st && (status.ok !== false || status.pending[sid]))
+			return notify(_('Mapping "%s" is not applied yet: save and apply first.').format(label), true);
+
+		if (status.ok === false)
+			return notify(_('Cannot restart "%s": %s').format(label, status.error), true);
+
+		return callRestart(ref).then(function(res) {
+			if (L.isObject(res) && res.ok)
+				notify(_('Mapping "%s" restarted.').format(label));
+			else
+				notify(_('Restart failed: %s').format((L.isObject(res) && res.error) || _('no answer')), true);
+		}).catch(function(err) {
+			notify(_('Restart failed: %s').format(errorText(err)), true);
+		});
+	}).then(updateLive);
 }
 
 function handleReload() {
@@ -693,7 +711,8 @@ return view.extend({
 	load: function() {
 		return Promise.all([
 			uci.load('natmap'),
-			fetchStatus()
+			fetchStatus(),
+			fetchPending()
 		]);
 	},
 
