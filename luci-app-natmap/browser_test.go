@@ -156,7 +156,14 @@ func testBrowser(t *testing.T, luci string, pkgs []string, browserDir string) {
 	steps := map[string]func() error{
 		// Save & Apply wrote what the modal says, and nothing else.
 		"applied": func() error {
-			got := l.Sh("uci show natmap.@natmap[1]")
+			all := l.Sh("uci show natmap")
+			var sect []string
+			for _, line := range strings.Split(all, "\n") {
+				if strings.HasPrefix(line, "natmap.@natmap[1]") {
+					sect = append(sect, line)
+				}
+			}
+			got := strings.Join(sect, "\n")
 			want := strings.Join([]string{
 				"natmap.@natmap[1]=natmap",
 				"natmap.@natmap[1].enable='1'",
@@ -169,7 +176,7 @@ func testBrowser(t *testing.T, luci string, pkgs []string, browserDir string) {
 			if strings.TrimSpace(got) != want {
 				return fmt.Errorf("/etc/config/natmap after Save & Apply:\n%s\nwant:\n%s", got, want)
 			}
-			if n := strings.Count(l.Sh("uci show natmap"), "=natmap\n"); n != 2 {
+			if n := strings.Count(all, "=natmap\n"); n != 2 {
 				return fmt.Errorf("%d natmap sections, want the stock one and the new one", n)
 			}
 			return nil
