@@ -221,7 +221,8 @@ func testBrowser(t *testing.T, luci string, pkgs []string, browserDir string) {
 
 	start := time.Now()
 	if err := runBrowser(t, l, browserDir, string(cfg), steps); err != nil {
-		t.Errorf("%v\nscreenshots in %s\nconsole:\n%s", err, abs, tail(l.Log(), 40))
+		log := l.Log()
+		t.Errorf("%v\nscreenshots in %s\nthe lab's log, last lines:\n%s", err, abs, log[max(0, len(log)-4000):])
 	}
 	t.Logf("LuCI %s in Chromium: %s (screenshots in %s)", luci, time.Since(start).Round(time.Second), abs)
 }
@@ -281,12 +282,4 @@ func runBrowser(t *testing.T, l *owlab.Lab, browserDir, cfg string, steps map[st
 		return fmt.Errorf("browser.js: %v\n%s", err, stderr.String())
 	}
 	return nil
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
