@@ -34,7 +34,8 @@ async function host(step, data) {
 		throw new Error(`host step ${step}: ${line}`);
 }
 
-function log(msg) { process.stderr.write(msg + '\n'); }
+const t0 = Date.now();
+function log(msg) { process.stderr.write(`${((Date.now() - t0) / 1000).toFixed(1)}s ${msg}\n`); }
 
 function check(ok, what) {
 	if (!ok) throw new Error(what);
