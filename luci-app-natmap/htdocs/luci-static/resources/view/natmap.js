@@ -59,8 +59,48 @@ var callCheck = rpc.declare({
 	reject: true
 });
 
-/* The daemon's latest status: ok is null before the first answer. */
-var status = { ok: null, error: null, list: [], bySection: {} };
+/*
+ * The daemon's latest status: ok is null before the first answer; when it
+ * is false, error says why in one line and missing is true when the ubus
+ * object itself is absent (natmap not installed, or rpcd not reloaded).
+ * pending holds the LuCI ids of the sections with saved changes that are
+ * not applied yet.
+ */
+var status = { ok: null, error: null, missing: false, list: [], bySection: {}, pending: {} };
+
+/*
+ * An RPC failure in one line a user can read: LuCI appends its stack trace
+ * to the message of the errors it raises, and names ubus codes as
+ * "RPC call to natmap/status failed with ubus code 4: Object not found".
+ */
+function errorText(err) {
+	var msg = String((err && err.message) ? err.message : err).split('\n')[0];
+
+	if (isMissing(err))
+		return _('natmap is not available on ubus (is the natmap package installed?)');
+
+	if (/Access denied|Permission denied|ubus code 6\b/.test(msg))
+		return _('access denied: this login may not use natmap');
+
+	if (/timed out|Request timeout|ubus code 7\b/i.test(msg))
+		return _('no answer in time');
+
+	return msg.replace(/^RPC call to \S+ failed with (?:ubus code|error) -?\d+: /, '');
+}
+
+/* Is the ubus object natmap (or its method) missing? */
+function isMissing(err) {
+	var msg = String((err && err.message) ? err.message : err).split('\n')[0];
+
+	return /Object not found|Method not found|ubus code [34]\b/.test(msg);
+}
+
+/* Does the saved configuration enable a mapping? */
+function anyEnabled() {
+	return uci.sections('natmap', 'natmap').some(function(s) {
+		return common.bool(s.enable) === true;
+	});
+}
 
 function fetchStatus() {
 	return callStatus().then(function(res) {
@@ -69,6 +109,7 @@ function fetchStatus() {
 
 		status.ok = true;
 		status.error = null;
+		status.missing = false;
 		status.list = res.mappings;
 		status.bySection = {};
 
@@ -78,7 +119,8 @@ function fetchStatus() {
 		});
 	}).catch(function(err) {
 		status.ok = false;
-		status.error = (err && err.message) ? err.message : String(err);
+		status.error = errorText(err);
+		status.missing = isMissing(err);
 		status.list = [];
 		status.bySection = {};
 	});
@@ -216,7 +258,8 @@ function natName(nat) {
 
 function renderState(sid, st) {
 	if (status.ok === false)
-		return E('em', {}, [ _('unknown') ]);
+		return (common.bool(uci.get('natmap', sid, 'enable')) === true)
+			? E('em', {}, [ _('unknown') ]) : common.stateBadge('disabled');
 
 	if (!st)
 		return E('em', {}, [ sectionRef(sid) ? _('Not running: save and apply') : _('New: save and apply') ]);
@@ -300,9 +343,21 @@ function renderSummary() {
 	if (status.ok === null)
 		return E('em', {}, [ _('Collecting data…') ]);
 
+	if (status.ok === false && status.missing)
+		return E('div', { 'class': 'alert-message warning' }, [
+			_('natmap is not available on ubus: is the natmap package installed? After installing it, restart rpcd (/etc/init.d/rpcd restart) or the router.')
+		]);
+
+	/* With no mapping enabled, the service does not run the daemon. */
+	if (status.ok === false && Object.keys(status.pending).length)
+		return E('p', {}, [ _('The natmap daemon is not running: save and apply the changes to start it.') ]);
+
+	if (status.ok === false && !anyEnabled())
+		return E('p', {}, [ _('No mapping is enabled, so the natmap daemon is not running.') ]);
+
 	if (status.ok === false)
 		return E('div', { 'class': 'alert-message warning' }, [
-			_('The natmap daemon does not answer (%s). Is the natmap service running?').format(status.error)
+			_('The natmap daemon does not answer: %s. Is the natmap service running (/etc/init.d/natmap start)?').format(status.error)
 		]);
 
 	var nodes = [],
@@ -373,26 +428,58 @@ function updateLive() {
 		dom.content(sum, renderSummary());
 }
 
-function refresh() {
-	return fetchStatus().then(updateLive);
+/* The sections with saved, not applied changes (ubus uci changes). */
+function fetchPending() {
+	return L.resolveDefault(uci.changes(), {}).then(function(changes) {
+		var p = {};
+
+		((L.isObject(changes) && Array.isArray(changes.natmap)) ? changes.natmap : []).forEach(function(c) {
+			if (Array.isArray(c) && c[1])
+				p[c[1]] = true;
+		});
+
+		status.pending = p;
+	});
 }
 
+function refresh() {
+	return Promise.all([ fetchStatus(), fetchPending() ]).then(updateLive);
+}
+
+/*
+ * Restart one mapping. The daemon restarts a disabled mapping too (into
+ * the same disabled state), so the page says why there is nothing to
+ * restart instead of asking it.
+ */
 function handleRestart(sid) {
-	var ref = sectionRef(sid);
+	/* The status and the pending changes as they are now, not at the last poll. */
+	return Promise.all([ fetchStatus(), fetchPending() ]).then(function() {
+		var ref = sectionRef(sid),
+		    st = statusOf(sid),
+		    label = sectionLabel(sid),
+		    enabled = st ? !!st.enabled : (common.bool(uci.get('natmap', sid, 'enable')) === true);
 
-	if (!ref || !status.bySection[ref]) {
-		notify(_('This mapping is not running yet: save and apply first.'), true);
-		return Promise.resolve();
-	}
+		if (!ref)
+			return notify(_('Mapping "%s" is new: save and apply it first.').format(label), true);
 
-	return callRestart(ref).then(function(res) {
-		if (L.isObject(res) && res.ok)
-			notify(_('Mapping "%s" restarted.').format(sectionLabel(sid)));
-		else
-			notify(_('Restart failed: %s').format((L.isObject(res) && res.error) || _('no answer')), true);
-	}).catch(function(err) {
-		notify(_('Restart failed: %s').format(err.message || err), true);
-	}).then(refresh);
+		if (!enabled)
+			return notify(_('Mapping "%s" is disabled: enable it, then save and apply.').format(label), true);
+
+		if (!st && (status.ok !== false || status.pending[sid]))
+			return notify(_('Mapping "%s" is not applied yet: save and apply first.').format(label), true);
+
+		if (status.ok === false)
+			return notify(_('Cannot restart "%s": %s').format(label, status.error), true);
+
+		return callRestart(ref).then(function(res) {
+			if (L.isObject(res) && res.ok)
+				notify(_('Mapping "%s" restarted.').format(label));
+			else
+				notify(_('Restart failed: %s').format((L.isObject(res) && res.error) || _('no answer')), true);
+		}).catch(function(err) {
+			notify(_('Restart failed: %s').format(errorText(err)), true);
+		});
+	}).then(updateLive);
 }
 
 function handleReload() {
@@ -402,7 +489,7 @@ function handleReload() {
 		else
 			notify(_('Reload failed: %s').format((L.isObject(res) && res.error) || _('no answer')), true);
 	}).catch(function(err) {
-		notify(_('Reload failed: %s').format(err.message || err), true);
+		notify(_('Reload failed: %s').format(errorText(err)), true);
 	}).then(refresh);
 }
 
@@ -498,7 +585,7 @@ function handleCheck(udp, ipv6, box) {
 		dom.content(box, renderCheck(res));
 	}).catch(function(err) {
 		dom.content(box, E('div', { 'class': 'alert-message warning' }, [
-			_('The check failed: %s').format((err && err.message) ? err.message : String(err))
+			_('The check failed: %s').format(errorText(err))
 		]));
 	});
 }
@@ -624,15 +711,20 @@ return view.extend({
 	load: function() {
 		return Promise.all([
 			uci.load('natmap'),
-			fetchStatus()
+			fetchStatus(),
+			fetchPending()
 		]);
 	},
 
 	render: function() {
 		var m, s, g, o;
 
-		m = new form.Map('natmap', _('NATMap'),
-			_('Opens a port to the internet from behind a full-cone NAT (NAT-1) without port forwarding at the ISP: natmap learns the public address from STUN servers, keeps the NAT mapping alive, and runs a notify script whenever the address changes.'));
+		/*
+		 * The title and description are the page's, not the Map's: the
+		 * Map redraws its own element after each save, and the status
+		 * and NAT check go between the description and the mappings.
+		 */
+		m = new form.Map('natmap');
 
 		s = m.section(MappingGrid, 'natmap', _('Port mappings'));
 		s.anonymous = true;
@@ -665,10 +757,14 @@ return view.extend({
 
 		o = s.option(form.ListValue, 'udp_mode', _('Protocol'));
 		o.modalonly = false;
-		o.value('0', 'TCP');
-		o.value('1', 'UDP');
+		o.value('0', _('TCP'));
+		o.value('1', _('UDP'));
 		o.default = '0';
 		o.load = loadBool;
+		/* A ListValue's table cell shows the value (0/1), not its label. */
+		o.textvalue = function(section_id) {
+			return (common.bool(this.cfgvalue(section_id)) === true) ? _('UDP') : _('TCP');
+		};
 
 		o = s.option(form.Value, 'port', _('Bind port'));
 		o.modalonly = false;
@@ -739,8 +835,8 @@ return view.extend({
 		o.depends({ port: /^[0-9]+-[0-9]+$/ });
 
 		o = s.taboption('general', form.ListValue, 'firewall', _('Open in firewall'),
-			_('Accept incoming connections to the bind port in the firewall.'));
-		o.value('', _('Automatic: when the interface is in the wan zone'));
+			_('Accept incoming connections to the bind port in the firewall. Automatic: when the interface is in the wan zone.'));
+		o.value('', _('Automatic'));
 		o.value('1', _('Always'));
 		o.value('0', _('Never'));
 		o.load = loadBool;
@@ -812,7 +908,7 @@ return view.extend({
 
 		o = s.taboption('advanced', form.Value, 'notify_script', _('Notify script'),
 			_('Run (without a shell) when the public address changes, with the arguments: public IP, public port, IP4P, private port, protocol, private IP, section name, comment.'));
-		o.placeholder = globalValue('notify_script') || '/etc/natmap/notify.sh';
+		o.placeholder = globalValue('notify_script') || _('none');
 		o.validate = function(section_id, value) { return common.script(value) };
 
 		o = s.taboption('advanced', form.Flag, 'log_stdout', _('Log script output'),
@@ -878,15 +974,24 @@ return view.extend({
 			])
 		]);
 
-		return m.render().then(function(mapEl) {
-			var btn = summary.querySelector('button');
+		var check = renderCheckSection();
 
-			if (m.readonly && btn)
-				btn.disabled = true;
+		return m.render().then(function(mapEl) {
+			/* Reload and the NAT check need write access. */
+			if (m.readonly)
+				[ summary, check ].forEach(function(el) {
+					el.querySelectorAll('button').forEach(function(b) { b.disabled = true });
+				});
 
 			poll.add(refresh, 5);
 
-			return E([ summary, renderCheckSection(), mapEl ]);
+			return E([
+				E('h2', { 'name': 'content' }, [ _('NATMap') ]),
+				E('div', { 'class': 'cbi-map-descr' }, [
+					_('Opens a port to the internet from behind a full-cone NAT (NAT-1) without port forwarding at the ISP: natmap learns the public address from STUN servers, keeps the NAT mapping alive, and runs a notify script whenever the address changes.')
+				]),
+				summary, check, mapEl
+			]);
 		});
 	}
 });
