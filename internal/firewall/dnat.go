@@ -279,3 +279,32 @@ func CheckForwarding(ipv6 bool) error {
 	}
 	return nil
 }
+
+// KernelTarget resolves a forward target (-t, forward_target) for kernel
+// forwarding: an address of the mapping's family (a DNAT cannot change the
+// family, as the relay can), whether it is this host's own, and, for
+// another host, whether the kernel forwards at all.
+func KernelTarget(ctx context.Context, host string, ipv6 bool) (netip.Addr, bool, error) {
+	network := "ip4"
+	if ipv6 {
+		network = "ip6"
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, network, host)
+	if err == nil && len(ips) == 0 {
+		err = errors.New("no address")
+	}
+	if err != nil {
+		return netip.Addr{}, false, fmt.Errorf("forward target %s: no %s address: %w", host, map[bool]string{false: "IPv4", true: "IPv6"}[ipv6], err)
+	}
+	target := ips[0].Unmap()
+	local, err := TargetIsLocal(target)
+	if err != nil {
+		return netip.Addr{}, false, err
+	}
+	if !local {
+		if err := CheckForwarding(ipv6); err != nil {
+			return netip.Addr{}, false, fmt.Errorf("forward target %s is another host, but %w", host, err)
+		}
+	}
+	return target, local, nil
+}

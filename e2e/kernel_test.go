@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/natmap-go/natmap/internal/lab"
+)
+
+// Kernel forwarding (--forward-mode kernel, forward_mode): the kernel
+// forwards the mapping's flows to the target, which sees the outside
+// client's own address.
+
+// serveWho runs a TCP and a UDP service in namespace ns on addr that answer
+// every client with the client's address as they see it.
+func serveWho(t testing.TB, l *lab.Lab, ns, addr string) {
+	t.Helper()
+	ln, err := l.Listen(ns, "tcp", addr, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handleEach(t, ln, func(c net.Conn) {
+		io.WriteString(c, c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap().String())
+	})
+	pc, err := l.ListenPacket(ns, "udp", addr, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			_, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteToUDPAddrPort([]byte(from.Addr().Unmap().String()), from)
+		}
+	}()
+}
+
+// mustSeeClient checks that the outside client reaches the service at
+// public over proto, and that the service saw the client's own address.
+func mustSeeClient(t testing.TB, l *lab.Lab, proto string, public netip.AddrPort) {
+	t.Helper()
+	want := l.ClientAddr.String()
+	var got string
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if proto == "tcp" {
+			got, err = reach(t, l, public)
+		} else {
+			var b []byte
+			b, err = echoUDP(t, l, public, []byte("who am I"))
+			got = string(b)
+		}
+		if err == nil && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s from the outside client to %s: the service saw %q, %v; want %s", proto, public, got, err, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// kernelRules returns the kernel forwarding rules in the lan host's
+// natmap table, one line each ("" when the table is gone).
+func kernelRules(t testing.TB, l *lab.Lab) []string {
+	t.Helper()
+	out, err := l.Command(context.Background(), l.LAN, "nft", "list", "table", "inet", "natmap").CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "No such file") {
+			return nil
+		}
+		t.Fatalf("nft list table inet natmap: %v %s", err, out)
+	}
+	var rules []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "natmap-dnat:") {
+			rules = append(rules, strings.TrimSpace(line))
+		}
+	}
+	if len(rules) == 0 {
+		t.Fatalf("table inet natmap without a rule:\n%s", out)
+	}
+	return rules
+}
+
+func kernelArgs(l *lab.Lab, port uint16, extra ...string) []string {
+	return bindArgs(l, port, append(extra, "--forward-mode", "kernel")...)
+}
+
+// A TCP and a UDP natmap forward in the kernel to a server on another LAN
+// host; each natmap's rule is its own (stopping one leaves the other's), a
+// SIGKILLed natmap's rule goes when the next natmap starts, and the last
+// one to stop takes the table with it.
+func TestKernelForwardToLANHost(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	svc := l.AddServiceHost(t)
+	serveWho(t, l, svc.NS, fmt.Sprintf("%s:8090", svc.Addr))
+	target := []string{"-t", svc.Addr.String(), "-p", "8090"}
+
+	tcp := startNatmap(t, l, kernelArgs(l, 40080, target...)...)
+	udp := startNatmap(t, l, kernelArgs(l, 40081, append([]string{"-u"}, target...)...)...)
+	nt := tcp.waitNotification(1, 15*time.Second)
+	nu := udp.waitNotification(1, 15*time.Second)
+	mustSeeClient(t, l, "tcp", nt.Public())
+	mustSeeClient(t, l, "udp", nu.Public())
+	if r := kernelRules(t, l); len(r) != 2 {
+		t.Fatalf("want two rules: %q", r)
+	}
+
+	tcp.stop()
+	if r := kernelRules(t, l); len(r) != 1 || !strings.Contains(r[0], "udp dport 40081") {
+		t.Fatalf("after the TCP natmap stopped, want the UDP rule only: %q", r)
+	}
+	if _, err := reach(t, l, nt.Public()); err == nil {
+		t.Fatal("TCP still forwarded after its natmap stopped")
+	}
+	mustSeeClient(t, l, "udp", nu.Public())
+
+	// SIGKILL: the rule stays behind...
+	udp.cmd.Process.Signal(syscall.SIGKILL)
+	<-udp.done
+	if r := kernelRules(t, l); len(r) != 1 {
+		t.Fatalf("after SIGKILL: %q", r)
+	}
+	// ...until the next natmap starts.
+	again := startNatmap(t, l, kernelArgs(l, 40082, append([]string{"-u"}, target...)...)...)
+	na := again.waitNotification(1, 15*time.Second)
+	if r := kernelRules(t, l); len(r) != 1 || !strings.Contains(r[0], "udp dport 40082") {
+		t.Fatalf("after a restart, want the new natmap's rule only: %q", r)
+	}
+	mustSeeClient(t, l, "udp", na.Public())
+	again.stop()
+	if r := kernelRules(t, l); r != nil {
+		t.Fatalf("rules left after the last natmap stopped: %q", r)
+	}
+}
+
+// A target that is the host itself: its own LAN address (TCP, -p 0, so the
+// rule follows the public port when the NAT gives a new one), and a
+// loopback address (UDP: a redirect to the address the flows come in on).
+func TestKernelForwardToItself(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConeTranslate)
+	tcp := startNatmap(t, l, kernelArgs(l, 40083, "-t", l.LANAddr.String(), "-p", "0")...)
+	serveWho(t, l, l.LAN, "0.0.0.0:8092")
+	udp := startNatmap(t, l, kernelArgs(l, 40084, "-u", "-t", "127.0.0.1", "-p", "8092")...)
+
+	n1 := tcp.waitNotification(1, 15*time.Second)
+	serveWho(t, l, l.LAN, fmt.Sprintf("%s:%s", l.LANAddr, n1.PublicPort))
+	mustSeeClient(t, l, "tcp", n1.Public())
+	nu := udp.waitNotification(1, 15*time.Second)
+	mustSeeClient(t, l, "udp", nu.Public())
+
+	// A new public port: the TCP rule moves to it.
+	if err := l.ForgetMappings(); err != nil {
+		t.Fatal(err)
+	}
+	n2 := tcp.waitNotification(2, 30*time.Second)
+	if n2.PublicPort == n1.PublicPort {
+		t.Skipf("the NAT gave the same public port %s again (1 in 10000)", n1.PublicPort)
+	}
+	serveWho(t, l, l.LAN, fmt.Sprintf("%s:%s", l.LANAddr, n2.PublicPort))
+	mustSeeClient(t, l, "tcp", n2.Public())
+	var tcpRules []string
+	for _, r := range kernelRules(t, l) {
+		if strings.Contains(r, "tcp dport") {
+			tcpRules = append(tcpRules, r)
+		}
+	}
+	if len(tcpRules) != 1 || !strings.Contains(tcpRules[0], ":"+n2.PublicPort+" ") {
+		t.Fatalf("want one TCP rule to port %s: %q", n2.PublicPort, tcpRules)
+	}
+	tcp.stop()
+	udp.stop()
+	if r := kernelRules(t, l); r != nil {
+		t.Fatalf("rules left after stop: %q", r)
+	}
+}
+
+// --forward-mode kernel that cannot work is an error at start, not a
+// relay: here the target is another host but the host does not forward.
+func TestKernelForwardRefusesWithoutForwarding(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	n := startNatmap(t, l, kernelArgs(l, 40085, "-t", "10.77.0.99", "-p", "80")...)
+	select {
+	case <-n.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("natmap kept running")
+	}
+	if code := n.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(n.stderr.String(), "ip_forward") {
+		t.Fatalf("exit %d, log:\n%s", code, n.stderr.String())
+	}
+}
