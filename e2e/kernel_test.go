@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -203,5 +204,95 @@ func TestKernelForwardRefusesWithoutForwarding(t *testing.T) {
 	}
 	if code := n.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(n.stderr.String(), "ip_forward") {
 		t.Fatalf("exit %d, log:\n%s", code, n.stderr.String())
+	}
+}
+
+// kernelSection is a daemon section forwarding to target:port.
+func kernelSection(name string, port int, udp bool, target string, tport int, mode string) string {
+	s := fmt.Sprintf("\nconfig natmap '%s'\n\toption enable '1'\n\toption port '%d'\n\toption forward_target '%s'\n\toption forward_port '%d'\n\toption notify_script 'NOTIFY'\n",
+		name, port, target, tport)
+	if udp {
+		s += "\toption udp_mode '1'\n"
+	}
+	if mode != "" {
+		s += "\toption forward_mode '" + mode + "'\n"
+	}
+	return s
+}
+
+// The daemon: forward_mode 'auto' (the default) and 'kernel' forward in the
+// kernel, 'relay' and a loopback target under 'auto' relay (the status says
+// why); the rules follow reloads, and a SIGKILLed daemon's rules go when the
+// next one starts.
+func TestDaemonKernelForward(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	svc := l.AddServiceHost(t)
+	serveWho(t, l, svc.NS, fmt.Sprintf("%s:8090", svc.Addr))
+	serveWho(t, l, l.LAN, "127.0.0.1:8091")
+	target := svc.Addr.String()
+	web := kernelSection("web", 40090, false, target, 8090, "")
+	game := kernelSection("game", 40091, true, target, 8090, "kernel")
+	relayed := kernelSection("relayed", 40092, false, target, 8090, "relay")
+	loop := kernelSection("loop", 40093, false, "127.0.0.1", 8091, "")
+	d := startDaemon(t, l, daemonGlobal+web+game+relayed+loop, "--firewall=true")
+
+	nw := d.waitSection("web", 1, 15*time.Second)
+	ng := d.waitSection("game", 1, 15*time.Second)
+	nr := d.waitSection("relayed", 1, 15*time.Second)
+	nl := d.waitSection("loop", 1, 15*time.Second)
+	mustSeeClient(t, l, "tcp", nw.Public())
+	mustSeeClient(t, l, "udp", ng.Public())
+	// The relay: the service sees the lan host, not the client.
+	if got, err := reach(t, l, nr.Public()); err != nil || got != "10.78.0.1" {
+		t.Fatalf("relayed section: the service saw %q, %v; want the lan host 10.78.0.1", got, err)
+	}
+	if got, err := reach(t, l, nl.Public()); err != nil || got != "127.0.0.1" {
+		t.Fatalf("loopback section: the service saw %q, %v; want the relay at 127.0.0.1", got, err)
+	}
+	st := d.status(t)
+	for sec, want := range map[string]string{"web": "kernel", "game": "kernel", "relayed": "relay", "loop": "relay"} {
+		if st[sec].ForwardMode != want || (st[sec].Relay != nil) != (want == "relay") {
+			t.Errorf("%s: forward_mode %q, relay %v; want %s", sec, st[sec].ForwardMode, st[sec].Relay, want)
+		}
+	}
+	if st["relayed"].ForwardModeReason != "" || !strings.Contains(st["loop"].ForwardModeReason, "loopback") {
+		t.Errorf("reasons: relayed %q, loop %q", st["relayed"].ForwardModeReason, st["loop"].ForwardModeReason)
+	}
+	if out, err := d.cli("status"); err != nil || !strings.Contains(out, "tcp/kernel") || !strings.Contains(out, "udp/kernel") {
+		t.Errorf("natmap status: %v\n%s", err, out)
+	}
+	if r := kernelRules(t, l); len(r) != 2 {
+		t.Fatalf("want the rules of web and game: %q", r)
+	}
+
+	// Reload without game: its rule goes.
+	d.writeConfig(t, strings.ReplaceAll(daemonGlobal+web+relayed+loop, "NOTIFY", filepath.Join(filepath.Dir(d.notes), "notify.sh")))
+	if out, err := d.cli("reload"); err != nil {
+		t.Fatalf("reload: %v %s", err, out)
+	}
+	waitFor(t, "game's rule removed", func() bool { return len(kernelRules(t, l)) == 1 })
+	if r := kernelRules(t, l); !strings.Contains(r[0], "tcp dport 40090") {
+		t.Fatalf("want web's rule: %q", r)
+	}
+	mustSeeClient(t, l, "tcp", nw.Public())
+
+	// SIGKILL leaves web's rule; the next daemon, without web, removes it
+	// and adds its own.
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+	if r := kernelRules(t, l); len(r) != 1 {
+		t.Fatalf("after SIGKILL: %q", r)
+	}
+	d2 := startDaemon(t, l, daemonGlobal+kernelSection("game2", 40094, true, target, 8090, "kernel"), "--firewall=true")
+	n2 := d2.waitSection("game2", 1, 15*time.Second)
+	if r := kernelRules(t, l); len(r) != 1 || !strings.Contains(r[0], "udp dport 40094") {
+		t.Fatalf("after the restart, want game2's rule only: %q", r)
+	}
+	mustSeeClient(t, l, "udp", n2.Public())
+	d2.cmd.Process.Signal(syscall.SIGTERM)
+	<-d2.done
+	if r := kernelRules(t, l); r != nil {
+		t.Fatalf("rules left after the daemon stopped: %q", r)
 	}
 }

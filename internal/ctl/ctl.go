@@ -68,7 +68,12 @@ type MappingStatus struct {
 	Retries     int         `json:"retries"` // sessions that failed in a row
 	STUNServer  string      `json:"stun_server"`
 	NAT         string      `json:"nat,omitempty"`   // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
-	Relay       *RelayStats `json:"relay,omitempty"` // forward mode only
+	Relay       *RelayStats `json:"relay,omitempty"` // forward mode's relay only
+	// ForwardMode is who forwards in forward mode: "kernel" (DNAT rules)
+	// or "relay"; absent in bind mode. ForwardModeReason says why the
+	// relay forwards when the kernel was asked for (forward_mode 'auto').
+	ForwardMode       string `json:"forward_mode,omitempty"`
+	ForwardModeReason string `json:"forward_mode_reason,omitempty"`
 }
 
 // RelayStats are a forward-mode relay's counters.

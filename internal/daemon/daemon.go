@@ -53,6 +53,8 @@ type Daemon struct {
 
 	fwMu   sync.Mutex // one firewall sync at a time
 	fwKick chan struct{}
+
+	kf kernelFwd // kernel forwarding (kfwd.go)
 }
 
 // section is one running (or not runnable) section.
@@ -64,6 +66,7 @@ type section struct {
 	eng    *engine.Engine
 	cancel context.CancelFunc
 	done   chan struct{}
+	kp     kernelPlan // who forwards, in forward mode
 }
 
 // New prepares a daemon.
@@ -74,7 +77,9 @@ func New(opts Options) *Daemon {
 	if opts.FirewallConfig == "" {
 		opts.FirewallConfig = "/etc/config/firewall"
 	}
-	return &Daemon{opts: opts, log: opts.Log, fwKick: make(chan struct{}, 1)}
+	d := &Daemon{opts: opts, log: opts.Log, fwKick: make(chan struct{}, 1)}
+	d.kf.kick = make(chan struct{}, 1)
+	return d
 }
 
 // Run loads the config, runs its sections and keeps them until ctx ends;
@@ -94,6 +99,11 @@ func (d *Daemon) Run(ctx context.Context) {
 			d.runFirewall(ctx)
 		}
 	}()
+	kernelDone, sectionsStopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(kernelDone)
+		d.runKernel(ctx, sectionsStopped)
+	}()
 	<-ctx.Done()
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
@@ -104,7 +114,9 @@ func (d *Daemon) Run(ctx context.Context) {
 	for _, s := range secs {
 		s.stop()
 	}
-	<-fwDone // removes the rules
+	close(sectionsStopped)
+	<-fwDone     // removes the rules
+	<-kernelDone // and the kernel forwarding rules
 }
 
 // Reload re-reads the config: sections whose settings changed restart,
@@ -229,12 +241,27 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 		log.Error("section not started", "err", err)
 		return s
 	}
+	kp, err := d.planForward(ctx, c)
+	if err != nil {
+		s.state, s.err = "error", err.Error()
+		log.Error("section not started", "err", err)
+		return s
+	}
+	s.kp = kp
+	m := c.Mapping
+	m.Kernel = kp.mode == uciconf.ForwardKernel
+	if kp.why != "" {
+		log.Warn("forwarding with the relay, not the kernel", "why", kp.why)
+	}
 	for _, w := range c.Mapping.Ignored() {
 		log.Warn("ignored: " + w)
 	}
 
 	n := d.notifier(c, log)
-	s.eng = engine.New(c.Mapping, log, func(m notify.Mapping) {
+	s.eng = engine.New(m, log, func(m notify.Mapping) {
+		if s.kp.mode == uciconf.ForwardKernel {
+			d.kernelNotify(log) // the rule first, then the script
+		}
 		n.Notify(m)
 		d.kickFirewall() // the port may be new (-b 0 or a range)
 	})
@@ -249,7 +276,7 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 		s.eng.Run(sctx)
 		wg.Wait()
 	}()
-	log.Info("section started", "protocol", c.Mapping.Protocol(), "port", c.Mapping.Ports.String(), "mode", mode(c))
+	log.Info("section started", "protocol", c.Mapping.Protocol(), "port", c.Mapping.Ports.String(), "mode", mode(c), "forward_mode", string(kp.mode))
 	return s
 }
 
@@ -355,7 +382,8 @@ func (s *section) status() ctl.MappingStatus {
 	if !es.Changed.IsZero() {
 		st.LastChange = es.Changed.Unix()
 	}
-	if c.Mapping.Forward() {
+	st.ForwardMode, st.ForwardModeReason = string(s.kp.mode), s.kp.why
+	if s.kp.mode == uciconf.ForwardRelay {
 		var r ctl.RelayStats
 		r.Active, r.Total, r.BytesUp, r.BytesDown = s.eng.RelayStats()
 		st.Relay = &r
