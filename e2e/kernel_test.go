@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -294,5 +295,101 @@ func TestDaemonKernelForward(t *testing.T) {
 	<-d2.done
 	if r := kernelRules(t, l); r != nil {
 		t.Fatalf("rules left after the daemon stopped: %q", r)
+	}
+}
+
+// fw4ForwardRuleset has fw4's structure on the lan host, whose lan0 plays
+// the router's wan: input and forward from the wan zone end in a reject,
+// and the dstnat chain has no port forward.
+const fw4ForwardRuleset = `
+table inet fw4
+delete table inet fw4
+table inet fw4 {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		iif "lo" accept
+		ct state established,related accept
+		iifname "lan0" jump input_wan
+	}
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		iifname "lan0" jump forward_wan
+	}
+	chain input_wan {
+		meta nfproto ipv4 icmp type echo-request counter accept comment "!fw4: Allow-Ping"
+		jump reject_from_wan
+	}
+	chain forward_wan {
+		jump reject_to_wan
+	}
+	chain reject_from_wan {
+		iifname "lan0" counter reject
+	}
+	chain reject_to_wan {
+		counter reject
+	}
+	chain dstnat {
+		type nat hook prerouting priority dstnat; policy accept;
+	}
+}
+`
+
+// Under fw4 (its structure on the lan host, forward policy drop): the
+// daemon's kernel forwarding rules go inside fw4's table, where they pass
+// its reject; a fw4 reload drops them and firewall-sync (the firewall's
+// include) puts them back; stopping the daemon leaves fw4's own rules.
+func TestDaemonKernelForwardFW4(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	svc := l.AddServiceHost(t)
+	serveWho(t, l, svc.NS, fmt.Sprintf("%s:8090", svc.Addr))
+	loadFW4 := func() {
+		cmd := l.Command(context.Background(), l.LAN, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(fw4ForwardRuleset)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("loading fw4: %v %s", err, out)
+		}
+	}
+	loadFW4()
+	fw4Rules := func() string {
+		out, err := l.Command(context.Background(), l.LAN, "nft", "list", "table", "inet", "fw4").CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list table inet fw4: %v %s", err, out)
+		}
+		return string(out)
+	}
+	fwcfg := filepath.Join(t.TempDir(), "firewall")
+	os.WriteFile(fwcfg, []byte(firewallConfig), 0o644)
+	target := svc.Addr.String()
+	d := startDaemon(t, l, daemonGlobal+kernelSection("web", 40095, false, target, 8090, "")+
+		kernelSection("game", 40096, true, target, 8090, "kernel"), "--firewall-config", fwcfg)
+	nw := d.waitSection("web", 1, 15*time.Second)
+	ng := d.waitSection("game", 1, 15*time.Second)
+	mustSeeClient(t, l, "tcp", nw.Public())
+	mustSeeClient(t, l, "udp", ng.Public())
+	if st := d.status(t); st["web"].ForwardMode != "kernel" || st["game"].ForwardMode != "kernel" {
+		t.Fatalf("forward modes: web %q (%s), game %q", st["web"].ForwardMode, st["web"].ForwardModeReason, st["game"].ForwardMode)
+	}
+	rules := fw4Rules()
+	if n := strings.Count(rules, "natmap-dnat:"); n != 4 || !strings.Contains(rules, "dnat ip to 10.78.0.2:8090") ||
+		!strings.Contains(rules, "ct status dnat counter") {
+		t.Fatalf("want a DNAT and an accept per section in fw4's table:\n%s", rules)
+	}
+
+	loadFW4() // fw4 reload
+	if _, err := reach(t, l, nw.Public()); err == nil {
+		t.Fatal("still forwarded after a fw4 reload: the reload was not simulated")
+	}
+	if out, err := d.cli("firewall-sync"); err != nil {
+		t.Fatalf("natmap firewall-sync: %v %s", err, out)
+	}
+	mustSeeClient(t, l, "tcp", nw.Public())
+	mustSeeClient(t, l, "udp", ng.Public())
+
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.done
+	if rules := fw4Rules(); strings.Contains(rules, "natmap") || !strings.Contains(rules, "Allow-Ping") {
+		t.Fatalf("after stop, want fw4's own rules only:\n%s", rules)
 	}
 }

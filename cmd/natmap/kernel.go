@@ -14,6 +14,9 @@ import (
 	"github.com/natmap-go/natmap/internal/notify"
 )
 
+// firewallConfig is OpenWrt's firewall config, for the WAN zone.
+const firewallConfig = "/etc/config/firewall"
+
 // kernelResync puts the rule back if something removed it (a firewall
 // reload, a flushed ruleset).
 const kernelResync = time.Minute
@@ -32,6 +35,14 @@ func kernelForward(ctx context.Context, m config.Mapping, log *slog.Logger, next
 	target, local, err := firewall.KernelTarget(ctx, m.ForwardTarget, m.IPv6)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--forward-mode kernel: %w", err)
+	}
+	zone := ""
+	if firewall.NeedsZone(b) {
+		// A command-line natmap has no interface option: its flows come
+		// in from the WAN zone.
+		if zone, err = firewall.DefaultZone(firewallConfig); err != nil {
+			return nil, nil, fmt.Errorf("--forward-mode kernel: %s: %w", b.Name(), err)
+		}
 	}
 	pid := os.Getpid()
 	scope := firewall.CLIScope(pid)
@@ -71,7 +82,7 @@ func kernelForward(ctx context.Context, m config.Mapping, log *slog.Logger, next
 		if port == 0 {
 			port = nm.Public.Port()
 		}
-		d := firewall.DNAT{Owner: fmt.Sprintf("%s%d", firewall.CLIOwnerPrefix, pid), Proto: m.Protocol(),
+		d := firewall.DNAT{Owner: fmt.Sprintf("%s%d", firewall.CLIOwnerPrefix, pid), Zone: zone, Proto: m.Protocol(),
 			Dst: nm.Private, To: netip.AddrPortFrom(target, port), Local: local}
 		mu.Lock()
 		want = []firewall.DNAT{d}

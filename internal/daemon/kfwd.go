@@ -79,8 +79,19 @@ func (d *Daemon) planForward(ctx context.Context, c uciconf.Section) (kernelPlan
 }
 
 func (d *Daemon) kernelPlan(ctx context.Context, c uciconf.Section) (kernelPlan, error) {
-	if _, err := d.dnatBackend(ctx); err != nil {
+	b, err := d.dnatBackend(ctx)
+	if err != nil {
 		return kernelPlan{}, err
+	}
+	zone := ""
+	if firewall.NeedsZone(b) {
+		zone, _, err = d.zone(c.Interface)
+		switch {
+		case err != nil:
+			return kernelPlan{}, err
+		case zone == "":
+			return kernelPlan{}, fmt.Errorf("%s: the section's interface is in no firewall zone", b.Name())
+		}
 	}
 	target, local, err := firewall.KernelTarget(ctx, c.Mapping.ForwardTarget, c.Mapping.IPv6)
 	if err != nil {
@@ -92,7 +103,7 @@ func (d *Daemon) kernelPlan(ctx context.Context, c uciconf.Section) (kernelPlan,
 		// would reach it.
 		return kernelPlan{}, fmt.Errorf("forward target %s is a loopback address, which the kernel forwards only to services listening on every address (set forward_mode 'kernel' for that)", target)
 	}
-	return kernelPlan{mode: uciconf.ForwardKernel, target: target, local: local}, nil
+	return kernelPlan{mode: uciconf.ForwardKernel, target: target, local: local, zone: zone}, nil
 }
 
 // wantDNAT is the kernel forwarding rule a running section needs now.

@@ -230,11 +230,15 @@ func DaemonScope(owner string) bool { return !strings.HasPrefix(owner, CLIOwnerP
 // runs, fw3's iptables chains when fw3 runs, else natmap's own nftables
 // table when nft works. The error says why none is usable.
 func DetectDNAT(ctx context.Context, run Exec) (DNATBackend, error) {
-	if _, err := Detect(ctx, run); err == nil {
-		// TODO(kfwd): rules inside fw4's and fw3's own chains. Until then
-		// natmap's own table would translate, but the firewall's forward
-		// and input policies would drop the translated flows.
-		return nil, errors.New("kernel forwarding inside OpenWrt's firewall (fw4, fw3) is not supported yet")
+	if b, err := Detect(ctx, run); err == nil {
+		switch b.Name() {
+		case "fw4":
+			return NewFW4DNAT(run), nil
+		default:
+			// TODO(kfwd): fw3. natmap's own table would translate, but
+			// fw3's forward and input policies would drop the flows.
+			return nil, errors.New("kernel forwarding with fw3 (iptables) is not supported yet")
+		}
 	}
 	if _, err := run(ctx, "nft", "list", "tables"); err != nil {
 		return nil, fmt.Errorf("no usable nftables: %w", err)
@@ -307,4 +311,25 @@ func KernelTarget(ctx context.Context, host string, ipv6 bool) (netip.Addr, bool
 		}
 	}
 	return target, local, nil
+}
+
+// NeedsZone reports whether b's rules go into a firewall zone's chains
+// (fw4, fw3): DNAT.Zone must then be set.
+func NeedsZone(b DNATBackend) bool { return b.Name() != "nftables" }
+
+// DefaultZone is the zone of a mapping without an interface: it follows
+// the default route, so the first WAN zone of the firewall config at
+// configPath, "wan" when there is one.
+func DefaultZone(configPath string) (string, error) {
+	zones, err := WANZones(configPath)
+	if err != nil {
+		return "", err
+	}
+	if len(zones) == 0 {
+		return "", fmt.Errorf("%s has no WAN zone", configPath)
+	}
+	if slices.Contains(zones, "wan") {
+		return "wan", nil
+	}
+	return zones[0], nil
 }

@@ -185,3 +185,132 @@ func TestDNATValidate(t *testing.T) {
 		t.Error("scopes")
 	}
 }
+
+// fw4DNATRuleset has fw4's structure for a wan zone on wan0 whose input and
+// forward end in a reject (ruleset.uc), with no port forward, so no
+// dstnat_wan chain. Loading it again is a fw4 reload.
+const fw4DNATRuleset = `
+table inet fw4
+flush table inet fw4
+table inet fw4 {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		iif "lo" accept comment "!fw4: Accept traffic from loopback"
+		ct state vmap { established : accept, related : accept } comment "!fw4: Handle inbound flows"
+		iifname "wan0" jump input_wan comment "!fw4: Handle wan IPv4/IPv6 input traffic"
+		jump handle_reject
+	}
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state vmap { established : accept, related : accept } comment "!fw4: Handle forwarded flows"
+		iifname "wan0" jump forward_wan comment "!fw4: Handle wan IPv4/IPv6 forward traffic"
+		jump handle_reject
+	}
+	chain handle_reject {
+		meta l4proto tcp reject with tcp reset comment "!fw4: Reject TCP traffic"
+		reject with icmpx type port-unreachable comment "!fw4: Reject any other traffic"
+	}
+	chain input_wan {
+		meta nfproto ipv4 icmp type 8 counter accept comment "!fw4: Allow-Ping"
+		meta nfproto ipv6 icmpv6 type { 1, 2, 3, 4, 128, 129, 133, 134, 135, 136 } limit rate 1000/second counter accept comment "!fw4: Allow-ICMPv6-Input"
+		jump reject_from_wan
+	}
+	chain forward_wan {
+		jump reject_to_wan
+	}
+	chain reject_from_wan {
+		iifname "wan0" counter jump handle_reject comment "!fw4: reject wan IPv4/IPv6 traffic"
+	}
+	chain reject_to_wan {
+		oifname "wan0" counter jump handle_reject comment "!fw4: reject wan IPv4/IPv6 traffic"
+	}
+	chain dstnat {
+		type nat hook prerouting priority dstnat; policy accept;
+	}
+	chain srcnat {
+		type nat hook postrouting priority srcnat; policy accept;
+	}
+}
+`
+
+// Inside fw4's table: a DNAT to the router itself passes fw4's input
+// reject only with natmap's accept, in the wan zone's chain; a fw4 reload
+// drops both rules and a sync puts them back; removing them leaves fw4's
+// own rules as they were. The forward path (a target on another host) is
+// tested in the lab (e2e TestDaemonKernelForwardFW4).
+func TestFW4DNAT(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, nil)
+	r.serve()
+	r.do(fw4DNATRuleset, "nft", "-f", "-")
+	before := r.do("", "nft", "-s", "list", "ruleset")
+	ctx := context.Background()
+	b, err := DetectDNAT(ctx, r.run)
+	must(t, err)
+	if b.Name() != "fw4" {
+		t.Fatalf("detected %s, want fw4", b.Name())
+	}
+	from4 := netip.AddrPortFrom(routerAddr, dnatPort)
+	from6 := netip.AddrPortFrom(routerAddr6, dnatPort)
+	want := []DNAT{
+		{Owner: "web", Zone: "wan", Proto: "tcp", Dst: from4, To: netip.AddrPortFrom(routerAddr, testPort), Local: true},
+		{Owner: "dns", Zone: "wan", Proto: "udp", Dst: from6, To: netip.AddrPortFrom(routerAddr6, testPort), Local: true},
+	}
+	// The service on testPort is closed to the wan: fw4 rejects.
+	if got := r.probeAt("tcp", netip.AddrPortFrom(routerAddr, testPort)); got != refused {
+		t.Fatalf("fw4 does not reject: %s", got)
+	}
+	check := func(when string) {
+		t.Helper()
+		if got := r.probeAt("tcp", from4); got != open {
+			t.Errorf("%s: tcp to %s: %s, want open", when, from4, got)
+		}
+		if got := r.probeAt("udp", from6); got != open {
+			t.Errorf("%s: udp to %s: %s, want open", when, from6, got)
+		}
+		// Only the translated flows are accepted.
+		if got := r.probeAt("tcp", netip.AddrPortFrom(routerAddr, testPort)); got != refused {
+			t.Errorf("%s: the target's own port is open: %s", when, got)
+		}
+		set := r.do("", "nft", "list", "table", "inet", "fw4")
+		for _, chain := range []string{"dstnat", "input_wan"} {
+			c := r.do("", "nft", "list", "chain", "inet", "fw4", chain)
+			if strings.Count(c, DNATTagPrefix) != 2 {
+				t.Errorf("%s: chain %s: want two rules:\n%s", when, chain, set)
+			}
+		}
+	}
+	must(t, SyncDNAT(ctx, b, DaemonScope, want))
+	check("after the sync")
+
+	// fw4 reload: the rules are gone until the next sync.
+	r.do(fw4DNATRuleset, "nft", "-f", "-")
+	if got := r.probeAt("tcp", from4); got == open {
+		t.Fatal("still forwarded after a reload: the reload was not simulated")
+	}
+	must(t, SyncDNAT(ctx, b, DaemonScope, want))
+	check("after a reload and a sync")
+
+	// An incomplete DNAT (its accept deleted by hand) is made again.
+	ps, err := b.list(ctx)
+	must(t, err)
+	for _, p := range ps {
+		if p.chain == "input_wan" && tagOwner(p.tag) == "web" {
+			must(t, b.remove(ctx, []placed{p}))
+		}
+	}
+	must(t, SyncDNAT(ctx, b, DaemonScope, want))
+	check("after a repair")
+
+	// A zone fw4 does not have is an error naming it.
+	bad := want[0]
+	bad.Zone = "guest"
+	if err := SyncDNAT(ctx, b, DaemonScope, []DNAT{bad}); !errors.Is(err, ErrNoZone) || !strings.Contains(err.Error(), "guest") {
+		t.Errorf("zone guest: %v", err)
+	}
+
+	must(t, SyncDNAT(ctx, b, DaemonScope, nil))
+	if after := r.do("", "nft", "-s", "list", "ruleset"); after != before {
+		t.Errorf("fw4 not as it was:\n%s\nwant:\n%s", after, before)
+	}
+}
