@@ -231,14 +231,10 @@ func DaemonScope(owner string) bool { return !strings.HasPrefix(owner, CLIOwnerP
 // table when nft works. The error says why none is usable.
 func DetectDNAT(ctx context.Context, run Exec) (DNATBackend, error) {
 	if b, err := Detect(ctx, run); err == nil {
-		switch b.Name() {
-		case "fw4":
+		if b.Name() == "fw4" {
 			return NewFW4DNAT(run), nil
-		default:
-			// TODO(kfwd): fw3. natmap's own table would translate, but
-			// fw3's forward and input policies would drop the flows.
-			return nil, errors.New("kernel forwarding with fw3 (iptables) is not supported yet")
 		}
+		return NewFW3DNAT(run), nil
 	}
 	if _, err := run(ctx, "nft", "list", "tables"); err != nil {
 		return nil, fmt.Errorf("no usable nftables: %w", err)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -312,5 +313,130 @@ func TestFW4DNAT(t *testing.T) {
 	must(t, SyncDNAT(ctx, b, DaemonScope, nil))
 	if after := r.do("", "nft", "-s", "list", "ruleset"); after != before {
 		t.Errorf("fw4 not as it was:\n%s\nwant:\n%s", after, before)
+	}
+}
+
+// fw3DNATRuleset has fw3's structure (zones.c) for a wan zone on wan0 with
+// no port forward: input and forward from the wan zone end in a reject,
+// and the nat table has no zone_wan_prerouting. Restoring it is a fw3
+// restart. For ip6tables, with ICMPv6 accepted for neighbour discovery.
+func fw3DNATRuleset(ipv6 bool) string {
+	reject, icmp := "icmp-port-unreachable", ""
+	if ipv6 {
+		reject = "icmp6-port-unreachable"
+		icmp = "-A zone_wan_input -p ipv6-icmp -m comment --comment \"!fw3: Allow-ICMPv6-Input\" -j ACCEPT\n"
+	}
+	return `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:prerouting_rule - [0:0]
+-A PREROUTING -m comment --comment "!fw3: Custom prerouting rule chain" -j prerouting_rule
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:reject - [0:0]
+:zone_wan_input - [0:0]
+:zone_wan_forward - [0:0]
+:zone_wan_src_REJECT - [0:0]
+:zone_wan_dest_REJECT - [0:0]
+-A INPUT -i lo -m comment --comment "!fw3" -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "!fw3" -j ACCEPT
+-A INPUT -i wan0 -m comment --comment "!fw3" -j zone_wan_input
+-A INPUT -m comment --comment "!fw3" -j reject
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "!fw3" -j ACCEPT
+-A FORWARD -i wan0 -m comment --comment "!fw3" -j zone_wan_forward
+-A FORWARD -m comment --comment "!fw3" -j reject
+-A reject -p tcp -m comment --comment "!fw3" -j REJECT --reject-with tcp-reset
+-A reject -m comment --comment "!fw3" -j REJECT --reject-with ` + reject + `
+` + icmp + `-A zone_wan_input -m comment --comment "!fw3" -j zone_wan_src_REJECT
+-A zone_wan_forward -m comment --comment "!fw3" -j zone_wan_dest_REJECT
+-A zone_wan_src_REJECT -i wan0 -m comment --comment "!fw3" -j reject
+-A zone_wan_dest_REJECT -o wan0 -m comment --comment "!fw3" -j reject
+COMMIT
+`
+}
+
+// In fw3's chains, with iptables-nft and iptables-legacy: a DNAT to the
+// router itself passes fw3's input reject only with natmap's accept; a fw3
+// restart drops the rules and a sync puts them back; removing them leaves
+// fw3's own rules as they were.
+func TestFW3DNAT(t *testing.T) {
+	t.Parallel()
+	tools := map[string]map[string]string{"iptables": nil}
+	if _, err := exec.LookPath("iptables-legacy"); err == nil {
+		tools["iptables-legacy"] = map[string]string{
+			"iptables": "iptables-legacy", "ip6tables": "ip6tables-legacy",
+			"iptables-restore": "iptables-legacy-restore", "ip6tables-restore": "ip6tables-legacy-restore",
+		}
+	}
+	for name, tool := range tools {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := newRouter(t, tool)
+			r.serve()
+			load := func() {
+				r.do(fw3DNATRuleset(false), "iptables-restore")
+				r.do(fw3DNATRuleset(true), "ip6tables-restore")
+			}
+			snapshot := func() string {
+				return r.do("", "iptables", "-w", "-S") + r.do("", "iptables", "-w", "-t", "nat", "-S") +
+					r.do("", "ip6tables", "-w", "-S") + r.do("", "ip6tables", "-w", "-t", "nat", "-S")
+			}
+			load()
+			before := snapshot()
+			ctx := context.Background()
+			b, err := DetectDNAT(ctx, r.run)
+			must(t, err)
+			if b.Name() != "fw3" {
+				t.Fatalf("detected %s, want fw3", b.Name())
+			}
+			from4 := netip.AddrPortFrom(routerAddr, dnatPort)
+			from6 := netip.AddrPortFrom(routerAddr6, dnatPort)
+			want := []DNAT{
+				{Owner: "web", Zone: "wan", Proto: "tcp", Dst: from4, To: netip.AddrPortFrom(routerAddr, testPort), Local: true},
+				{Owner: "dns", Zone: "wan", Proto: "udp", Dst: from6, To: netip.AddrPortFrom(routerAddr6, testPort), Local: true},
+				{Owner: "lo", Zone: "wan", Proto: "udp", Dst: from4, To: netip.MustParseAddrPort("127.0.0.1:40000"), Local: true},
+			}
+			if got := r.probeAt("tcp", netip.AddrPortFrom(routerAddr, testPort)); got != refused {
+				t.Fatalf("fw3 does not reject: %s", got)
+			}
+			check := func(when string) {
+				t.Helper()
+				for _, p := range []struct {
+					network string
+					dst     netip.AddrPort
+				}{{"tcp", from4}, {"udp", from6}, {"udp", from4}} {
+					if got := r.probeAt(p.network, p.dst); got != open {
+						t.Errorf("%s: %s to %s: %s, want open", when, p.network, p.dst, got)
+					}
+				}
+				if got := r.probeAt("tcp", netip.AddrPortFrom(routerAddr, testPort)); got != refused {
+					t.Errorf("%s: the target's own port is open: %s", when, got)
+				}
+				if s := snapshot(); strings.Count(s, DNATTagPrefix) != 6 {
+					t.Errorf("%s: want six rules:\n%s", when, s)
+				}
+			}
+			must(t, SyncDNAT(ctx, b, DaemonScope, want))
+			check("after the sync")
+			must(t, SyncDNAT(ctx, b, DaemonScope, want))
+			check("after a second sync")
+
+			load() // fw3 restart
+			if got := r.probeAt("tcp", from4); got == open {
+				t.Fatal("still forwarded after a restart: the restart was not simulated")
+			}
+			must(t, SyncDNAT(ctx, b, DaemonScope, want))
+			check("after a restart and a sync")
+
+			must(t, SyncDNAT(ctx, b, DaemonScope, nil))
+			if after := snapshot(); after != before {
+				t.Errorf("fw3 not as it was:\n%s\nwant:\n%s", after, before)
+			}
+		})
 	}
 }
