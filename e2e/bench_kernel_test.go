@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
 
@@ -43,47 +42,5 @@ func benchKernelForward(b *testing.B, opts ...lab.Option) {
 		pid[p] = n.cmd.Process.Pid
 	}
 	paths := []string{"direct", "kernel", "relay"}
-
-	type key struct {
-		path string
-		down bool
-	}
-	sum := map[key]iperfResult{}
-	runs := 0
-	load := otherLoad()
-	for b.Loop() {
-		for _, down := range []bool{false, true} {
-			order := turns(paths)
-			if down {
-				order = turns(slices.Concat(paths[1:], paths[:1]))
-			}
-			for _, p := range order {
-				r := iperf(b, l, addr[p], iperfSecs, down, pid[p])
-				b.Logf("%-7s %-4s %6.3f Gbit/s %5.2f CPU-s/GB (natmap process %5.3f)", p, dirName(down), r.bps/1e9, r.cpu/r.bytes*1e9, r.proc/r.bytes*1e9)
-				s := sum[key{p, down}]
-				s.bps += r.bps
-				s.bytes += r.bytes
-				s.cpu += r.cpu
-				s.proc += r.proc
-				sum[key{p, down}] = s
-			}
-		}
-		runs += 2
-	}
-	other := load()
-	for _, down := range []bool{false, true} {
-		dir := dirName(down)
-		d := sum[key{"direct", down}]
-		for _, p := range paths {
-			r := sum[key{p, down}]
-			b.ReportMetric(r.bps/float64(runs)/1e9, p+"-"+dir+"-Gbit/s")
-			b.ReportMetric(r.cpu/r.bytes*1e9, p+"-"+dir+"-CPU-s/GB")
-			if p != "direct" {
-				b.ReportMetric(r.bps/d.bps, p+"-ratio-"+dir)
-				b.ReportMetric(r.proc/r.bytes*1e9, p+"-"+dir+"-process-CPU-s/GB")
-			}
-		}
-	}
-	b.ReportMetric(other, "other-cores")
-	b.ReportMetric(0, "ns/op")
+	throughputTurns(b, l, addr, pid, paths, func(p string) string { return p + "-ratio" })
 }

@@ -4,53 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
-
-	"github.com/natmap-go/natmap/internal/netns"
 )
 
 const dnatPort = 40100 // the bind port the DNAT tests forward from
-
-// probeAt is probe to any address: what the wan side gets from dst.
-func (r *router) probeAt(network string, dst netip.AddrPort) string {
-	var got string
-	err := netns.Do(r.wan, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, dst.String())
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(3 * time.Second))
-		if network == "udp" {
-			if _, err := c.Write([]byte("ok")); err != nil {
-				return err
-			}
-		}
-		buf := make([]byte, 8)
-		n, err := c.Read(buf)
-		got = string(buf[:n])
-		return err
-	})
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return refused
-	case err != nil:
-		return err.Error()
-	case got == "ok":
-		return open
-	}
-	return fmt.Sprintf("unexpected reply %q", got)
-}
 
 // natmapTable is the ruleset of table inet natmap, "" when it is gone.
 func (r *router) natmapTable() string {
