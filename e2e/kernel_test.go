@@ -236,7 +236,10 @@ func TestDaemonKernelForward(t *testing.T) {
 	game := kernelSection("game", 40091, true, target, 8090, "kernel")
 	relayed := kernelSection("relayed", 40092, false, target, 8090, "relay")
 	loop := kernelSection("loop", 40093, false, "127.0.0.1", 8091, "")
-	d := startDaemon(t, l, daemonGlobal+web+game+relayed+loop, "--firewall=true")
+	// A DNAT cannot change the family: 'kernel' refuses, 'auto' relays.
+	v6 := kernelSection("v6", 40097, false, svc.Addr6.String(), 8090, "kernel")
+	v6auto := kernelSection("v6auto", 40098, false, svc.Addr6.String(), 8090, "")
+	d := startDaemon(t, l, daemonGlobal+web+game+relayed+loop+v6+v6auto, "--firewall=true")
 
 	nw := d.waitSection("web", 1, 15*time.Second)
 	ng := d.waitSection("game", 1, 15*time.Second)
@@ -260,6 +263,12 @@ func TestDaemonKernelForward(t *testing.T) {
 	if st["relayed"].ForwardModeReason != "" || !strings.Contains(st["loop"].ForwardModeReason, "loopback") {
 		t.Errorf("reasons: relayed %q, loop %q", st["relayed"].ForwardModeReason, st["loop"].ForwardModeReason)
 	}
+	if s := st["v6"]; s.State != "error" || !strings.Contains(s.LastError, "option forward_mode 'kernel'") || !strings.Contains(s.LastError, "no IPv4 address") {
+		t.Errorf("v6 with forward_mode 'kernel': state %s, error %q", s.State, s.LastError)
+	}
+	if s := st["v6auto"]; s.ForwardMode != "relay" || !strings.Contains(s.ForwardModeReason, "no IPv4 address") {
+		t.Errorf("v6 with forward_mode 'auto': %q, reason %q", s.ForwardMode, s.ForwardModeReason)
+	}
 	if out, err := d.cli("status"); err != nil || !strings.Contains(out, "tcp/kernel") || !strings.Contains(out, "udp/kernel") {
 		t.Errorf("natmap status: %v\n%s", err, out)
 	}
@@ -268,7 +277,7 @@ func TestDaemonKernelForward(t *testing.T) {
 	}
 
 	// Reload without game: its rule goes.
-	d.writeConfig(t, strings.ReplaceAll(daemonGlobal+web+relayed+loop, "NOTIFY", filepath.Join(filepath.Dir(d.notes), "notify.sh")))
+	d.writeConfig(t, strings.ReplaceAll(daemonGlobal+web+relayed+loop+v6+v6auto, "NOTIFY", filepath.Join(filepath.Dir(d.notes), "notify.sh")))
 	if out, err := d.cli("reload"); err != nil {
 		t.Fatalf("reload: %v %s", err, out)
 	}
