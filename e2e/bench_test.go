@@ -86,6 +86,15 @@ func benchTCPThroughput(b *testing.B, opts ...lab.Option) {
 		return benchForwardArgs(l, relayPort+uint16(i), "127.0.0.1", targetPort)
 	})
 
+	throughputTurns(b, l, addr, pid, paths, ratioName)
+}
+
+// throughputTurns measures paths (direct first) with iperf3 in turns, as
+// BenchmarkTCPThroughput says, until b's loop ends, and reports each
+// path's throughput and CPU per GB by direction and, for every path but
+// direct, its ratio to direct (named ratio(path)) and its process's own
+// CPU per GB (pid[path]).
+func throughputTurns(b *testing.B, l *lab.Lab, addr map[string]netip.AddrPort, pid map[string]int, paths []string, ratio func(path string) string) {
 	type key struct {
 		path string
 		down bool
@@ -101,7 +110,7 @@ func benchTCPThroughput(b *testing.B, opts ...lab.Option) {
 			}
 			for _, p := range order {
 				r := iperf(b, l, addr[p], iperfSecs, down, pid[p])
-				b.Logf("%-7s %-4s %6.3f Gbit/s %5.2f CPU-s/GB (relay process %4.2f)", p, dirName(down), r.bps/1e9, r.cpu/r.bytes*1e9, r.proc/r.bytes*1e9)
+				b.Logf("%-7s %-4s %6.3f Gbit/s %5.2f CPU-s/GB (its process %4.2f)", p, dirName(down), r.bps/1e9, r.cpu/r.bytes*1e9, r.proc/r.bytes*1e9)
 				s := sum[key{p, down}]
 				s.bps += r.bps
 				s.bytes += r.bytes
@@ -127,7 +136,7 @@ func benchTCPThroughput(b *testing.B, opts ...lab.Option) {
 			// work counts as ours): trust it with other-cores near 0.
 			b.ReportMetric(r.cpu/r.bytes*1e9, p+"-"+dir+"-CPU-s/GB")
 			if p != "direct" {
-				b.ReportMetric(r.bps/d.bps, ratioName(p)+"-"+dir)
+				b.ReportMetric(r.bps/d.bps, ratio(p)+"-"+dir)
 				// The relay process alone: natmap's (or the C natmap's)
 				// user and system time, splice's page moves included.
 				b.ReportMetric(r.proc/r.bytes*1e9, p+"-"+dir+"-process-CPU-s/GB")

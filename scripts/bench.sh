@@ -3,7 +3,8 @@
 # the time from start to the first notify, the forward-mode relay against
 # the direct path side by side (TCP throughput with iperf3, TCP connections
 # per second, UDP echo), natmap's memory with 1000 relayed connections; and
-# the STUN reply parser. Prints the raw benchmark lines, then a summary.
+# the STUN reply parser; forward mode's kernel forwarding against the relay.
+# Prints the raw benchmark lines, then a summary.
 #
 #   BENCHTIME   -benchtime of the first-notify benchmark (default 50x)
 #   COUNT       -count of every benchmark (default 1; the summary averages)
@@ -84,6 +85,8 @@ echo "== time from natmap's start to its first notify (namespace lab, full-cone 
 bench '^BenchmarkTimeToFirstNotify$' "${BENCHTIME:-50x}" ./e2e/
 echo "== TCP throughput through the NAT, direct and natmap's relay taking turns (iperf3, 4 x 2 s per path and direction)"
 bench '^BenchmarkTCPThroughput$' 1x ./e2e/
+echo "== TCP throughput in forward mode: the kernel (--forward-mode kernel, DNAT) against the relay and the direct path, taking turns"
+bench '^BenchmarkKernelForward$' 1x ./e2e/
 echo "== TCP connections per second (connect, 1-byte round trip, close), direct and relay taking turns"
 bench '^BenchmarkTCPConnRate$' 3s ./e2e/
 echo "== natmap's memory in forward mode, idle and with 1000 relayed connections"
@@ -129,6 +132,17 @@ function row(what, d, r, c, fmt, unit, other,   os) {
 function pair(what, name, unit, fmt, shown) {
 	row(what, v(name, "direct-" unit), v(name, "relay-" unit), v(name, "c-relay-" unit), fmt, shown, v(name, "other-cores"))
 }
+# kfwd prints a row of BenchmarkKernelForward: direct, kernel, relay (with
+# ratios to direct when ratios is 1).
+function kfwd(what, name, unit, fmt, shown, ratios,   d, kk, r, os) {
+	d = ratios ? v(name, "direct-" unit) : -1
+	kk = v(name, "kernel-" unit)
+	r = v(name, "relay-" unit)
+	if (kk < 0 && r < 0) return
+	os = sprintf("%.2f", v(name, "other-cores"))
+	if (v(name, "other-cores") > maxother) maxother = v(name, "other-cores")
+	printf "| %-45s | %-15s | %-15s | %-6s | %-15s | %-6s | %-5s |\n", what, cell(d, fmt, shown), cell(kk, fmt, shown), ratio(kk, d), cell(r, fmt, shown), ratio(r, d), os
+}
 function one(what, val, fmt, unit) {
 	if (val < 0) return
 	printf "| %-45s | %-20s |\n", what, sprintf(fmt " %s", val, unit)
@@ -168,6 +182,20 @@ END {
 	if (f >= 0) printf "| %-45s | %-33s | %-6s | %-5s |\n", "  IP fragments per datagram at the NAT (both)", sprintf("%.1f", f), "", ""
 	pair("  lost (all others came back whole)", u "size=60000", "%lost", "%.2f", "%")
 	pair("  cut short by the relay", u "size=60000", "%cut", "%.2f", "%")
+	k = "BenchmarkKernelForward/"
+	if (v(k "wan=1gbit", "other-cores") >= 0 || v(k "wan=unlimited", "other-cores") >= 0) {
+		print ""
+		print "| forward mode: kernel and relay               | direct          | kernel          | ratio  | relay           | ratio  | other |"
+		print "| --------------------------------------------- | --------------- | --------------- | ------ | --------------- | ------ | ----- |"
+		for (w = 1; w <= 2; w++) for (dir = 1; dir <= 2; dir++) {
+			wan = w == 1 ? "wan=1gbit" : "wan=unlimited"
+			d = dir == 1 ? "up" : "down"
+			label = "TCP " (d == "up" ? "upload" : "download") (w == 1 ? ", WAN 1 Gbit/s" : ", no limit (CPU-bound)")
+			kfwd(label, k wan, d "-Gbit/s", "%.3f", "Gbit/s", 1)
+			kfwd("  CPU per GB moved (all of the path)", k wan, d "-CPU-s/GB", "%.2f", "s", 1)
+			kfwd("  natmap process CPU per GB", k wan, d "-process-CPU-s/GB", "%.3f", "s", 0)
+		}
+	}
 	print ""
 	print "| what                                          | figure               |"
 	print "| --------------------------------------------- | -------------------- |"

@@ -85,7 +85,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cmd.Mapping.Ignored() {
 		log.Warn("ignored: " + w)
 	}
-	engine.New(cmd.Mapping, log, n.Notify).Run(ctx)
+	onMapping := n.Notify
+	if cmd.Mapping.Kernel {
+		on, stopKernel, err := kernelForward(ctx, cmd.Mapping, log, n.Notify)
+		if err != nil {
+			log.Error("natmap not started", "err", err)
+			return 1
+		}
+		defer stopKernel()
+		onMapping = on
+	}
+	engine.New(cmd.Mapping, log, onMapping).Run(ctx)
 	log.Info("natmap stopped")
 	return 0
 }

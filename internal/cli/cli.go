@@ -47,6 +47,8 @@ Forward options:
  -T <timeout>        port forwarding timeout in seconds
  -t <address>        domain name or address of forward target
  -p <port>           port number of forward target (0: use public port)
+ --forward-mode <m>  relay: natmap relays (default); kernel: the kernel
+                     forwards (DNAT), and the target sees the client's address
 `
 
 // Command is a parsed classic natmap command line.
@@ -122,6 +124,15 @@ func Parse(args []string) (*Command, error) {
 				err = errors.New("empty interface")
 			}
 			iface = val
+		case longForwardMode:
+			switch val {
+			case "relay":
+				m.Kernel = false
+			case "kernel":
+				m.Kernel = true
+			default:
+				return fmt.Errorf("--forward-mode: %q: want kernel or relay", val)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("-%c: %w", opt, err)
@@ -138,6 +149,9 @@ func Parse(args []string) (*Command, error) {
 	if tport >= 0 {
 		m.ForwardPort = uint16(tport)
 	}
+	if m.Kernel && m.ForwardTarget == "" {
+		return nil, errors.New("--forward-mode kernel needs -t and -p")
+	}
 	// Like the C natmap, -i is an address when it parses as one.
 	if a, err := netip.ParseAddr(iface); err == nil {
 		m.BindAddr = a.Unmap()
@@ -151,9 +165,14 @@ func Parse(args []string) (*Command, error) {
 	return &c, nil
 }
 
+// longForwardMode stands for --forward-mode in getopt's calls to set: the
+// one long option, an extension the C natmap does not have.
+const longForwardMode = 0
+
 // getopt walks args as POSIX getopt does with optstring and calls set for
 // each option. Stray arguments are an error: the C natmap ignores them, but
-// they are always a mistake.
+// they are always a mistake. The long option --forward-mode takes a value,
+// separate or after '='.
 func getopt(args []string, set func(opt byte, val string) error) error {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -162,6 +181,23 @@ func getopt(args []string, set func(opt byte, val string) error) error {
 				return fmt.Errorf("unexpected argument %q", args[i+1])
 			}
 			return nil
+		}
+		if name, ok := strings.CutPrefix(a, "--"); ok {
+			name, val, hasVal := strings.Cut(name, "=")
+			if name != "forward-mode" {
+				return fmt.Errorf("unknown option --%s", name)
+			}
+			if !hasVal {
+				if i+1 >= len(args) {
+					return errors.New("option --forward-mode needs a value")
+				}
+				i++
+				val = args[i]
+			}
+			if err := set(longForwardMode, val); err != nil {
+				return err
+			}
+			continue
 		}
 		if len(a) < 2 || a[0] != '-' {
 			return fmt.Errorf("unexpected argument %q", a)

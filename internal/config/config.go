@@ -43,6 +43,9 @@ type Mapping struct {
 	ForwardPort    uint16        // -p; 0 means the current public port
 	ForwardTimeout time.Duration // -T
 	Congestion     string        // -C
+	// Kernel: the kernel forwards (DNAT rules, internal/firewall) instead
+	// of the relay; the engine then only keeps the mapping, as in bind mode.
+	Kernel bool
 }
 
 // Protocol is "tcp" or "udp", as the notify script receives it.
@@ -62,8 +65,12 @@ func (m *Mapping) Network() string {
 	return n + "4"
 }
 
-// Forward reports whether natmap relays to a target (forward mode).
+// Forward reports whether natmap forwards to a target (forward mode).
 func (m *Mapping) Forward() bool { return m.ForwardTarget != "" }
+
+// Relay reports whether natmap relays forward mode's connections itself
+// (not the kernel).
+func (m *Mapping) Relay() bool { return m.Forward() && !m.Kernel }
 
 // SetDefaults fills in what the C natmap fills in when an option is absent
 // or zero.
@@ -118,8 +125,8 @@ func (m *Mapping) Validate() error {
 // the C natmap silently ignores them; callers warn about them.
 func (m *Mapping) Ignored() []string {
 	var out []string
-	if m.Congestion != "" && (m.UDP || !m.Forward()) {
-		out = append(out, "congestion control (-C) applies to TCP forward mode only")
+	if m.Congestion != "" && (m.UDP || !m.Relay()) {
+		out = append(out, "congestion control (-C) applies to TCP forward mode's relay only")
 	}
 	return out
 }

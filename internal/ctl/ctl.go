@@ -67,11 +67,16 @@ type MappingStatus struct {
 	LastError   string      `json:"last_error"`
 	Retries     int         `json:"retries"` // sessions that failed in a row
 	STUNServer  string      `json:"stun_server"`
-	NAT         string      `json:"nat,omitempty"`          // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
-	Relay       *RelayStats `json:"relay,omitempty"`        // forward mode only
-	ScriptError string      `json:"script_error,omitempty"` // why the notify script failed last time, or cannot run
-	Metrics     *Metrics    `json:"metrics,omitempty"`      // running sections only
-	History     []Event     `json:"history,omitempty"`      // the last events, oldest first
+	NAT         string      `json:"nat,omitempty"`   // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
+	Relay       *RelayStats `json:"relay,omitempty"` // forward mode's relay only
+	// ForwardMode is who forwards in forward mode: "kernel" (DNAT rules)
+	// or "relay"; absent in bind mode. ForwardModeReason says why the
+	// relay forwards when the kernel was asked for (forward_mode 'auto').
+	ForwardMode       string   `json:"forward_mode,omitempty"`
+	ForwardModeReason string   `json:"forward_mode_reason,omitempty"`
+	ScriptError       string   `json:"script_error,omitempty"` // why the notify script failed last time, or cannot run
+	Metrics           *Metrics `json:"metrics,omitempty"`      // running sections only
+	History           []Event  `json:"history,omitempty"`      // the last events, oldest first
 }
 
 // Metrics count what happened to a mapping since its section started.

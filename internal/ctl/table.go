@@ -52,8 +52,13 @@ func state(m MappingStatus) string {
 	return m.State
 }
 
+// proto is the protocol, and in forward mode who forwards: tcp/forward
+// (the relay), tcp/kernel.
 func proto(m MappingStatus) string {
-	if m.Mode == "forward" {
+	switch {
+	case m.Mode == "forward" && m.ForwardMode == "kernel":
+		return m.Protocol + "/kernel"
+	case m.Mode == "forward":
 		return m.Protocol + "/forward"
 	}
 	return m.Protocol

@@ -17,7 +17,11 @@ func TestWriteTable(t *testing.T) {
 		Section: "game", Enabled: true, State: StateMapped, Protocol: "udp", Mode: "forward",
 		PrivateIP: "2001:db8::2", PrivatePort: 3074, PublicIP: "2001:db8::1", PublicPort: 3074,
 		Since: now.Add(-50 * time.Hour).Unix(),
-		Relay: &RelayStats{Active: 3, Total: 120, BytesUp: 1234567, BytesDown: 42 << 30},
+		Relay: &RelayStats{Active: 3, Total: 120, BytesUp: 1234567, BytesDown: 42 << 30}, ForwardMode: "relay",
+	}, {
+		Section: "nas", Enabled: true, State: StateMapped, Protocol: "tcp", Mode: "forward", ForwardMode: "kernel",
+		PrivateIP: "192.168.1.2", PrivatePort: 5000, PublicIP: "198.51.100.1", PublicPort: 5000,
+		Since: now.Add(-10 * time.Second).Unix(),
 	}, {
 		Section: "bad\tname", Enabled: true, State: StateError, Protocol: "tcp", Mode: "bind",
 		Since:     now.Add(-5 * time.Second).Unix(),
@@ -36,6 +40,7 @@ func TestWriteTable(t *testing.T) {
 	want := `SECTION   STATE         PROTO        PRIVATE             PUBLIC              FOR    RELAY                   ERROR
 web       mapped        tcp          192.168.1.2:8080    198.51.100.1:24936  3h12m  -                       -
 game      mapped        udp/forward  [2001:db8::2]:3074  [2001:db8::1]:3074  2d02h  3/120 up 1.2M down 42G  -
+nas       mapped        tcp/kernel   192.168.1.2:5000    198.51.100.1:5000   10s    -                       -
 bad name  error         tcp          -                   -                   5s     -                       option stun_server: lookup stun.example.invalid on 127.0....
 flaky     retrying (4)  tcp          *:8443              -                   1m15s  -                       keep-alive: connection reset by peer
 old       disabled      tcp          -                   -                   -      -                       -

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 
 	"github.com/natmap-go/natmap/internal/ctl"
 )
@@ -17,4 +18,12 @@ func (c control) Restart(_ context.Context, section string) error {
 	return c.d.Restart(section)
 }
 
-func (c control) FirewallSync(ctx context.Context) error { return c.d.FirewallSync(ctx) }
+// FirewallSync puts back the accept rules and the kernel forwarding rules
+// (a firewall reload dropped them).
+func (c control) FirewallSync(ctx context.Context) error {
+	err := c.d.FirewallSync(ctx)
+	if kerr := c.d.KernelSync(ctx); kerr != nil {
+		err = errors.Join(err, kerr)
+	}
+	return err
+}

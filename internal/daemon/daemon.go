@@ -59,6 +59,8 @@ type Daemon struct {
 
 	fwMu   sync.Mutex // one firewall sync at a time
 	fwKick chan struct{}
+
+	kf kernelFwd // kernel forwarding (kfwd.go)
 }
 
 // section is one running (or not runnable) section.
@@ -75,6 +77,7 @@ type section struct {
 
 	fwMu  sync.Mutex // guards fwErr
 	fwErr string     // why its firewall rule is not in place, from the last sync
+	kp    kernelPlan // who forwards, in forward mode
 }
 
 // New prepares a daemon.
@@ -85,7 +88,9 @@ func New(opts Options) *Daemon {
 	if opts.FirewallConfig == "" {
 		opts.FirewallConfig = "/etc/config/firewall"
 	}
-	return &Daemon{opts: opts, log: opts.Log, fwKick: make(chan struct{}, 1)}
+	d := &Daemon{opts: opts, log: opts.Log, fwKick: make(chan struct{}, 1)}
+	d.kf.kick = make(chan struct{}, 1)
+	return d
 }
 
 // Run loads the config, runs its sections and keeps them until ctx ends;
@@ -106,6 +111,11 @@ func (d *Daemon) Run(ctx context.Context) {
 			d.runFirewall(ctx)
 		}
 	}()
+	kernelDone, sectionsStopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(kernelDone)
+		d.runKernel(ctx, sectionsStopped)
+	}()
 	<-ctx.Done()
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
@@ -116,7 +126,9 @@ func (d *Daemon) Run(ctx context.Context) {
 	for _, s := range secs {
 		s.stop()
 	}
-	<-fwDone // removes the rules
+	close(sectionsStopped)
+	<-fwDone     // removes the rules
+	<-kernelDone // and the kernel forwarding rules
 }
 
 // Reload re-reads the config: sections whose settings changed restart,
@@ -238,6 +250,18 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 		log.Error("section not started", "err", err)
 		return s
 	}
+	kp, err := d.planForward(ctx, c)
+	if err != nil {
+		s.state, s.err = "error", err.Error()
+		log.Error("section not started", "err", err)
+		return s
+	}
+	s.kp = kp
+	m := c.Mapping
+	m.Kernel = kp.mode == uciconf.ForwardKernel
+	if kp.why != "" {
+		log.Warn("forwarding with the relay, not the kernel", "why", kp.why)
+	}
 	for _, w := range c.Mapping.Ignored() {
 		log.Warn("ignored: " + w)
 	}
@@ -250,7 +274,10 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 	}
 	s.notify = n
 	s.file = newStatusFile(d.opts.StatusDir, c)
-	s.eng = engine.New(c.Mapping, log, func(m notify.Mapping) {
+	s.eng = engine.New(m, log, func(m notify.Mapping) {
+		if s.kp.mode == uciconf.ForwardKernel {
+			d.kernelNotify(log) // the rule first, then the script
+		}
 		// Before the script runs, as the stock wrapper writes it.
 		if err := s.file.write(m); err != nil {
 			log.Warn("status file not written", "err", err)
@@ -272,7 +299,7 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 		s.eng.Run(sctx)
 		wg.Wait()
 	}()
-	log.Info("section started", "protocol", c.Mapping.Protocol(), "port", c.Mapping.Ports.String(), "mode", mode(c))
+	log.Info("section started", "protocol", c.Mapping.Protocol(), "port", c.Mapping.Ports.String(), "mode", mode(c), "forward_mode", string(kp.mode))
 	return s
 }
 
@@ -374,7 +401,8 @@ func (s *section) status() (st ctl.MappingStatus) {
 	for _, ev := range es.History {
 		st.History = append(st.History, event(ev))
 	}
-	if c.Mapping.Forward() {
+	st.ForwardMode, st.ForwardModeReason = string(s.kp.mode), s.kp.why
+	if s.kp.mode == uciconf.ForwardRelay {
 		var r ctl.RelayStats
 		r.Active, r.Total, r.BytesUp, r.BytesDown = s.eng.RelayStats()
 		st.Relay = &r

@@ -63,8 +63,10 @@ func (d *Daemon) runFirewall(ctx context.Context) {
 	}
 }
 
-// kickFirewall asks for a sync soon; it never blocks.
+// kickFirewall asks for a sync soon, of the kernel forwarding rules too;
+// it never blocks.
 func (d *Daemon) kickFirewall() {
+	d.kickKernel()
 	select {
 	case d.fwKick <- struct{}{}:
 	default:

@@ -62,10 +62,11 @@ func (e *Engine) establish(ctx context.Context, local netip.AddrPort, seen *chec
 }
 
 // startForward listens on local and relays to the target for the rest of
-// the session (forward mode); it does nothing in bind mode.
+// the session (forward mode); it does nothing in bind mode, nor when the
+// kernel forwards (its rules follow the notified mapping).
 func (e *Engine) startForward(ctx context.Context, local netip.AddrPort) (*forwarder, error) {
 	f := &forwarder{}
-	if !e.cfg.Forward() {
+	if !e.cfg.Relay() {
 		return f, nil
 	}
 	ctx, f.stop = context.WithCancel(ctx)

@@ -193,6 +193,12 @@ func (r *router) probe(network string, ipv6 bool) string {
 	if ipv6 {
 		dst = netip.AddrPortFrom(routerAddr6, testPort)
 	}
+	return r.probeAt(network, dst)
+}
+
+// probeAt connects from the wan side to dst with network (tcp or udp)
+// and says what happened: open, refused, or the error.
+func (r *router) probeAt(network string, dst netip.AddrPort) string {
 	var got string
 	err := netns.Do(r.wan, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -211,11 +217,8 @@ func (r *router) probe(network string, ipv6 bool) string {
 		}
 		buf := make([]byte, 8)
 		n, err := c.Read(buf)
-		if err != nil {
-			return err
-		}
 		got = string(buf[:n])
-		return nil
+		return err
 	})
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -28,6 +28,15 @@ const (
 	FirewallOff  Firewall = "0" // never
 )
 
+// ForwardMode says who forwards a forward-mode section's flows.
+type ForwardMode string
+
+const (
+	ForwardAuto   ForwardMode = "auto"   // the kernel where it can, else the relay (the default)
+	ForwardKernel ForwardMode = "kernel" // the kernel (DNAT), or the section does not run
+	ForwardRelay  ForwardMode = "relay"  // natmap's relay, as the stock package
+)
+
 // Section is one natmap section, read and checked.
 type Section struct {
 	Ref       string // the section's name, or @natmap[i] for an anonymous one
@@ -39,7 +48,9 @@ type Section struct {
 	LogStdout bool // log what the notify script prints on stdout
 	LogStderr bool // and on stderr
 	Firewall  Firewall
-	Err       error // the section cannot run; says which option is wrong
+	// ForwardMode (option forward_mode): who forwards in forward mode.
+	ForwardMode ForwardMode
+	Err         error // the section cannot run; says which option is wrong
 }
 
 // Config is a whole natmap config file.
@@ -115,7 +126,7 @@ var sectionOptions = []string{
 	"enable", "family", "udp_mode", "interface", "interval", "stun_cycle", "stun_server",
 	"http_server", "fwmark", "port", "port_random", "forward_target", "forward_port",
 	"forward_timeout", "forward_congestion", "notify_script", "log_stdout", "log_stderr",
-	"comment", "firewall",
+	"comment", "firewall", "forward_mode",
 }
 
 var globalOptions = []string{"stun_server", "http_server", "interval", "stun_cycle", "notify_script"}
@@ -204,6 +215,14 @@ func translate(s *uci.Section, def defaults, c *Config) Section {
 		} else {
 			r.fail("firewall", fmt.Errorf("%q: want 1, 0 or empty (automatic)", fw))
 		}
+	}
+	switch fm := ForwardMode(r.str("forward_mode")); fm {
+	case "":
+		sec.ForwardMode = ForwardAuto
+	case ForwardAuto, ForwardKernel, ForwardRelay:
+		sec.ForwardMode = fm
+	default:
+		r.fail("forward_mode", fmt.Errorf("%q: want auto, kernel or relay", fm))
 	}
 	r.unknown(sectionOptions)
 

@@ -68,6 +68,7 @@ config natmap 'web'
 	option fwmark '0x10'
 	option stun_server 'stun.other.org:19302'
 	option firewall '0'
+	option forward_mode 'kernel'
 
 config natmap
 	option enable '1'
@@ -94,12 +95,12 @@ config natmap
 	wm := web.Mapping
 	if wm.Ports != (portspec.Spec{Lo: 10000, Hi: 10010, Random: true}) || wm.ForwardTarget != "192.168.1.10" ||
 		wm.ForwardPort != 80 || wm.ForwardTimeout != time.Minute || wm.Congestion != "bbr" || wm.Mark != 16 ||
-		len(wm.STUN) != 1 || wm.STUN[0].Port != 19302 || web.Firewall != FirewallOff {
+		len(wm.STUN) != 1 || wm.STUN[0].Port != 19302 || web.Firewall != FirewallOff || web.ForwardMode != ForwardKernel {
 		t.Fatalf("web: %+v", web)
 	}
 	um := udp.Mapping
 	if udp.Ref != "@natmap[2]" || !um.UDP || um.BindAddr != netip.MustParseAddr("192.168.1.1") || udp.Interface != "" ||
-		um.ForwardPort != 0 || !um.Forward() || um.StunCycle != 5 || um.Keepalive != 25*time.Second {
+		um.ForwardPort != 0 || !um.Forward() || um.StunCycle != 5 || um.Keepalive != 25*time.Second || udp.ForwardMode != ForwardAuto {
 		t.Fatalf("udp: %+v", udp)
 	}
 }
@@ -117,6 +118,7 @@ func TestBadSectionsAreIsolated(t *testing.T) {
 		"option stun_server 'a:b:c::z'":  "option stun_server",
 		"list port '1'\n\tlist port '2'": "option port: is a list",
 		"option firewall 'sometimes'":    "option firewall",
+		"option forward_mode 'fast'":     `option forward_mode: "fast": want auto, kernel or relay`,
 	}
 	for line, want := range cases {
 		c := parse(t, "config natmap 'bad'\n\toption enable '1'\n\toption stun_server 's'\n\toption http_server 'h'\n\t"+line+

@@ -309,16 +309,23 @@ function renderState(sid, st) {
 }
 
 function renderTraffic(st) {
+	if (st && st.forward_mode == 'kernel')
+		return E('em', { 'title': _('The kernel forwards to the target, which sees the client\'s own address.') }, [ _('Kernel forwarding') ]);
+
 	if (!st || !L.isObject(st.relay))
 		return E('em', {}, [ '-' ]);
 
-	var r = st.relay;
-
-	return E('div', {}, [
+	var r = st.relay,
+	    nodes = [
 		E('span', { 'class': 'nowrap' }, [ '↑ %s ↓ %s'.format(common.bytes(r.bytes_up), common.bytes(r.bytes_down)) ]),
 		E('br'),
 		E('small', {}, [ _('%d active, %d in total').format(r.active || 0, r.total || 0) ])
-	]);
+	];
+
+	if (st.forward_mode_reason)
+		nodes.push(E('br'), E('small', { 'style': 'overflow-wrap:anywhere' }, [ _('Relayed, not in the kernel: %s').format(st.forward_mode_reason) ]));
+
+	return E('div', {}, nodes);
 }
 
 function renderCell(kind, sid) {
@@ -883,6 +890,17 @@ return view.extend({
 		o.depends('_forward', '1');
 		o.placeholder = '0';
 		o.validate = function(section_id, value) { return common.port(value) };
+
+		o = s.taboption('forward', form.ListValue, 'forward_mode', _('Forwarded by'),
+			_('The kernel forwards at wire speed, and the target sees the client\'s own address (a DNAT rule in the firewall); the relay works everywhere, but the target sees the router.'));
+		o.depends('_forward', '1');
+		o.value('', _('Automatic: the kernel where the firewall allows, else the relay'));
+		o.value('kernel', _('The kernel'));
+		o.value('relay', _('The relay'));
+		o.load = function(section_id) {
+			var v = uci.get('natmap', section_id, 'forward_mode');
+			return v == 'auto' ? '' : v;
+		};
 
 		o = s.taboption('forward', form.Value, 'forward_timeout', _('Idle timeout'),
 			_('Seconds after which an idle relayed connection or UDP session is closed. Default: 300.'));
