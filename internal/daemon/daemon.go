@@ -22,6 +22,7 @@ import (
 	"github.com/natmap-go/natmap/internal/logx"
 	"github.com/natmap-go/natmap/internal/notify"
 	"github.com/natmap-go/natmap/internal/uciconf"
+	"github.com/natmap-go/natmap/internal/updater"
 )
 
 // Options configure a Daemon.
@@ -37,6 +38,9 @@ type Options struct {
 	// reading zones from FirewallConfig (/etc/config/firewall).
 	Firewall       bool
 	FirewallConfig string
+	// UpdaterMinBackoff and UpdaterMaxBackoff pace the built-in updaters'
+	// retries (0: package updater's defaults).
+	UpdaterMinBackoff, UpdaterMaxBackoff time.Duration
 }
 
 // Daemon supervises the sections. Create it with New, then Run it.
@@ -61,8 +65,9 @@ type section struct {
 	state  string          // for sections without an engine: error, disabled
 	err    string
 	since  time.Time
-	eng    *engine.Engine
-	cancel context.CancelFunc
+	eng      *engine.Engine
+	updaters []sectionUpdater
+	cancel   context.CancelFunc
 	done   chan struct{}
 }
 
@@ -234,6 +239,15 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 	}
 
 	n := d.notifier(c, log)
+	s.updaters = d.updaters(c, log)
+	n.After = func(m notify.Mapping) {
+		f := updater.Fields{Public: m.Public, Private: m.Private, Protocol: m.Protocol, Section: c.Ref, Comment: c.Comment}
+		for _, u := range s.updaters {
+			if u.run != nil {
+				u.run.Update(f)
+			}
+		}
+	}
 	s.eng = engine.New(c.Mapping, log, func(m notify.Mapping) {
 		n.Notify(m)
 		d.kickFirewall() // the port may be new (-b 0 or a range)
@@ -246,6 +260,12 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 		var wg sync.WaitGroup
 		wg.Add(1)
 		go func() { defer wg.Done(); n.Run(sctx) }()
+		for _, u := range s.updaters {
+			if u.run != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); u.run.Run(sctx) }()
+			}
+		}
 		s.eng.Run(sctx)
 		wg.Wait()
 	}()
@@ -276,6 +296,34 @@ func (d *Daemon) notifier(c uciconf.Section, log *slog.Logger) *notify.Notifier 
 		n.Stdout = discard{}
 	}
 	return n
+}
+
+// sectionUpdater is one entry of a section's updater list: a runner, or
+// why there is none (a missing section, a bad option).
+type sectionUpdater struct {
+	name, typ string
+	run       *updater.Runner
+	err       string
+}
+
+// updaters builds the section's updaters; a bad one is reported in its
+// status and the log, and never stops the others or the mapping.
+func (d *Daemon) updaters(c uciconf.Section, log *slog.Logger) []sectionUpdater {
+	var out []sectionUpdater
+	for _, uc := range c.Updaters {
+		b, err := updater.New(uc)
+		if err != nil {
+			log.Error("updater not started", "updater", uc.Name, "err", err)
+			out = append(out, sectionUpdater{name: uc.Name, typ: uc.Type, err: err.Error()})
+			continue
+		}
+		for _, w := range b.Warnings {
+			log.Warn("config: " + w)
+		}
+		out = append(out, sectionUpdater{name: uc.Name, typ: uc.Type,
+			run: updater.NewRunner(b, log, d.opts.UpdaterMinBackoff, d.opts.UpdaterMaxBackoff)})
+	}
+	return out
 }
 
 type discard struct{}
@@ -338,6 +386,9 @@ func (s *section) status() ctl.MappingStatus {
 	if s.eng == nil {
 		return st
 	}
+	for _, u := range s.updaters {
+		st.Updaters = append(st.Updaters, u.status())
+	}
 	es := s.eng.Status()
 	st.State = string(es.State)
 	st.Since = es.Since.Unix()
@@ -361,4 +412,24 @@ func (s *section) status() ctl.MappingStatus {
 		st.Relay = &r
 	}
 	return st
+}
+
+func (u sectionUpdater) status() ctl.UpdaterStatus {
+	if u.run == nil {
+		return ctl.UpdaterStatus{Name: u.name, Type: u.typ, State: "error", LastError: u.err}
+	}
+	r := u.run.Status()
+	return ctl.UpdaterStatus{
+		Name: r.Name, Type: r.Type, State: r.State, Public: r.Public,
+		LastRun: unix(r.LastRun), LastOK: unix(r.LastOK), LastError: r.LastError,
+		Attempts: r.Attempts, NextRetry: unix(r.NextRetry),
+	}
+}
+
+// unix is t in unix seconds, 0 for the zero time.
+func unix(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }

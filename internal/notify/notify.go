@@ -53,6 +53,10 @@ type Notifier struct {
 	Stdout    io.Writer     // script output and printed mappings; nil is os.Stdout
 	Stderr    io.Writer     // script errors; nil is os.Stderr
 	Log       *slog.Logger
+	// After, if set, is called with each mapping once it is delivered
+	// (the script ended, however it ended), in Run's goroutine: the
+	// built-in updaters run after the script. It must not block.
+	After func(Mapping)
 
 	mu      sync.Mutex
 	pending *Mapping
@@ -95,6 +99,9 @@ func (n *Notifier) Run(ctx context.Context) {
 		n.mu.Unlock()
 		if m != nil {
 			n.deliver(ctx, *m)
+			if n.After != nil && ctx.Err() == nil {
+				n.After(*m)
+			}
 		}
 	}
 }
