@@ -61,14 +61,14 @@ type Daemon struct {
 
 // section is one running (or not runnable) section.
 type section struct {
-	conf   uciconf.Section // with Mapping.Device resolved
-	state  string          // for sections without an engine: error, disabled
-	err    string
-	since  time.Time
+	conf     uciconf.Section // with Mapping.Device resolved
+	state    string          // for sections without an engine: error, disabled
+	err      string
+	since    time.Time
 	eng      *engine.Engine
 	updaters []sectionUpdater
 	cancel   context.CancelFunc
-	done   chan struct{}
+	done     chan struct{}
 }
 
 // New prepares a daemon.

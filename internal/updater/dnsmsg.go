@@ -92,7 +92,7 @@ func buildUpdate(id uint16, zone string, recs []record) ([]byte, error) {
 	b := make([]byte, 12)
 	binary.BigEndian.PutUint16(b[0:], id)
 	binary.BigEndian.PutUint16(b[2:], opUpdate<<11)
-	binary.BigEndian.PutUint16(b[4:], 1)                    // ZOCOUNT
+	binary.BigEndian.PutUint16(b[4:], 1)                   // ZOCOUNT
 	binary.BigEndian.PutUint16(b[8:], uint16(2*len(recs))) // UPCOUNT
 	b, err := appendName(b, zone)
 	if err != nil {

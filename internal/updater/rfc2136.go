@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-		"net"
+	"net"
 	"strings"
 	"time"
 
