@@ -96,7 +96,7 @@ var kinds = map[string]kind{
 }
 
 // commonOptions are every type's.
-var commonOptions = []string{"type", "timeout", "comment", "enabled"}
+var commonOptions = []string{"type", "timeout"}
 
 // Types are the updater types, sorted.
 func Types() []string {
