@@ -51,23 +51,9 @@ func (c *Client) curl(ctx context.Context, u *URL, req *Request) (*Response, err
 		}
 		return nil, fmt.Errorf("curl: %s", msg)
 	}
-	return readCurl(bufio.NewReader(&out))
-}
-
-// readCurl reads curl --include output: the headers of each response (1xx
-// skipped), then the body, which curl has already decoded.
-func readCurl(r *bufio.Reader) (*Response, error) {
-	for {
-		resp, err := readHead(r)
-		if err != nil {
-			return nil, err
-		}
-		if resp.Status >= 100 && resp.Status < 200 {
-			continue
-		}
-		resp.Body, err = io.ReadAll(io.LimitReader(r, MaxBody))
-		return resp, err
-	}
+	// curl --include: the headers of each response, then the body, which
+	// curl has already decoded.
+	return readResponse(bufio.NewReader(&out), false, true)
 }
 
 // curlQuote quotes a value for a curl config file.

@@ -244,18 +244,26 @@ func hasHeader(h [][2]string, name string) bool {
 // skipped), and a body framed by chunked encoding, Content-Length, or the
 // end of the connection. noBody is for HEAD.
 func ReadResponse(r *bufio.Reader, noBody bool) (*Response, error) {
+	return readResponse(r, noBody, false)
+}
+
+// readResponse is ReadResponse; decoded says the body is already unframed
+// and runs to the end (curl's output).
+func readResponse(r *bufio.Reader, noBody, decoded bool) (*Response, error) {
 	for {
 		resp, err := readHead(r)
 		if err != nil {
 			return nil, err
 		}
-		if resp.Status >= 100 && resp.Status < 200 {
+		switch {
+		case resp.Status >= 100 && resp.Status < 200:
 			continue
+		case decoded:
+			resp.Body, err = io.ReadAll(io.LimitReader(r, MaxBody))
+		case noBody || resp.Status == 204 || resp.Status == 304:
+		default:
+			resp.Body, err = readBody(r, resp)
 		}
-		if noBody || resp.Status == 204 || resp.Status == 304 {
-			return resp, nil
-		}
-		resp.Body, err = readBody(r, resp)
 		return resp, err
 	}
 }

@@ -148,6 +148,6 @@ func FuzzReadResponse(f *testing.F) {
 		if err == nil && (resp.Status < 200 || resp.Status > 999 || len(resp.Body) > MaxBody) {
 			t.Errorf("accepted %d with %d bytes", resp.Status, len(resp.Body))
 		}
-		readCurl(bufio.NewReader(strings.NewReader(string(b))))
+		readResponse(bufio.NewReader(strings.NewReader(string(b))), false, true)
 	})
 }

@@ -3,6 +3,7 @@ package updater
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,12 +112,7 @@ func TestRFC2136AgainstBIND(t *testing.T) {
 	}
 
 	t.Run("wrong secret", func(t *testing.T) {
-		o := map[string]string{"key_secret": base64.StdEncoding.EncodeToString([]byte("not the key"))}
-		for k, v := range opts {
-			if o[k] == "" {
-				o[k] = v
-			}
-		}
+		o := with(opts, "key_secret", base64.StdEncoding.EncodeToString([]byte("not the key")))
 		err := update(t, build(t, "rfc2136", o), "192.0.2.1:1")
 		if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "BADSIG") {
 			t.Errorf("err %v, want a permanent BADSIG", err)
@@ -126,13 +122,7 @@ func TestRFC2136AgainstBIND(t *testing.T) {
 		}
 	})
 	t.Run("unknown key", func(t *testing.T) {
-		o := map[string]string{"key_name": "other-key"}
-		for k, v := range opts {
-			if o[k] == "" {
-				o[k] = v
-			}
-		}
-		err := update(t, build(t, "rfc2136", o), "192.0.2.1:1")
+		err := update(t, build(t, "rfc2136", with(opts, "key_name", "other-key")), "192.0.2.1:1")
 		if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "BADKEY") {
 			t.Errorf("err %v, want a permanent BADKEY", err)
 		}
@@ -146,4 +136,11 @@ func TestRFC2136AgainstBIND(t *testing.T) {
 	if got := digLines(t, port, "nas.example.test", "A"); !slices.Equal(got, []string{"198.51.100.9"}) {
 		t.Errorf("after refused updates, A is %q", got)
 	}
+}
+
+// with is opts with one option changed.
+func with(opts map[string]string, k, v string) map[string]string {
+	o := maps.Clone(opts)
+	o[k] = v
+	return o
 }
