@@ -25,6 +25,7 @@ func TestDaemonUpdaters(t *testing.T) {
 		t.Fatal(err)
 	}
 	type hit struct {
+		path  string
 		body  map[string]any
 		notes int // notify script runs when the request came
 	}
@@ -43,7 +44,7 @@ func TestDaemonUpdaters(t *testing.T) {
 		if d != nil {
 			n = len(d.sectionNotes("web"))
 		}
-		hits = append(hits, hit{m, n})
+		hits = append(hits, hit{r.URL.Path, m, n})
 	})}
 	go srv.Serve(ln)
 	defer srv.Close()
@@ -123,5 +124,35 @@ config updater 'bad'
 	}
 	if !strings.Contains(table, "hook") || !strings.Contains(table, "webhook") {
 		t.Errorf("status table:\n%s", table)
+	}
+
+	// Only the updater changes: a reload replaces it, the mapping keeps
+	// running (no new session, no notify script), and the new one runs
+	// with the current address.
+	before := d.status(t)["web"]
+	script := strings.TrimSuffix(d.notes, "notes") + "notify.sh"
+	d.writeConfig(t, strings.ReplaceAll(strings.ReplaceAll(cfg, "/natmap'", "/natmap2'"), "NOTIFY", script))
+	if out, err := d.cli("reload"); err != nil {
+		t.Fatalf("reload: %v %s", err, out)
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		mu.Lock()
+		last := hits[len(hits)-1]
+		mu.Unlock()
+		if last.path == "/natmap2" {
+			if last.body["public_port"] != h.body["public_port"] {
+				t.Errorf("replaced updater told %v, want %v", last.body, h.body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the changed webhook was not called after the reload")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	after := d.status(t)["web"]
+	if after.State != "mapped" || after.LastChange != before.LastChange || len(d.sectionNotes("web")) != 1 {
+		t.Errorf("the mapping restarted: before %+v, after %+v, %d notifications", before, after, len(d.sectionNotes("web")))
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/natmap-go/natmap/internal/logx"
 	"github.com/natmap-go/natmap/internal/notify"
 	"github.com/natmap-go/natmap/internal/uciconf"
-	"github.com/natmap-go/natmap/internal/updater"
 )
 
 // Options configure a Daemon.
@@ -66,7 +65,8 @@ type section struct {
 	err      string
 	since    time.Time
 	eng      *engine.Engine
-	updaters []sectionUpdater
+	updaters *updaterSet     // shared with the section that replaces this one when only its updaters change
+	ctx      context.Context // the engine's, and the updaters'
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
@@ -148,6 +148,11 @@ func (d *Daemon) Reload() error {
 			delete(byRef, c.Ref)
 			if reflect.DeepEqual(s.conf, c) {
 				next = append(next, s)
+				kept++
+				continue
+			}
+			if ns := d.replaceUpdaters(s, c); ns != nil {
+				next = append(next, ns)
 				kept++
 				continue
 			}
@@ -239,35 +244,24 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 	}
 
 	n := d.notifier(c, log)
-	s.updaters = d.updaters(c, log)
-	n.After = func(m notify.Mapping) {
-		f := updater.Fields{Public: m.Public, Private: m.Private, Protocol: m.Protocol, Section: c.Ref, Comment: c.Comment}
-		for _, u := range s.updaters {
-			if u.run != nil {
-				u.run.Update(f)
-			}
-		}
-	}
+	sctx, cancel := context.WithCancel(ctx)
+	s.ctx, s.cancel = sctx, cancel
+	s.updaters = &updaterSet{section: c.Ref, comment: c.Comment}
+	s.updaters.replace(sctx, d.updaters(c, log))
+	n.After = s.updaters.update
 	s.eng = engine.New(c.Mapping, log, func(m notify.Mapping) {
 		n.Notify(m)
 		d.kickFirewall() // the port may be new (-b 0 or a range)
 	})
-	var sctx context.Context
-	sctx, s.cancel = context.WithCancel(ctx)
 	s.done = make(chan struct{})
 	go func() {
 		defer close(s.done)
 		var wg sync.WaitGroup
 		wg.Add(1)
 		go func() { defer wg.Done(); n.Run(sctx) }()
-		for _, u := range s.updaters {
-			if u.run != nil {
-				wg.Add(1)
-				go func() { defer wg.Done(); u.run.Run(sctx) }()
-			}
-		}
 		s.eng.Run(sctx)
 		wg.Wait()
+		s.updaters.replace(nil, nil) // waits for them
 	}()
 	log.Info("section started", "protocol", c.Mapping.Protocol(), "port", c.Mapping.Ports.String(), "mode", mode(c))
 	return s
@@ -296,34 +290,6 @@ func (d *Daemon) notifier(c uciconf.Section, log *slog.Logger) *notify.Notifier 
 		n.Stdout = discard{}
 	}
 	return n
-}
-
-// sectionUpdater is one entry of a section's updater list: a runner, or
-// why there is none (a missing section, a bad option).
-type sectionUpdater struct {
-	name, typ string
-	run       *updater.Runner
-	err       string
-}
-
-// updaters builds the section's updaters; a bad one is reported in its
-// status and the log, and never stops the others or the mapping.
-func (d *Daemon) updaters(c uciconf.Section, log *slog.Logger) []sectionUpdater {
-	var out []sectionUpdater
-	for _, uc := range c.Updaters {
-		b, err := updater.New(uc)
-		if err != nil {
-			log.Error("updater not started", "updater", uc.Name, "err", err)
-			out = append(out, sectionUpdater{name: uc.Name, typ: uc.Type, err: err.Error()})
-			continue
-		}
-		for _, w := range b.Warnings {
-			log.Warn("config: " + w)
-		}
-		out = append(out, sectionUpdater{name: uc.Name, typ: uc.Type,
-			run: updater.NewRunner(b, log, d.opts.UpdaterMinBackoff, d.opts.UpdaterMaxBackoff)})
-	}
-	return out
 }
 
 type discard struct{}
@@ -386,9 +352,7 @@ func (s *section) status() ctl.MappingStatus {
 	if s.eng == nil {
 		return st
 	}
-	for _, u := range s.updaters {
-		st.Updaters = append(st.Updaters, u.status())
-	}
+	st.Updaters = s.updaters.status()
 	es := s.eng.Status()
 	st.State = string(es.State)
 	st.Since = es.Since.Unix()
@@ -412,24 +376,4 @@ func (s *section) status() ctl.MappingStatus {
 		st.Relay = &r
 	}
 	return st
-}
-
-func (u sectionUpdater) status() ctl.UpdaterStatus {
-	if u.run == nil {
-		return ctl.UpdaterStatus{Name: u.name, Type: u.typ, State: "error", LastError: u.err}
-	}
-	r := u.run.Status()
-	return ctl.UpdaterStatus{
-		Name: r.Name, Type: r.Type, State: r.State, Public: r.Public,
-		LastRun: unix(r.LastRun), LastOK: unix(r.LastOK), LastError: r.LastError,
-		Attempts: r.Attempts, NextRetry: unix(r.NextRetry),
-	}
-}
-
-// unix is t in unix seconds, 0 for the zero time.
-func unix(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.Unix()
 }
