@@ -1,9 +1,11 @@
 package updater
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,4 +145,27 @@ func with(opts map[string]string, k, v string) map[string]string {
 	o := maps.Clone(opts)
 	o[k] = v
 	return o
+}
+
+// A server that is down or never answers: an error worth retrying, within
+// the attempt's deadline.
+func TestRFC2136ServerDownOrSilent(t *testing.T) {
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	for name, server := range map[string]string{
+		"down":   "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		"silent": silent.LocalAddr().String(),
+	} {
+		b := build(t, "rfc2136", map[string]string{"server": server, "zone": "example.test", "name": "nas.example.test"})
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		start := time.Now()
+		err := b.Updater.Update(ctx, testFields("192.0.2.1:1"))
+		cancel()
+		if err == nil || IsPermanent(err) || time.Since(start) > 20*time.Second {
+			t.Errorf("%s: %v after %v, want a retried error", name, err, time.Since(start))
+		}
+	}
 }
