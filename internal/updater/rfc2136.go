@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -16,7 +15,7 @@ import (
 )
 
 // rfc2136: DNS UPDATE, signed with a TSIG key, sent to the primary server
-// over UDP (TCP when the answer is truncated), as nsupdate sends it.
+// over UDP, as nsupdate sends it.
 var rfc2136Kind = kind{
 	options: append([]string{"server", "zone", "key_name", "key_algorithm"}, recordOptions...),
 	secrets: []string{"key_secret"},
@@ -75,57 +74,56 @@ func newRFC2136(o *opts) (Updater, error) {
 }
 
 func (u *rfc2136) Update(ctx context.Context, f Fields) error {
+	if err := u.update(ctx, f); err != nil {
+		return fmt.Errorf("rfc2136: %s: %w", u.server, err)
+	}
+	return nil
+}
+
+func (u *rfc2136) update(ctx context.Context, f Fields) error {
 	recs, err := u.recs.records(f)
 	if err != nil {
 		return err
 	}
 	id := uint16(rand.Uint32())
 	msg, err := buildUpdate(id, u.zone, recs)
-	if err != nil {
-		return Permanent(fmt.Errorf("rfc2136: %w", err))
-	}
 	var mac []byte
-	if u.key != nil {
-		if msg, mac, err = sign(msg, u.key, uint64(time.Now().Unix())); err != nil {
-			return Permanent(fmt.Errorf("rfc2136: %w", err))
-		}
-	}
-	raw, err := exchangeUDP(ctx, u.server, msg, id)
-	if err == nil {
-		var a *answer
-		if a, err = parseAnswer(raw); err == nil && a.Truncated {
-			raw, err = exchangeTCP(ctx, u.server, msg)
-		}
+	if err == nil && u.key != nil {
+		msg, mac, err = sign(msg, u.key, uint64(time.Now().Unix()))
 	}
 	if err != nil {
-		return fmt.Errorf("rfc2136: %s: %w", u.server, err)
+		return Permanent(err)
+	}
+	// The answer to an UPDATE is its header, the zone and a TSIG record:
+	// never truncated, so UDP only.
+	raw, err := exchangeUDP(ctx, u.server, msg, id)
+	if err != nil {
+		return err
 	}
 	a, err := parseAnswer(raw)
 	if err != nil {
-		return fmt.Errorf("rfc2136: %s: %w", u.server, err)
-	}
-	if a.ID != id {
-		return fmt.Errorf("rfc2136: %s: answer to another query", u.server)
+		return err
 	}
 	if a.TSIG != nil && a.TSIG.Error != 0 {
-		return Permanent(fmt.Errorf("rfc2136: %s refused the key %s: %s", u.server, u.key.name(), tsigErrorName(a.TSIG.Error)))
+		return Permanent(fmt.Errorf("key %s refused: %s", u.key.name(), tsigErrorName(a.TSIG.Error)))
 	}
 	if u.key != nil && (a.Rcode == 0 || a.TSIG != nil) {
 		if err := verify(raw, a, u.key, mac); err != nil {
-			return fmt.Errorf("rfc2136: %s: %w", u.server, err)
+			return err
 		}
 	}
+	var why string
 	switch a.Rcode {
 	case 0:
 		return nil
 	case 2: // SERVFAIL: maybe later
-		return fmt.Errorf("rfc2136: %s answered SERVFAIL", u.server)
+		return errors.New("answered SERVFAIL")
 	case 9:
-		return Permanent(fmt.Errorf("rfc2136: %s answered NOTAUTH: not authoritative for %s, or the key %s is not accepted", u.server, u.zone, u.key.name()))
+		why = ": not authoritative for " + u.zone + ", or the key " + u.key.name() + " is not accepted"
 	case 5:
-		return Permanent(fmt.Errorf("rfc2136: %s answered REFUSED: updates to %s not allowed (for key %s)", u.server, u.zone, u.key.name()))
+		why = ": updates to " + u.zone + " not allowed (for key " + u.key.name() + ")"
 	}
-	return Permanent(fmt.Errorf("rfc2136: %s answered %s", u.server, rcodeName(a.Rcode)))
+	return Permanent(errors.New("answered " + rcodeName(a.Rcode) + why))
 }
 
 func (k *tsigKey) name() string {
@@ -168,30 +166,6 @@ func exchangeUDP(ctx context.Context, server string, msg []byte, id uint16) ([]b
 			}
 		}
 	}
-}
-
-func exchangeTCP(ctx context.Context, server string, msg []byte) ([]byte, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", server)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	out := binary.BigEndian.AppendUint16(nil, uint16(len(msg)))
-	if _, err := conn.Write(append(out, msg...)); err != nil {
-		return nil, ctxOr(ctx, err)
-	}
-	var l [2]byte
-	if _, err := io.ReadFull(conn, l[:]); err != nil {
-		return nil, ctxOr(ctx, err)
-	}
-	buf := make([]byte, binary.BigEndian.Uint16(l[:]))
-	if _, err := io.ReadFull(conn, buf); err != nil {
-		return nil, ctxOr(ctx, err)
-	}
-	return buf, nil
 }
 
 func ctxOr(ctx context.Context, err error) error {
