@@ -8,11 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/testgate"
 )
 
 func echoServer(t *testing.T, tls bool) *httptest.Server {
@@ -69,9 +70,7 @@ func TestDoPlain(t *testing.T) {
 }
 
 func TestDoHTTPSThroughCurl(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed (scripts/deps.sh installs it)")
-	}
+	testgate.Require(t, "https through curl", false, map[string]string{"curl": "curl"})
 	s := echoServer(t, true)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw}), 0o600); err != nil {

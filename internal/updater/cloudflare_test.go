@@ -7,12 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/natmap-go/natmap/internal/testgate"
 )
 
 // cfStandIn implements the Cloudflare API v4 endpoints natmap uses, as
@@ -121,9 +122,7 @@ func (s *cfStandIn) find(name, typ string) []cfRecord {
 }
 
 func TestCloudflare(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed (scripts/deps.sh installs it)")
-	}
+	testgate.Require(t, "cloudflare updater", false, map[string]string{"curl": "curl"})
 	cf, srv := newCFStandIn(t)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
