@@ -43,6 +43,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzRequest$$' -fuzztime=$(FUZZTIME) ./internal/ctl/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/netwatch/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDNATListings$$' -fuzztime=$(FUZZTIME) ./internal/firewall/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseAnswer$$' -fuzztime=$(FUZZTIME) ./internal/updater/
+	$(GO) test -run='^$$' -fuzz='^FuzzReadResponse$$' -fuzztime=$(FUZZTIME) ./internal/httpc/
 
 # Time from start to first notify in the lab, and the micro-benchmarks.
 bench: build

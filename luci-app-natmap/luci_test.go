@@ -810,3 +810,42 @@ func TestValidatorsAgreeWithDaemon(t *testing.T) {
 		}
 	}
 }
+
+// Every option of every updater type has a field in the Updaters editor
+// (api_url, cloudflare's base URL, is for tests only).
+func TestEditorCoversEveryUpdaterOption(t *testing.T) {
+	files, err := filepath.Glob("../internal/updater/*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("updater sources: %v", err)
+	}
+	var opts []string
+	reList := regexp.MustCompile(`(?:options|secrets|recordOptions|commonOptions)\s*[:=]\s*(?:append\()?\[\]string\{([^}]*)\}`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		for _, m := range reList.FindAllStringSubmatch(read(t, f), -1) {
+			for _, q := range regexp.MustCompile(`"(\w+)"`).FindAllStringSubmatch(m[1], -1) {
+				opts = append(opts, q[1])
+			}
+		}
+	}
+	if len(opts) < 20 {
+		t.Fatalf("found only %d updater options: is the extraction broken?", len(opts))
+	}
+	view := read(t, viewJS)
+	fields := editorOptions(view, "u", "option")
+	for _, m := range regexp.MustCompile(`secretOption\(u,\s*'(\w+)'`).FindAllStringSubmatch(view, -1) {
+		fields = append(fields, m[1])
+	}
+	for _, o := range opts {
+		if o != "api_url" && !slices.Contains(fields, o) {
+			t.Errorf("updater option %q has no field in the editor", o)
+		}
+	}
+	for _, f := range fields {
+		if !strings.HasPrefix(f, "_") && !slices.Contains(opts, f) {
+			t.Errorf("the updater editor writes option %q, which the daemon does not know", f)
+		}
+	}
+}

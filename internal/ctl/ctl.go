@@ -77,6 +77,8 @@ type MappingStatus struct {
 	ScriptError       string   `json:"script_error,omitempty"` // why the notify script failed last time, or cannot run
 	Metrics           *Metrics `json:"metrics,omitempty"`      // running sections only
 	History           []Event  `json:"history,omitempty"`      // the last events, oldest first
+	// Updaters are the section's built-in updaters, in its list's order.
+	Updaters []UpdaterStatus `json:"updaters,omitempty"`
 }
 
 // Metrics count what happened to a mapping since its section started.
@@ -93,6 +95,20 @@ type Event struct {
 	PublicIP   string `json:"public_ip,omitempty"`
 	PublicPort int    `json:"public_port,omitempty"`
 	Error      string `json:"error,omitempty"`
+}
+
+// UpdaterStatus is one built-in updater of a mapping. It never holds a
+// secret.
+type UpdaterStatus struct {
+	Name      string `json:"name"`                 // its "config updater" section
+	Type      string `json:"type"`                 // webhook, rfc2136, cloudflare, transmission, qbittorrent
+	State     string `json:"state"`                // idle, running, ok, retrying, failed, or error (bad configuration: never runs)
+	Public    string `json:"public,omitempty"`     // the address of the last attempt
+	LastRun   int64  `json:"last_run"`             // unix seconds: when the last attempt ended (0: never)
+	LastOK    int64  `json:"last_ok"`              // unix seconds: the last success (0: never)
+	LastError string `json:"last_error"`           // "" after a success
+	Attempts  int    `json:"attempts"`             // for the current address
+	NextRetry int64  `json:"next_retry,omitempty"` // unix seconds, while retrying
 }
 
 // RelayStats are a forward-mode relay's counters.

@@ -42,6 +42,38 @@ func WriteTable(w io.Writer, ms []MappingStatus, now time.Time) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("writing status table: %w", err)
 	}
+	return writeUpdaters(w, ms, now)
+}
+
+// writeUpdaters lists the built-in updaters after the table, one line
+// each: section, updater, type, state, when it last ran, and its error.
+func writeUpdaters(w io.Writer, ms []MappingStatus, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	header := false
+	for _, m := range ms {
+		for _, u := range m.Updaters {
+			if !header {
+				fmt.Fprintln(tw, "\nSECTION\tUPDATER\tTYPE\tSTATE\tRAN\tERROR")
+				header = true
+			}
+			state := u.State
+			if u.Attempts > 1 {
+				state = fmt.Sprintf("%s (%d)", state, u.Attempts)
+			}
+			errMsg := []rune(u.LastError)
+			if len(errMsg) > maxErrorWidth {
+				errMsg = append(errMsg[:maxErrorWidth-3], []rune("...")...)
+			}
+			cells := []string{m.Section, u.Name, u.Type, state, age(u.LastRun, now), string(errMsg)}
+			for i, c := range cells {
+				cells[i] = cell(c)
+			}
+			fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing status table: %w", err)
+	}
 	return nil
 }
 

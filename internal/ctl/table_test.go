@@ -97,3 +97,21 @@ func TestWriteTableScriptError(t *testing.T) {
 		t.Fatalf("table:\n%s", b.String())
 	}
 }
+
+func TestWriteTableUpdaters(t *testing.T) {
+	now := time.Unix(1000, 0)
+	ms := []MappingStatus{{Section: "nas", State: StateMapped, Updaters: []UpdaterStatus{
+		{Name: "dns", Type: "rfc2136", State: "ok", LastRun: 990, Attempts: 1},
+		{Name: "hook", Type: "webhook", State: "retrying", LastRun: 995, Attempts: 3, LastError: "webhook: connection refused"},
+		{Name: "gone", State: "error", LastError: "updater gone: no \"config updater 'gone'\" section"},
+	}}}
+	var b strings.Builder
+	if err := WriteTable(&b, ms, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"UPDATER", "nas      dns      rfc2136  ok            10s", "hook     webhook  retrying (3)  5s   webhook: connection refused", "gone     -        error"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}

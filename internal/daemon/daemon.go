@@ -43,6 +43,9 @@ type Options struct {
 	// Event, when set, is called with a section's status after each change
 	// of its state or address (ubus event natmap.mapping); it must not block.
 	Event func(ctl.MappingStatus)
+	// UpdaterMinBackoff and UpdaterMaxBackoff pace the built-in updaters'
+	// retries (0: package updater's defaults).
+	UpdaterMinBackoff, UpdaterMaxBackoff time.Duration
 }
 
 // Daemon supervises the sections. Create it with New, then Run it.
@@ -65,15 +68,17 @@ type Daemon struct {
 
 // section is one running (or not runnable) section.
 type section struct {
-	conf   uciconf.Section // with Mapping.Device resolved
-	state  string          // for sections without an engine: error, disabled
-	err    string
-	since  time.Time
-	eng    *engine.Engine
-	notify *notify.Notifier
-	file   statusFile // removed when the section stops
-	cancel context.CancelFunc
-	done   chan struct{}
+	conf     uciconf.Section // with Mapping.Device resolved
+	state    string          // for sections without an engine: error, disabled
+	err      string
+	since    time.Time
+	eng      *engine.Engine
+	notify   *notify.Notifier
+	file     statusFile      // removed when the section stops
+	updaters *updaterSet     // shared with the section that replaces this one when only its updaters change
+	ctx      context.Context // the engine's, and the updaters'
+	cancel   context.CancelFunc
+	done     chan struct{}
 
 	fwMu  sync.Mutex // guards fwErr
 	fwErr string     // why its firewall rule is not in place, from the last sync
@@ -167,6 +172,11 @@ func (d *Daemon) Reload() error {
 			delete(byRef, c.Ref)
 			if reflect.DeepEqual(s.conf, c) {
 				next = append(next, s)
+				kept++
+				continue
+			}
+			if ns := d.replaceUpdaters(s, c); ns != nil {
+				next = append(next, ns)
 				kept++
 				continue
 			}
@@ -288,8 +298,11 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 	if d.opts.Event != nil {
 		s.eng.OnEvent(func(engine.Event) { d.opts.Event(s.status()) })
 	}
-	var sctx context.Context
-	sctx, s.cancel = context.WithCancel(ctx)
+	sctx, cancel := context.WithCancel(ctx)
+	s.ctx, s.cancel = sctx, cancel
+	s.updaters = &updaterSet{section: c.Ref, comment: c.Comment}
+	s.updaters.replace(sctx, d.updaters(c, log))
+	n.After = s.updaters.update
 	s.done = make(chan struct{})
 	go func() {
 		defer close(s.done)
@@ -298,6 +311,7 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 		go func() { defer wg.Done(); n.Run(sctx) }()
 		s.eng.Run(sctx)
 		wg.Wait()
+		s.updaters.replace(nil, nil) // waits for them
 	}()
 	log.Info("section started", "protocol", c.Mapping.Protocol(), "port", c.Mapping.Ports.String(), "mode", mode(c), "forward_mode", string(kp.mode))
 	return s
@@ -379,6 +393,7 @@ func (s *section) status() (st ctl.MappingStatus) {
 			st.LastError = strings.TrimPrefix(st.LastError+"; ", "; ") + "port not opened in the firewall: " + fw
 		}
 	}()
+	st.Updaters = s.updaters.status()
 	es := s.eng.Status()
 	st.State = string(es.State)
 	st.Since = es.Since.Unix()

@@ -79,6 +79,11 @@ type Notifier struct {
 	// itself; else this executable (/proc/self/exe) with HelperCommand.
 	Helper []string
 	Log    *slog.Logger
+	// After, if set, is called with each mapping once it is delivered
+	// (its script ended, however it ended, or there is none), in Run's
+	// goroutine: the built-in updaters run after the script. A mapping
+	// whose script a newer one ended is not passed on. It must not block.
+	After func(Mapping)
 
 	mu      sync.Mutex // guards pending, wake and lastErr
 	pending *Mapping
@@ -185,6 +190,7 @@ func (n *Notifier) Run(ctx context.Context) {
 		case err := <-done:
 			timer.Stop()
 			n.finished(cur, err)
+			n.after(cur.m)
 			cur = nil
 		case <-timer.C:
 			err := cur.end()
@@ -192,6 +198,7 @@ func (n *Notifier) Run(ctx context.Context) {
 				err = fmt.Errorf("killed after %s, with everything it started", n.timeout())
 			}
 			n.finished(cur, err)
+			n.after(cur.m)
 			cur = nil
 		case <-wake:
 			m := n.take()
@@ -209,17 +216,25 @@ func (n *Notifier) Run(ctx context.Context) {
 			}
 			if n.Script == "" {
 				n.print(*m)
+				n.after(*m)
 				continue
 			}
 			r, err := n.start(*m, &out)
 			if err != nil {
 				n.setErr(err)
 				n.Log.Error("notify script failed", "script", n.Script, "err", err)
+				n.after(*m)
 				continue
 			}
 			cur = r
 			timer.Reset(n.timeout())
 		}
+	}
+}
+
+func (n *Notifier) after(m Mapping) {
+	if n.After != nil {
+		n.After(m)
 	}
 }
 

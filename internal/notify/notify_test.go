@@ -417,3 +417,27 @@ func TestOutputCapped(t *testing.T) {
 		})
 	}
 }
+
+// After runs once the script has ended, with the mapping it was told.
+func TestAfterRunsWhenTheScriptEnded(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	got := make(chan string, 1)
+	n := &Notifier{
+		Script: script(t, "sleep 0.2; echo done > "+out+"\n"),
+		Log:    slog.New(slog.DiscardHandler),
+		After: func(m Mapping) {
+			b, _ := os.ReadFile(out)
+			got <- m.Public.String() + " " + strings.TrimSpace(string(b))
+		},
+	}
+	start(t, n)
+	n.Notify(m1)
+	select {
+	case s := <-got:
+		if s != "117.62.214.217:55642 done" {
+			t.Fatalf("After saw %q, want the mapping after the script's output", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("After never ran")
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/natmap-go/natmap/internal/config"
 	"github.com/natmap-go/natmap/internal/portspec"
 	"github.com/natmap-go/natmap/internal/uci"
+	"github.com/natmap-go/natmap/internal/updater"
 )
 
 // Firewall says whether the daemon opens the bind port in the firewall.
@@ -50,7 +51,10 @@ type Section struct {
 	Firewall  Firewall
 	// ForwardMode (option forward_mode): who forwards in forward mode.
 	ForwardMode ForwardMode
-	Err         error // the section cannot run; says which option is wrong
+	// Updaters are the "config updater" sections its updater list names,
+	// in order; a name without a section has Config.Err set.
+	Updaters []updater.Config
+	Err      error // the section cannot run; says which option is wrong
 }
 
 // Config is a whole natmap config file.
@@ -111,11 +115,15 @@ func Translate(f *uci.File) *Config {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("section %s: %v (ignored)", s.Ref(), r.err))
 		}
 	}
+	updaters := map[string]updater.Config{}
+	for _, s := range f.Typed("updater") {
+		updaters[s.Ref()] = updaterConfig(s)
+	}
 	for _, s := range f.Typed("natmap") {
-		c.Sections = append(c.Sections, translate(s, def, c))
+		c.Sections = append(c.Sections, translate(s, def, c, updaters))
 	}
 	for _, s := range f.Sections {
-		if s.Type != "natmap" && s.Type != "global" {
+		if s.Type != "natmap" && s.Type != "global" && s.Type != "updater" {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("section %s: unknown section type %q (ignored)", s.Ref(), s.Type))
 		}
 	}
@@ -126,12 +134,28 @@ var sectionOptions = []string{
 	"enable", "family", "udp_mode", "interface", "interval", "stun_cycle", "stun_server",
 	"http_server", "fwmark", "port", "port_random", "forward_target", "forward_port",
 	"forward_timeout", "forward_congestion", "notify_script", "log_stdout", "log_stderr",
-	"comment", "firewall", "forward_mode",
+	"comment", "firewall", "forward_mode", "updater",
 }
 
 var globalOptions = []string{"stun_server", "http_server", "interval", "stun_cycle", "notify_script"}
 
-func translate(s *uci.Section, def defaults, c *Config) Section {
+// updaterConfig reads an updater section as it is: package updater checks
+// its options when it builds the updater.
+func updaterConfig(s *uci.Section) updater.Config {
+	u := updater.Config{Name: s.Ref(), Options: map[string][]string{}}
+	for _, o := range s.Options {
+		if len(o.Values) == 1 && o.Values[0] == "" {
+			continue // unset, as libuci reads it
+		}
+		u.Options[o.Name] = o.Values
+	}
+	if t := u.Options["type"]; len(t) == 1 {
+		u.Type = strings.TrimSpace(t[0])
+	}
+	return u
+}
+
+func translate(s *uci.Section, def defaults, c *Config, updaters map[string]updater.Config) Section {
 	r := reader{sec: s, cfg: c}
 	sec := Section{Ref: s.Ref(), ID: s.ID}
 	m := &sec.Mapping
@@ -223,6 +247,18 @@ func translate(s *uci.Section, def defaults, c *Config) Section {
 		sec.ForwardMode = fm
 	default:
 		r.fail("forward_mode", fmt.Errorf("%q: want auto, kernel or relay", fm))
+	}
+	if o, ok := s.Get("updater"); ok {
+		for _, name := range o.Values {
+			if name = strings.TrimSpace(name); name == "" {
+				continue
+			}
+			u, ok := updaters[name]
+			if !ok {
+				u = updater.Config{Name: name, Err: fmt.Sprintf("updater %s: no \"config updater '%s'\" section", name, name)}
+			}
+			sec.Updaters = append(sec.Updaters, u)
+		}
 	}
 	r.unknown(sectionOptions)
 

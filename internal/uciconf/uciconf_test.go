@@ -160,3 +160,45 @@ func TestTwoGlobalSections(t *testing.T) {
 		t.Fatalf("%+v %v", m, c.Sections[0].Err)
 	}
 }
+
+// Updater sections are read as written and attached, in list order, to the
+// mappings that name them; one serves several; an unknown name is an
+// error of that updater only.
+func TestUpdaters(t *testing.T) {
+	c := parse(t, `
+config updater 'dns'
+	option type 'rfc2136'
+	option server 'ns.example.org'
+	list record 'a'
+	list record 'srv'
+	option key_secret ''
+
+config natmap 'a'
+	option stun_server 's'
+	option http_server 'h'
+	list updater 'dns'
+	list updater 'nope'
+
+config natmap 'b'
+	option stun_server 's'
+	option http_server 'h'
+	option updater 'dns'
+`)
+	if len(c.Warnings) != 0 || len(c.Sections) != 2 {
+		t.Fatalf("warnings %v, sections %+v", c.Warnings, c.Sections)
+	}
+	a, b := c.Sections[0], c.Sections[1]
+	if a.Err != nil || len(a.Updaters) != 2 || a.Updaters[0].Name != "dns" || a.Updaters[0].Type != "rfc2136" ||
+		strings.Join(a.Updaters[0].Options["record"], ",") != "a,srv" || a.Updaters[0].Err != "" {
+		t.Fatalf("section a: %+v", a)
+	}
+	if _, ok := a.Updaters[0].Options["key_secret"]; ok {
+		t.Error("an empty option is read as set")
+	}
+	if !strings.Contains(a.Updaters[1].Err, `no "config updater 'nope'" section`) {
+		t.Errorf("unknown updater: %+v", a.Updaters[1])
+	}
+	if len(b.Updaters) != 1 || b.Updaters[0].Name != "dns" {
+		t.Errorf("section b: %+v", b.Updaters)
+	}
+}

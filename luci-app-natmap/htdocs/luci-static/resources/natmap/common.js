@@ -337,6 +337,10 @@ return baseclass.extend({
 		case 'error':    return _('Error');
 		case 'disabled': return _('Disabled');
 		case 'stopped':  return _('Stopped');
+		case 'ok':       return _('OK');
+		case 'running':  return _('Running');
+		case 'failed':   return _('Failed');
+		case 'idle':     return _('Waiting');
 		}
 
 		return state || _('Unknown');
@@ -346,9 +350,12 @@ return baseclass.extend({
 	stateColor: function(state) {
 		switch (state) {
 		case 'mapped':   return '#2e7d32';
+		case 'ok':       return '#2e7d32';
 		case 'starting': return '#1565c0';
+		case 'running':  return '#1565c0';
 		case 'retrying': return '#ef6c00';
 		case 'error':    return '#c62828';
+		case 'failed':   return '#c62828';
 		}
 
 		return '#757575';

@@ -13,7 +13,8 @@
 /*
  * Services -> NATMap: the mappings (config natmap sections) in a table with
  * their live state, a modal editor with every option the daemon reads, and
- * the global defaults (config global).
+ * the global defaults (config global), and the built-in updaters (config
+ * updater) with their live results.
  *
  * Status comes from the daemon through the rpcd plugin: `ubus call natmap
  * status` lists every section as the daemon names it: a named section by
@@ -328,7 +329,47 @@ function renderTraffic(st) {
 	return E('div', {}, nodes);
 }
 
+/*
+ * An updater's live result: one line per mapping that runs it (the daemon
+ * reports updaters per mapping), with its state, when it last ran and its
+ * last error.
+ */
+function renderUpdater(name) {
+	var lines = [];
+
+	status.list.forEach(function(m) {
+		(Array.isArray(m.updaters) ? m.updaters : []).forEach(function(u) {
+			if (!L.isObject(u) || u.name != name)
+				return;
+
+			var age = common.age(u.last_run),
+			    nodes = [ E('strong', {}, [ (m.comment || m.section) + ': ' ]), common.stateBadge(u.state, u.last_error || null) ];
+
+			if (age != null)
+				nodes.push(' ', E('small', {}, [ _('ran %s ago').format(common.duration(age)) ]));
+
+			if (u.attempts > 1)
+				nodes.push(' ', E('small', {}, [ N_(u.attempts, '%d attempt', '%d attempts').format(u.attempts) ]));
+
+			if (u.last_error)
+				nodes.push(E('div', {
+					'style': 'color:#c62828;font-size:90%;max-width:32em;overflow-wrap:anywhere'
+				}, [ u.last_error ]));
+
+			lines.push(E('div', {}, nodes));
+		});
+	});
+
+	if (!lines.length)
+		return E('em', {}, [ status.ok === false ? _('unknown') : _('Not used by a running mapping') ]);
+
+	return E('div', {}, lines);
+}
+
 function renderCell(kind, sid) {
+	if (kind == 'updater')
+		return renderUpdater(sid);
+
 	var st = statusOf(sid);
 
 	switch (kind) {
@@ -688,6 +729,36 @@ var IfaceSelect = widgets.NetworkSelect.extend({
 	}
 });
 
+/*
+ * A secret (password, token, key): a password field that never shows the
+ * saved value; left empty, the saved one is kept.
+ */
+function secretOption(section, name, title, description) {
+	var o = section.option(form.Value, name, title, description);
+
+	o.password = true;
+	o.modalonly = true;
+	o.load = function() { return '' };
+	o.write = function(section_id, value) {
+		if (value)
+			uci.set('natmap', section_id, name, value);
+	};
+	o.remove = function() {};
+	o.renderWidget = function(section_id) {
+		this.placeholder = uci.get('natmap', section_id, name) ? _('(saved; empty keeps it)') : '';
+		return form.Value.prototype.renderWidget.apply(this, arguments);
+	};
+
+	return o;
+}
+
+/* An updater option used by the given types only. */
+function typed(o, types) {
+	o.modalonly = true;
+	types.forEach(function(t) { o.depends('type', t) });
+	return o;
+}
+
 /* A grid whose tab options live in the modal only, with a Restart button. */
 var MappingGrid = form.GridSection.extend({
 	taboption: function(/* ... */) {
@@ -942,6 +1013,118 @@ return view.extend({
 		o = s.taboption('advanced', form.Value, 'fwmark', _('Firewall mark'),
 			_('Mark (SO_MARK) of every socket, for policy routing: hexadecimal <code>0x1</code>, decimal <code>1</code> or octal <code>01</code>.'));
 		o.validate = function(section_id, value) { return common.fwmark(value) };
+
+		o = s.taboption('advanced', form.MultiValue, 'updater', _('Updaters'),
+			_('Built-in updaters run after the notify script each time the public address changes; define them under Updaters below.'));
+		uci.sections('natmap', 'updater').forEach(function(u) {
+			o.value(u['.name'], '%s (%s)'.format(u['.name'], u.type || '?'));
+		});
+
+		/* Updaters: config updater sections, named, as mappings refer to them by name */
+
+		var dns = [ 'rfc2136', 'cloudflare' ],
+		    u = m.section(form.GridSection, 'updater', _('Updaters'),
+			_('Jobs natmap does itself with a new public address, after the notify script: call a webhook, update DNS records, set a BitTorrent client\'s listen port. Failed runs are retried with growing pauses; wrong credentials are not retried until the address changes. A mapping uses the updaters chosen in its Advanced Settings.'));
+
+		u.anonymous = false;
+		u.addremove = true;
+		u.nodescriptions = true;
+		u.addbtntitle = _('Add updater');
+		u.modaltitle = function(section_id) { return _('Updater') + ' » ' + section_id };
+
+		o = u.option(form.ListValue, 'type', _('Type'));
+		o.value('webhook', _('Webhook (HTTP request)'));
+		o.value('rfc2136', _('DNS update (RFC 2136, BIND, Knot...)'));
+		o.value('cloudflare', _('Cloudflare DNS'));
+		o.value('transmission', _('Transmission'));
+		o.value('qbittorrent', _('qBittorrent'));
+		o.rmempty = false;
+
+		o = u.option(form.DummyValue, '_result', _('Last result'));
+		o.modalonly = false;
+		o.textvalue = liveCell('updater');
+
+		o = typed(u.option(form.Value, 'url', _('URL'),
+			_('Webhook: <code>{public_ip}</code>, <code>{public_port}</code>, <code>{ip4p}</code>, <code>{private_ip}</code>, <code>{private_port}</code>, <code>{protocol}</code>, <code>{section}</code> and <code>{comment}</code> are replaced by the mapping\'s values. Transmission: its RPC URL; qBittorrent: its WebUI address. https:// needs curl on the router.')),
+			[ 'webhook', 'transmission', 'qbittorrent' ]);
+		o.placeholder = 'http://127.0.0.1:9091/transmission/rpc';
+		o.validate = function(section_id, value) {
+			return (!value || /^https?:\/\/[^\s]+$/.test(value)) ? true : _('Expecting an http:// or https:// URL');
+		};
+
+		o = typed(u.option(form.Value, 'method', _('Method')), [ 'webhook' ]);
+		o.placeholder = 'POST';
+		o.value('POST');
+		o.value('PUT');
+		o.value('GET');
+
+		o = typed(u.option(form.DynamicList, 'header', _('Headers'),
+			_('<code>Name: value</code>, with the same placeholders as the URL.')), [ 'webhook' ]);
+
+		o = typed(u.option(form.TextValue, 'body', _('Body'),
+			_('With the same placeholders; escaped for JSON when the body is JSON. Empty: a JSON object of every field.')), [ 'webhook' ]);
+		o.rows = 4;
+
+		o = typed(u.option(form.Value, 'server', _('DNS server'),
+			_('The primary server of the zone: <code>host</code> or <code>host:port</code>.')), [ 'rfc2136' ]);
+
+		o = typed(u.option(form.Value, 'zone', _('Zone')), [ 'rfc2136' ]);
+		o.placeholder = 'example.org';
+
+		o = typed(u.option(form.Value, 'key_name', _('TSIG key name')), [ 'rfc2136' ]);
+
+		o = typed(u.option(form.ListValue, 'key_algorithm', _('TSIG algorithm')), [ 'rfc2136' ]);
+		o.value('hmac-sha256');
+
+		o = secretOption(u, 'key_secret', _('TSIG secret'), _('Base64, as tsig-keygen writes it.'));
+		o.depends('type', 'rfc2136');
+
+		o = typed(u.option(form.Value, 'zone_id', _('Zone ID'),
+			_('On the zone\'s Overview page in the Cloudflare dashboard.')), [ 'cloudflare' ]);
+
+		o = secretOption(u, 'api_token', _('API token'), _('A token with the DNS Write permission for the zone. Cloudflare needs curl on the router (https).'));
+		o.depends('type', 'cloudflare');
+
+		o = typed(u.option(form.Value, 'name', _('Record name'),
+			_('The full name of the A, AAAA, IP4P and TXT records.')), dns);
+		o.placeholder = 'nas.example.org';
+
+		o = typed(u.option(form.MultiValue, 'record', _('Records')), dns);
+		o.value('a', _('A or AAAA: the public address'));
+		o.value('ip4p', _('AAAA in IP4P form (address and port)'));
+		o.value('txt', _('TXT: address:port'));
+		o.value('srv', _('SRV: the public port'));
+		o.default = 'a';
+
+		o = typed(u.option(form.Value, 'srv_name', _('SRV record name')), dns);
+		o.placeholder = '_minecraft._tcp.example.org';
+
+		o = typed(u.option(form.Value, 'srv_target', _('SRV target'),
+			_('Default: the record name.')), dns);
+
+		o = typed(u.option(form.Value, 'srv_priority', _('SRV priority')), dns);
+		o.placeholder = '0';
+		o.validate = function(section_id, value) { return common.port(value) };
+
+		o = typed(u.option(form.Value, 'srv_weight', _('SRV weight')), dns);
+		o.placeholder = '0';
+		o.validate = function(section_id, value) { return common.port(value) };
+
+		o = typed(u.option(form.Value, 'ttl', _('TTL')), dns);
+		o.placeholder = '60';
+		o.validate = function(section_id, value) { return common.count(value) };
+
+		o = typed(u.option(form.Value, 'username', _('Username')), [ 'transmission', 'qbittorrent' ]);
+
+		o = secretOption(u, 'password', _('Password'));
+		o.depends('type', 'transmission');
+		o.depends('type', 'qbittorrent');
+
+		o = u.option(form.Value, 'timeout', _('Timeout'),
+			_('Seconds one attempt may take. Default: 30.'));
+		o.modalonly = true;
+		o.placeholder = '30';
+		o.validate = function(section_id, value) { return common.count(value) };
 
 		/* Global defaults: the last config global section, the one the daemon uses */
 
