@@ -66,7 +66,7 @@ func (k *Key) MarshalSecret() []byte {
 	var b bytes.Buffer
 	b.WriteString("EdBK")
 	binary.Write(&b, binary.BigEndian, uint32(0)) // kdfrounds: not encrypted
-	b.Write(make([]byte, 16))                      // salt, unused without a KDF
+	b.Write(make([]byte, 16))                     // salt, unused without a KDF
 	sum := sha512.Sum512(k.Private)
 	b.Write(sum[:8])
 	b.Write(k.Fingerprint[:])
