@@ -211,6 +211,8 @@ config natmap 'a'
 	option http_server '%[2]s'
 	option interval '25'
 	option comment 'edited by the user'
+	option forward_target '127.0.0.1'
+	option forward_port '80'
 
 config natmap 'b'
 	option enable '1'
@@ -219,6 +221,8 @@ config natmap 'b'
 	option stun_server '%[1]s'
 	option http_server '%[2]s'
 	option interval '25'
+	option forward_target '127.0.0.1'
+	option forward_port '80'
 `, stun, web)
 
 	ok := t.Run("opkg install by name", func(t *testing.T) {
@@ -353,11 +357,23 @@ config natmap 'b'
 
 	t.Run("firewall4", func(t *testing.T) {
 		waitMapped(t, l, "a", "b")
-		// The user's own rule for a's port: a drop of some sources.
-		l.Sh(`uci add firewall rule >/dev/null && uci set firewall.@rule[-1].name=drop-some &&
+		// The lab's interface moves to the wan zone, so the host is the
+		// internet; the user's own rule for a's port drops the host.
+		l.Sh(`uci delete firewall.@zone[0].device && uci add_list firewall.@zone[1].device=lab0 &&
+			uci add firewall rule >/dev/null && uci set firewall.@rule[-1].name=drop-some &&
 			uci set firewall.@rule[-1].src=wan && uci set firewall.@rule[-1].proto=tcp &&
-			uci set firewall.@rule[-1].dest_port=18080 && uci set firewall.@rule[-1].src_ip=192.0.2.0/24 &&
+			uci set firewall.@rule[-1].dest_port=18080 && uci set firewall.@rule[-1].src_ip=` + host + ` &&
 			uci set firewall.@rule[-1].target=DROP && uci commit firewall`)
+		// get fetches / of uhttpd through a section's forward port.
+		get := func(port int) error {
+			c := &http.Client{Timeout: 3 * time.Second}
+			resp, err := c.Get(fmt.Sprintf("http://%s:%d/", l.Addr(), port))
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return nil
+		}
 		check := func(when string) {
 			t.Helper()
 			var out string
@@ -375,6 +391,14 @@ config natmap 'b'
 			user, a, jump := strings.Index(out, "drop-some"), strings.Index(out, `"natmap:a"`), strings.Index(out, "jump reject_from_wan")
 			if user < 0 || !(user < a && a < jump) || !strings.Contains(out, "tcp dport 18080") {
 				t.Errorf("%s: want the user's drop, then natmap's accept, then the zone's jump:\n%s", when, out)
+			}
+			// With packets: natmap's accept opens b's port; the user's
+			// drop still closes a's to the host.
+			if err := get(18081); err != nil {
+				t.Errorf("%s: section b's port from the wan: %v", when, err)
+			}
+			if err := get(18080); err == nil {
+				t.Errorf("%s: section a's port answers the host its user's rule drops", when)
 			}
 		}
 		l.Sh("fw4 reload")
