@@ -154,6 +154,33 @@ func natmapPID(l *owlab.Lab) string {
 	return ""
 }
 
+// luciRPC calls ubus over uhttpd's /ubus as LuCI does (JSON-RPC, a
+// session from session login) and returns the call's status code.
+func luciRPC(t *testing.T, l *owlab.Lab, session, object, method string, args any) (int, map[string]any) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "call", "params": []any{session, object, method, args}})
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Post("http://"+l.Addr()+"/ubus", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("ubus %s %s over HTTP: %v", object, method, err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Result []json.RawMessage
+		Error  any
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || len(r.Result) == 0 {
+		t.Fatalf("ubus %s %s over HTTP: %v %v", object, method, err, r.Error)
+	}
+	var code int
+	json.Unmarshal(r.Result[0], &code)
+	var data map[string]any
+	if len(r.Result) > 1 {
+		json.Unmarshal(r.Result[1], &data)
+	}
+	return code, data
+}
+
 func TestOpenWrtLab(t *testing.T) {
 	owlab.Require(t)
 	if _, err := exec.LookPath("turnserver"); err != nil {
@@ -270,15 +297,34 @@ config natmap 'b'
 		}
 		st = waitMapped(t, l, "a", "b")
 
-		// A change to one section restarts it only: uci + reload_config,
-		// then LuCI's way, ubus uci set + commit.
+		// A change to one section restarts it only: uci + reload_config;
+		// ubus uci set + commit; and LuCI's Save & Apply, over HTTP with a
+		// session: uci set, apply with rollback, confirm.
+		_, login := luciRPC(t, l, strings.Repeat("0", 32), "session", "login", map[string]string{"username": "root", "password": ""})
+		session, _ := login["ubus_rpc_session"].(string)
 		pid = natmapPID(l)
 		for _, c := range []struct{ changed, kept, cmd string }{
 			{"b", "a", "uci set natmap.b.interval=20 && uci commit natmap && reload_config"},
 			{"a", "b", `ubus call uci set '{"config":"natmap","section":"a","values":{"interval":"21"}}' && ubus call uci commit '{"config":"natmap"}'`},
+			{"b", "a", "luci"},
 		} {
 			before := st
-			l.Sh(c.cmd)
+			if c.cmd == "luci" {
+				for _, call := range []struct {
+					method string
+					args   any
+				}{
+					{"set", map[string]any{"config": "natmap", "section": "b", "values": map[string]string{"interval": "22"}}},
+					{"apply", map[string]any{"rollback": true, "timeout": 60}},
+					{"confirm", map[string]any{}},
+				} {
+					if code, _ := luciRPC(t, l, session, "uci", call.method, call.args); code != 0 {
+						t.Fatalf("LuCI's uci %s: status %d", call.method, code)
+					}
+				}
+			} else {
+				l.Sh(c.cmd)
+			}
 			deadline := time.Now().Add(60 * time.Second)
 			for {
 				st = waitMapped(t, l, "a", "b")
