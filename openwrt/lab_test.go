@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testgate"
 	"github.com/natmap-go/natmap/internal/testkit/owlab"
 	"github.com/natmap-go/natmap/internal/usign"
 )
@@ -183,9 +184,7 @@ func luciRPC(t *testing.T, l *owlab.Lab, session, object, method string, args an
 
 func TestOpenWrtLab(t *testing.T) {
 	owlab.Require(t)
-	if _, err := exec.LookPath("turnserver"); err != nil {
-		t.Skip("turnserver (coturn) is missing: scripts/deps.sh installs it")
-	}
+	testgate.Require(t, "openwrt lab", true, map[string]string{"turnserver": "coturn"})
 	begin := time.Now()
 
 	// Two versions of the packages, each an opkg feed signed with a key
@@ -199,8 +198,8 @@ func TestOpenWrtLab(t *testing.T) {
 	writeFile(t, secret, string(key.MarshalSecret()), 0o600)
 	public := key.MarshalPublic()
 	feeds := map[string]string{}
-	for _, v := range []string{"1.0.0", "1.0.1"} {
-		dir, out, err := ipkScript(t, []string{"IPK_VERSION=" + v, "FEED_KEY=" + secret}, "-f", "all", "x86_64")
+	for v, format := range map[string]string{"1.0.0": "all", "1.0.1": "ipk"} {
+		dir, out, err := ipkScript(t, []string{"IPK_VERSION=" + v, "FEED_KEY=" + secret}, "-f", format, "x86_64")
 		if err != nil {
 			t.Fatalf("scripts/ipk.sh %s: %v\n%s", v, err, out)
 		}
@@ -457,6 +456,9 @@ config natmap 'b'
 		}
 		if natmapPID(l) != "" {
 			t.Error("natmap still runs after stop")
+		}
+		if out, err := l.Exec(nil, "/etc/init.d/natmap status"); err == nil || !strings.Contains(out, "inactive") {
+			t.Errorf("status after stop: %v %s", err, out)
 		}
 		l.Sh("/etc/init.d/natmap start")
 		check("after start")
