@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDNATListings$$' -fuzztime=$(FUZZTIME) ./internal/firewall/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAnswer$$' -fuzztime=$(FUZZTIME) ./internal/updater/
 	$(GO) test -run='^$$' -fuzz='^FuzzReadResponse$$' -fuzztime=$(FUZZTIME) ./internal/httpc/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseSecret$$' -fuzztime=$(FUZZTIME) ./internal/usign/
 
 # Time from start to first notify in the lab, and the micro-benchmarks.
 bench: build

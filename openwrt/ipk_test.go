@@ -680,9 +680,12 @@ func checkNatmapScriptsLive(t *testing.T, sh []string, p *ipk) {
 	writeFile(t, filepath.Join(dir, "postrm"), string(postrm.data), 0o755)
 
 	rec := newRecorder(t)
-	rec.stub(t, "killall", "exit 0")
-	// default_postinst sources postinst-pkg in a subshell.
-	if _, stderr, code := run(t, []string{rec.path(), "IPKG_INSTROOT="}, "", sh[0], append(sh[1:], "-c", "( . "+shq(filepath.Join(dir, "postinst-pkg"))+" )")...); code != 0 {
+	killall := rec.stub(t, "killall", "exit 0")
+	// default_postinst sources postinst-pkg in a subshell. killall is a
+	// function: a busybox built with its applets preferred to PATH (as
+	// Debian's busybox-static) would run its own killall, not the stub.
+	script := "killall() { " + shq(killall) + ` "$@"; }; ( . ` + shq(filepath.Join(dir, "postinst-pkg")) + " )"
+	if _, stderr, code := run(t, []string{rec.path(), "IPKG_INSTROOT="}, "", sh[0], append(sh[1:], "-c", script)...); code != 0 {
 		t.Errorf("postinst-pkg exited %d: %s", code, stderr)
 	} else if c := rec.calls(t); len(c) != 1 || joinArgs(c[0]) != "killall -HUP rpcd" {
 		t.Errorf("postinst-pkg calls %q, want rpcd told to reload", c)

@@ -269,6 +269,17 @@ func TestRpcdPlugin(t *testing.T) {
 					t.Errorf("restart with %q: %v", in, got)
 				}
 			}
+			for in, w := range map[string]string{
+				`{"section":["a"]}`: "section must be a string", `{"section":5}`: "section must be a string",
+				`{"section":{"a":"b"}}`: "section must be a string", `{"section":true}`: "section must be a string",
+				`{bad`: "not a JSON object", `["web"]`: "not a JSON object",
+				`{"section":"web","x":"` + strings.Repeat("a", 70000) + `"}`: "arguments too large",
+			} {
+				got := p.call(t, sh, in, nil, "call", "restart")
+				if e, _ := got["error"].(string); got["ok"] != false || !strings.Contains(e, w) {
+					t.Errorf("restart with %.40q: %v, want an error %q", in, got, w)
+				}
+			}
 			if got := p.call(t, sh, "{}", nil, "call", "bogus"); got["ok"] != false {
 				t.Errorf("unknown method: %v", got)
 			}
@@ -353,16 +364,18 @@ func TestRpcdPluginCheck(t *testing.T) {
 			// Bad arguments: an error, and natmap does not run.
 			before = len(p.rec.calls(t))
 			bad := map[string]string{
-				`{bad`:                       "not a JSON object",
-				`{"udp":"yes","stun":["a"]}`: "udp must be true or false",
-				`{"udp":1,"stun":["a"]}`:     "udp must be true or false",
-				`{"ipv6":null,"stun":["a"]}`: "ipv6 must be true or false",
-				`{"stun":"a.example"}`:       "stun must be a list",
-				`{"stun":{"a":"b"}}`:         "stun must be a list",
-				`{"stun":[]}`:                "no STUN server",
-				`{"stun":[5]}`:               "not a STUN server",
-				`{"stun":[["a"]]}`:           "not a STUN server",
-				`{"stun":["a","b","c","d","e","f","g","h","i"]}`: "too many STUN servers",
+				`{bad`:                  "not a JSON object",
+				`{"stun":["a.example"]`: "not a JSON object",
+				`{"stun":["a.example"],"x":"` + strings.Repeat("a", 70000) + `"}`: "arguments too large",
+				`{"udp":"yes","stun":["a"]}`:                                      "udp must be true or false",
+				`{"udp":1,"stun":["a"]}`:                                          "udp must be true or false",
+				`{"ipv6":null,"stun":["a"]}`:                                      "ipv6 must be true or false",
+				`{"stun":"a.example"}`:                                            "stun must be a list",
+				`{"stun":{"a":"b"}}`:                                              "stun must be a list",
+				`{"stun":[]}`:                                                     "no STUN server",
+				`{"stun":[5]}`:                                                    "not a STUN server",
+				`{"stun":[["a"]]}`:                                                "not a STUN server",
+				`{"stun":["a","b","c","d","e","f","g","h","i"]}`:                  "too many STUN servers",
 			}
 			for _, srv := range []string{"", "a;reboot", "$(reboot)", "`reboot`", "a b", "a\nb", "a\tb", "-h", "--json", "a:0", "a:65536", "a:080",
 				"a:", ":80", "[::1", "[::1]:", "[::1]x", "[::1]:0", "[zz::1]:80", "[a]:80", "a..b", ".a", "a/b", "a'b", `a\"b`, "a|b", "a&b", "a>b", "*",

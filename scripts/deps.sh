@@ -20,17 +20,34 @@ if ((${#need[@]})); then
 	fi
 	echo "deps: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-	# The coturn package may start a system-wide server; the lab runs its own.
-	pkill -x -f '/usr/bin/turnserver.*-c /etc/turnserver.conf.*' 2>/dev/null || true
-	# So may bind9 and transmission-daemon; the updater tests run their own
-	# on loopback with temporary configs.
-	for svc in named transmission-daemon; do
-		if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
-			systemctl disable --now "$svc" >/dev/null 2>&1 || true
-		elif [ -x "/etc/init.d/$svc" ]; then
-			"/etc/init.d/$svc" stop >/dev/null 2>&1 || true
-		fi
-	done
+	# Wait for another apt or dpkg (up to 10 min) rather than fail.
+	apt=(apt-get -o DPkg::Lock::Timeout=600)
+	# The coturn package would start a system-wide server; the lab runs its
+	# own. Start no service while installing (policy-rc.d, honoured by
+	# invoke-rc.d and deb-systemd-invoke), unless the machine has its own
+	# policy; a server already running is left alone.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 0755 /usr/sbin/policy-rc.d
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
+	"${apt[@]}" update -qq
+	"${apt[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	rm -f /usr/sbin/policy-rc.d
+	trap - EXIT
+fi
+
+# OpenWrt's userspace for the tests on it (internal/testkit/owlab), from the
+# openwrt-lab tool beside the repository: built once into the harness's
+# cache (its build.sh installs its own Debian build dependencies, waiting
+# for the dpkg lock; about 2.5 min cold on 2 cores, then instant).
+lab=${NATMAP_OPENWRT_LAB:-$(cd "$(dirname "$0")/../.." && pwd)/shared/openwrt-lab}
+if [ -x "$lab/build.sh" ] && [ "$(id -u)" = 0 ]; then
+	cache=/var/tmp/natmap-owlab
+	mkdir -p "$cache/2026"
+	echo "deps: OpenWrt's userspace ($lab/build.sh into $cache/2026)"
+	flock "$cache/build-2026.lock" env OPENWRT_LAB_DIR="$cache/2026" OPENWRT_LAB_LUCI=2026 "$lab/build.sh" >"$cache/build-2026.log" 2>&1 || {
+		tail -n 40 "$cache/build-2026.log" >&2
+		exit 1
+	}
 fi

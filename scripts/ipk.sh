@@ -32,7 +32,12 @@
 # LUCI_DIR (default: luci-app-natmap), PO2LMO (a po2lmo to compile LuCI
 # translations with; default: cmd/po2lmo, built for this machine), MKAPK
 # (default: cmd/mkapk, built for this machine), APK_VERSION (the upstream
-# part of the apk version).
+# part of the apk version), FEED_KEY (a usign secret key: the ipk feed's
+# Packages is signed with it; `go run ./cmd/mkfeed keygen` makes one),
+# MKFEED (default: cmd/mkfeed, built for this machine).
+#
+# With ipk, the output directory is also an opkg feed: Packages,
+# Packages.gz and, with FEED_KEY, Packages.sig.
 set -euo pipefail
 umask 022
 export LC_ALL=C TZ=UTC
@@ -487,6 +492,19 @@ EOF
 $(luci_var LUCI_DESCRIPTION)"
 	fi
 	pack luci-app-natmap all "$stage"
+fi
+
+# --- the opkg feed -----------------------------------------------------------
+
+# Packages, Packages.gz and, signed with the usign secret key FEED_KEY names,
+# Packages.sig (cmd/mkfeed; without FEED_KEY the feed is unsigned).
+if [ -n "$want_ipk" ]; then
+	mkfeed=${MKFEED:-}
+	if [ -z "$mkfeed" ]; then
+		mkfeed=$work/mkfeed
+		env -u GOOS -u GOARCH -u GOARM -u GOMIPS CGO_ENABLED=0 "$GO" build -trimpath -o "$mkfeed" ./cmd/mkfeed
+	fi
+	"$mkfeed" index ${FEED_KEY:+-s "$FEED_KEY"} "$out"
 fi
 
 (

@@ -479,3 +479,42 @@ func TestFW4OtherTableIsNotEnough(t *testing.T) {
 }`, testPort), "nft", "-f", "-")
 	r.expect("with an accept in another table", refused, refused)
 }
+
+// natmap's rules go after the rules already in the zone's chain (the
+// user's: here "another program: ssh" and fw4's own), before its final
+// jump, so a user's drop for the same port still wins.
+func TestFW4RulesAfterTheUsers(t *testing.T) {
+	r, b := fw4Flavour.setup(t)
+	ctx := context.Background()
+	for _, rule := range []Rule{
+		{Section: "a", Zone: "wan", Proto: "tcp", Port: 2222},
+		{Section: "b", Zone: "wan", Proto: "udp", Port: 5000, IPv6: true},
+	} {
+		if err := b.Add(ctx, rule); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lines []string
+	for line := range strings.Lines(r.do("", "nft", "list", "chain", "inet", "fw4", "input_wan")) {
+		if l := strings.TrimSpace(line); strings.Contains(l, "dport") || strings.HasPrefix(l, "jump") {
+			lines = append(lines, l)
+		}
+	}
+	n := len(lines)
+	if n < 4 || !strings.Contains(lines[0], "another program: ssh") || !strings.Contains(lines[n-3], `"natmap:a"`) ||
+		!strings.Contains(lines[n-2], `"natmap:b"`) || lines[n-1] != "jump reject_from_wan" {
+		t.Errorf("input_wan:\n%s", strings.Join(lines, "\n"))
+	}
+	// A chain without a final jump: at its end.
+	r.do("", "nft", "add", "chain", "inet", "fw4", "input_bare")
+	r.do("", "nft", "add", "rule", "inet", "fw4", "input_bare", "tcp", "dport", "1", "drop")
+	if err := b.Add(ctx, Rule{Section: "c", Zone: "bare", Proto: "tcp", Port: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	if out := r.do("", "nft", "list", "chain", "inet", "fw4", "input_bare"); !strings.Contains(out, "drop\n\t\tmeta nfproto ipv4 tcp dport 3000") {
+		t.Errorf("input_bare:\n%s", out)
+	}
+	if err := b.Add(ctx, Rule{Section: "d", Zone: "nozone", Proto: "tcp", Port: 3000}); !errors.Is(err, ErrNoZone) {
+		t.Errorf("a zone without a chain: %v", err)
+	}
+}

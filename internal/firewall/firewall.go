@@ -7,8 +7,8 @@
 // the reject: an accept anywhere else (another nftables table, the INPUT
 // chain after the zone jump) would not override the zone's verdict.
 //
-//   - fw4 (nftables, OpenWrt 22.03 and later): the top of chain
-//     input_<zone> of table inet fw4. See FW4.
+//   - fw4 (nftables, OpenWrt 22.03 and later): chain input_<zone> of
+//     table inet fw4, after the user's rules. See FW4.
 //   - fw3 (iptables, OpenWrt 21.02 and earlier): the top of chain
 //     zone_<zone>_input of the filter table, with iptables or ip6tables by
 //     family. See FW3.
@@ -131,8 +131,9 @@ type Backend interface {
 	// by hand, say) comes back with what could be read of it, so it
 	// matches no wanted rule and Sync removes it.
 	List(ctx context.Context) ([]Rule, error)
-	// Add inserts r at the top of its zone's input chain. A missing chain
-	// is an error wrapping ErrNoZone.
+	// Add puts r into its zone's input chain, after the rules already
+	// there (the user's), before the zone's final verdict. A missing
+	// chain is an error wrapping ErrNoZone.
 	Add(ctx context.Context, r Rule) error
 	// Delete removes r: exactly that rule when r came from List, else
 	// every tagged rule Equal to r (none is not an error).

@@ -104,7 +104,7 @@ func TestParseFW4(t *testing.T) {
 	if !slices.Equal(rules, want) {
 		t.Errorf("rules:\n%+v\nwant:\n%+v", rules, want)
 	}
-	if !chains["input"] || !chains["input_wan"] || len(chains) != 2 {
+	if chains["input"] != 9 || chains["input_wan"] != 14 || len(chains) != 2 {
 		t.Errorf("chains %v", chains)
 	}
 	for _, bad := range []string{"", "{", `{"nftables": [{"rule": {"handle": "x"}}]}`} {

@@ -8,11 +8,13 @@ import (
 	"strings"
 )
 
-// FW4 is OpenWrt's nftables firewall. Rules go at the top of chain
-// input_<zone> of table inet fw4, which fw4 enters for the zone's devices
-// and ends with a jump to the zone's reject or drop:
+// FW4 is OpenWrt's nftables firewall. Rules go into chain input_<zone> of
+// table inet fw4, which fw4 enters for the zone's devices and ends with a
+// jump to the zone's reject or drop: just before that jump, so after the
+// user's own rules for the zone (a drop of some sources to the same port
+// still wins), as a rule of /etc/config/firewall would be:
 //
-//	nft insert rule inet fw4 input_wan meta nfproto ipv4 tcp dport 8080 counter accept comment "natmap:ssh"
+//	nft insert rule inet fw4 input_wan position 14 meta nfproto ipv4 tcp dport 8080 counter accept comment "natmap:ssh"
 //
 // List reads `nft -j list table inet fw4` (fw4 itself needs nftables' JSON
 // support, so it is there) and Delete removes a listed rule by its handle.
@@ -53,7 +55,7 @@ func (f *FW4) List(ctx context.Context) ([]Rule, error) {
 	return rules, err
 }
 
-func (f *FW4) read(ctx context.Context) ([]Rule, map[string]bool, error) {
+func (f *FW4) read(ctx context.Context) ([]Rule, map[string]uint64, error) {
 	out, err := f.run(ctx, "nft", "-j", "list", "table", "inet", "fw4")
 	if err != nil {
 		return nil, nil, fmt.Errorf("fw4: list rules: %w", err)
@@ -65,25 +67,34 @@ func (f *FW4) read(ctx context.Context) ([]Rule, map[string]bool, error) {
 	return rules, chains, nil
 }
 
-// Add inserts r at the top of input_<zone>.
+// Add puts r into input_<zone> before the chain's final jump (the zone's
+// verdict), or at its end when it has none.
 func (f *FW4) Add(ctx context.Context, r Rule) error {
 	if err := r.validate(); err != nil {
 		return err
 	}
 	chain := f.chain(r.Zone)
+	_, chains, err := f.read(ctx)
+	if err != nil {
+		return err
+	}
+	verdict, ok := chains[chain]
+	if !ok {
+		return fmt.Errorf("fw4: add %s: %w: %q (table inet fw4 has no chain %s)", r, ErrNoZone, r.Zone, chain)
+	}
+	where := []string{"add", "rule", "inet", "fw4", chain}
+	if verdict != 0 {
+		where = []string{"insert", "rule", "inet", "fw4", chain, "position", strconv.FormatUint(verdict, 10)}
+	}
 	// nft joins its arguments and parses them as one command, so the
 	// comment needs nft's quotes; validate let no quote into it.
-	_, err := f.run(ctx, "nft", "insert", "rule", "inet", "fw4", chain,
+	_, err = f.run(ctx, "nft", append(where,
 		"meta", "nfproto", r.family(), r.Proto, "dport", strconv.Itoa(int(r.Port)),
-		"counter", "accept", "comment", `"`+r.tag()+`"`)
-	if err == nil {
-		return nil
+		"counter", "accept", "comment", `"`+r.tag()+`"`)...)
+	if err != nil {
+		return fmt.Errorf("fw4: add %s: %w", r, err)
 	}
-	// Say so when it failed because the zone has no chain.
-	if _, chains, lerr := f.read(ctx); lerr == nil && !chains[chain] {
-		return fmt.Errorf("fw4: add %s: %w: %q (table inet fw4 has no chain %s): %w", r, ErrNoZone, r.Zone, chain, err)
-	}
-	return fmt.Errorf("fw4: add %s: %w", r, err)
+	return nil
 }
 
 // Delete removes r by its handle when r came from List, else every tagged
@@ -151,15 +162,16 @@ type nftMatch struct {
 	Right json.RawMessage
 }
 
-// parseFW4 reads `nft -j list table inet fw4`: natmap's rules, and the
-// names of all chains.
-func parseFW4(out []byte) ([]Rule, map[string]bool, error) {
+// parseFW4 reads `nft -j list table inet fw4`: natmap's rules, and each
+// chain with the handle of its final jump or goto (0 when its last rule is
+// none), which nft lists in chain order.
+func parseFW4(out []byte) ([]Rule, map[string]uint64, error) {
 	objs, err := nftObjects(out)
 	if err != nil {
 		return nil, nil, err
 	}
 	var rules []Rule
-	chains := map[string]bool{}
+	chains := map[string]uint64{}
 	for _, o := range objs {
 		if raw, ok := o["chain"]; ok {
 			var c struct{ Family, Table, Name string }
@@ -167,7 +179,7 @@ func parseFW4(out []byte) ([]Rule, map[string]bool, error) {
 				return nil, nil, fmt.Errorf("chain %s: %w", raw, err)
 			}
 			if c.Family == "inet" && c.Table == "fw4" {
-				chains[c.Name] = true
+				chains[c.Name] = 0
 			}
 		}
 		raw, ok := o["rule"]
@@ -178,8 +190,17 @@ func parseFW4(out []byte) ([]Rule, map[string]bool, error) {
 		if err := json.Unmarshal(raw, &nr); err != nil {
 			return nil, nil, fmt.Errorf("rule %s: %w", raw, err)
 		}
+		if nr.Family != "inet" || nr.Table != "fw4" {
+			continue
+		}
+		if _, ok := chains[nr.Chain]; ok {
+			chains[nr.Chain] = 0
+			if n := len(nr.Expr); n > 0 && (nr.Expr[n-1]["jump"] != nil || nr.Expr[n-1]["goto"] != nil) {
+				chains[nr.Chain] = nr.Handle
+			}
+		}
 		section, ok := strings.CutPrefix(nr.Comment, TagPrefix)
-		if !ok || nr.Family != "inet" || nr.Table != "fw4" {
+		if !ok {
 			continue
 		}
 		rules = append(rules, fw4Rule(nr, section))

@@ -1,0 +1,180 @@
+// Command mkfeed writes an opkg feed from the .ipk packages of a directory,
+// as OpenWrt's build does (scripts/ipkg-make-index.sh, then usign):
+//
+//	mkfeed index [-s SECRET_KEY] DIR   DIR/Packages, Packages.gz and, with a
+//	                                   usign secret key, Packages.sig
+//	mkfeed keygen -s SECRET -p PUBLIC  a new usign key pair (unencrypted)
+//
+// Packages has each package's control fields, with Filename, Size and
+// SHA256sum before Description, packages in name order, a blank line after
+// each. Without -s no Packages.sig is written (a stale one is removed):
+// opkg with signature checks then refuses the feed, so sign it for routers.
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/natmap-go/natmap/internal/usign"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+const usage = "usage: mkfeed index [-s SECRET_KEY] DIR | mkfeed keygen -s SECRET -p PUBLIC"
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("mkfeed "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	secret := fs.String("s", "", "usign secret key file")
+	public := fs.String("p", "", "usign public key file (keygen)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	var err error
+	switch {
+	case args[0] == "index" && fs.NArg() == 1:
+		err = index(fs.Arg(0), *secret, stdout)
+	case args[0] == "keygen" && fs.NArg() == 0 && *secret != "" && *public != "":
+		err = keygen(*secret, *public, stdout)
+	default:
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "mkfeed:", err)
+		return 1
+	}
+	return 0
+}
+
+func keygen(secret, public string, stdout io.Writer) error {
+	k, err := usign.Generate(nil)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(secret, k.MarshalSecret(), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(public, k.MarshalPublic(), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "key %s: secret %s, public %s (install it as /etc/opkg/keys/%s)\n",
+		k.FingerprintHex(), secret, public, k.FingerprintHex())
+	return nil
+}
+
+func index(dir, secret string, stdout io.Writer) error {
+	var key *usign.Key
+	if secret != "" {
+		b, err := os.ReadFile(secret)
+		if err != nil {
+			return err
+		}
+		if key, err = usign.ParseSecret(b); err != nil {
+			return fmt.Errorf("%s: %w", secret, err)
+		}
+	}
+	names, err := filepath.Glob(filepath.Join(dir, "*.ipk"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	var out bytes.Buffer
+	for _, name := range names {
+		entry, err := packageEntry(name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		out.WriteString(entry)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Packages"), out.Bytes(), 0o644); err != nil {
+		return err
+	}
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	zw.Write(out.Bytes())
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Packages.gz"), gz.Bytes(), 0o644); err != nil {
+		return err
+	}
+	sig := filepath.Join(dir, "Packages.sig")
+	if key == nil {
+		if err := os.Remove(sig); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: %d packages, unsigned\n", filepath.Join(dir, "Packages"), len(names))
+		return nil
+	}
+	if err := os.WriteFile(sig, key.Sign(out.Bytes()), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %d packages, signed by key %s\n", filepath.Join(dir, "Packages"), len(names), key.FingerprintHex())
+	return nil
+}
+
+// packageEntry is a package's paragraph of Packages.
+func packageEntry(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	inner, err := member(b, "./control.tar.gz")
+	if err != nil {
+		return "", err
+	}
+	control, err := member(inner, "./control")
+	if err != nil {
+		return "", fmt.Errorf("control.tar.gz: %w", err)
+	}
+	text := strings.TrimRight(string(control), "\n") + "\n"
+	if !strings.HasPrefix(text, "Package: ") {
+		return "", errors.New("control does not start with Package:")
+	}
+	sum := sha256.Sum256(b)
+	extra := "Filename: " + filepath.Base(path) + "\nSize: " + strconv.Itoa(len(b)) + "\nSHA256sum: " + hex.EncodeToString(sum[:]) + "\n"
+	if i := strings.Index(text, "\nDescription:"); i >= 0 {
+		text = text[:i+1] + extra + text[i+1:]
+	} else {
+		text += extra
+	}
+	return text + "\n", nil
+}
+
+// member returns a file of a gzip'd tar.
+func member(targz []byte, name string) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(targz))
+	if err != nil {
+		return nil, err
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil, fmt.Errorf("no %s", name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if h.Name == name {
+			return io.ReadAll(io.LimitReader(tr, 16<<20))
+		}
+	}
+}

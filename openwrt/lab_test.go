@@ -1,0 +1,544 @@
+package openwrt_test
+
+// The packages on OpenWrt's real userspace (internal/testkit/owlab: procd,
+// ubusd, rpcd, jshn, uci, opkg, apk, firewall4, built from
+// ../shared/openwrt-lab), as a router user works with them: install by name
+// from a signed feed, procd, ubus, firewall4, upgrade and removal. One lab
+// boot for all of it, the steps in order as subtests.
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/owlab"
+	"github.com/natmap-go/natmap/internal/usign"
+)
+
+// verifyFeed checks Packages.sig against the public key file, reading
+// usign's formats here (not with internal/usign, which wrote them):
+// "untrusted comment: ..." then base64 of "Ed", the 8-byte fingerprint and
+// the 32-byte key or 64-byte signature.
+func verifyFeed(t *testing.T, dir string, public []byte) {
+	t.Helper()
+	blob := func(b []byte, n int) []byte {
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) != 2 || !strings.HasPrefix(lines[0], "untrusted comment: ") {
+			t.Fatalf("not a usign file: %q", b)
+		}
+		d, err := base64.StdEncoding.DecodeString(lines[1])
+		if err != nil || len(d) != n || string(d[:2]) != "Ed" {
+			t.Fatalf("usign blob %q: %v", lines[1], err)
+		}
+		return d
+	}
+	pub := blob(public, 42)
+	sig := blob([]byte(readFile(t, filepath.Join(dir, "Packages.sig"))), 74)
+	if !bytes.Equal(pub[2:10], sig[2:10]) {
+		t.Fatalf("Packages.sig is by key %x, want %x", sig[2:10], pub[2:10])
+	}
+	if !ed25519.Verify(pub[10:], []byte(readFile(t, filepath.Join(dir, "Packages"))), sig[10:]) {
+		t.Fatal("Packages.sig does not verify")
+	}
+}
+
+// labStatus is `ubus call natmap status`, by section.
+func labStatus(t *testing.T, l *owlab.Lab) map[string]map[string]any {
+	t.Helper()
+	out, err := l.Exec(nil, "ubus call natmap status")
+	if err != nil {
+		return nil
+	}
+	var s struct{ Mappings []map[string]any }
+	if json.Unmarshal([]byte(out), &s) != nil {
+		return nil
+	}
+	m := map[string]map[string]any{}
+	for _, x := range s.Mappings {
+		m[fmt.Sprint(x["section"])] = x
+	}
+	return m
+}
+
+// waitMapped waits until every section is mapped and returns the status.
+func waitMapped(t *testing.T, l *owlab.Lab, sections ...string) map[string]map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st := labStatus(t, l)
+		ok := st != nil
+		for _, s := range sections {
+			if st[s]["state"] != "mapped" {
+				ok = false
+			}
+		}
+		if ok {
+			return st
+		}
+		if time.Now().After(deadline) {
+			out, _ := l.Exec(nil, "ubus call natmap status; /usr/sbin/logread | tail -n 30")
+			t.Fatalf("sections %v not mapped: %v\n%s", sections, st, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// ubusJSON runs `ubus call natmap METHOD ARGS` and decodes the answer.
+func ubusJSON(t *testing.T, l *owlab.Lab, cmd string) map[string]any {
+	t.Helper()
+	out := l.Sh(cmd)
+	var v map[string]any
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("%s: %q: %v", cmd, out, err)
+	}
+	return v
+}
+
+// startCoturn runs a STUN-only coturn on addr (an address the test made).
+func startCoturn(t *testing.T, addr string, port int) {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("turnserver", "-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls",
+		"--listening-ip", addr, "--listening-port", fmt.Sprint(port), "--relay-threads", "1", "--no-rfc5780",
+		"--min-port", "49152", "--max-port", "49159", "--pidfile", filepath.Join(dir, "pid"),
+		"--log-file", filepath.Join(dir, "log"), "--simple-log", "--no-stdout-log", "--db", filepath.Join(dir, "db"))
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("turnserver: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, fmt.Sprint(port)), time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("coturn on %s:%d: %v", addr, port, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T, addr string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+var pidRE = regexp.MustCompile(`^[0-9]+$`)
+
+// natmapPID is the pid of procd's natmap instance, or "" (pidof would
+// also list a natmap CLI call running at the time).
+func natmapPID(l *owlab.Lab) string {
+	out, _ := l.Exec(nil, `ubus call service list '{"name":"natmap"}' | jsonfilter -e '@.natmap.instances.natmap.pid'`)
+	if p := strings.TrimSpace(out); pidRE.MatchString(p) {
+		return p
+	}
+	return ""
+}
+
+// luciRPC calls ubus over uhttpd's /ubus as LuCI does (JSON-RPC, a
+// session from session login) and returns the call's status code.
+func luciRPC(t *testing.T, l *owlab.Lab, session, object, method string, args any) (int, map[string]any) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "call", "params": []any{session, object, method, args}})
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Post("http://"+l.Addr()+"/ubus", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("ubus %s %s over HTTP: %v", object, method, err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Result []json.RawMessage
+		Error  any
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || len(r.Result) == 0 {
+		t.Fatalf("ubus %s %s over HTTP: %v %v", object, method, err, r.Error)
+	}
+	var code int
+	json.Unmarshal(r.Result[0], &code)
+	var data map[string]any
+	if len(r.Result) > 1 {
+		json.Unmarshal(r.Result[1], &data)
+	}
+	return code, data
+}
+
+func TestOpenWrtLab(t *testing.T) {
+	owlab.Require(t)
+	testgate.Require(t, "openwrt lab", true, map[string]string{"turnserver": "coturn"})
+	begin := time.Now()
+
+	// Two versions of the packages, each an opkg feed signed with a key
+	// made here, and v1 as apk packages.
+	key, err := usign.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDir := t.TempDir()
+	secret := filepath.Join(keyDir, "feed.sec")
+	writeFile(t, secret, string(key.MarshalSecret()), 0o600)
+	public := key.MarshalPublic()
+	feeds := map[string]string{}
+	for v, format := range map[string]string{"1.0.0": "all", "1.0.1": "ipk"} {
+		dir, out, err := ipkScript(t, []string{"IPK_VERSION=" + v, "FEED_KEY=" + secret}, "-f", format, "x86_64")
+		if err != nil {
+			t.Fatalf("scripts/ipk.sh %s: %v\n%s", v, err, out)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		verifyFeed(t, dir, public)
+		feeds[v] = dir
+	}
+
+	l := owlab.Start(t, owlab.Options{})
+	host := l.HostAddr()
+
+	// The feeds and natmap's keep-alive server on the host's end of the veth.
+	mux := http.NewServeMux()
+	mux.Handle("/feed1/", http.StripPrefix("/feed1/", http.FileServer(http.Dir(feeds["1.0.0"]))))
+	mux.Handle("/feed2/", http.StripPrefix("/feed2/", http.FileServer(http.Dir(feeds["1.0.1"]))))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {})
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	web := ln.Addr().String()
+	stunPort := freePort(t, host)
+	startCoturn(t, host, stunPort)
+	stun := fmt.Sprintf("%s:%d", host, stunPort)
+
+	config := fmt.Sprintf(`
+config natmap 'a'
+	option enable '1'
+	option udp_mode '0'
+	option port '18080'
+	option stun_server '%[1]s'
+	option http_server '%[2]s'
+	option interval '25'
+	option comment 'edited by the user'
+	option forward_target '127.0.0.1'
+	option forward_port '80'
+
+config natmap 'b'
+	option enable '1'
+	option udp_mode '0'
+	option port '18081'
+	option stun_server '%[1]s'
+	option http_server '%[2]s'
+	option interval '25'
+	option forward_target '127.0.0.1'
+	option forward_port '80'
+`, stun, web)
+
+	ok := t.Run("opkg install by name", func(t *testing.T) {
+		l.Sh("mkdir -p /etc/opkg/keys && cat > /etc/opkg/keys/" + key.FingerprintHex() + " <<'EOF'\n" + string(public) + "EOF")
+		l.Sh("echo 'src/gz natmap http://" + web + "/feed1' >> /etc/opkg/customfeeds.conf")
+		l.Sh("opkg update")
+		l.Sh("opkg install natmap luci-app-natmap")
+		if out := l.Sh("opkg list-installed"); !strings.Contains(out, "natmap - 1.0.0-r1") || !strings.Contains(out, "luci-app-natmap - 1.0.0-r1") {
+			t.Fatalf("installed:\n%s", out)
+		}
+		l.Sh("reload_config") // procd's first run records the configs
+		l.Sh("cat > /etc/config/natmap <<'EOF'\n" + config + "EOF")
+	})
+	if !ok {
+		t.FailNow()
+	}
+
+	t.Run("procd", func(t *testing.T) {
+		l.Sh("/etc/init.d/natmap enable && test -L /etc/rc.d/S99natmap")
+		l.Sh("/etc/init.d/natmap validate")
+		l.Sh("/etc/init.d/natmap start")
+		st := waitMapped(t, l, "a", "b")
+		for _, s := range []string{"a", "b"} {
+			if st[s]["public_ip"] != l.Addr() || st[s]["public_port"] != st[s]["private_port"] {
+				t.Errorf("section %s: %v", s, st[s])
+			}
+		}
+		if out := l.Sh("/etc/init.d/natmap status"); !strings.Contains(out, "mapped") {
+			t.Errorf("status:\n%s", out)
+		}
+		if out, err := l.Exec(nil, "uci set natmap.a.enable=maybe && /etc/init.d/natmap validate"); err == nil || !strings.Contains(out, "section a: invalid") {
+			t.Errorf("validate accepts enable maybe:\n%s", out)
+		}
+		l.Sh("uci revert natmap")
+
+		// Respawn after kill -9.
+		pid := natmapPID(l)
+		l.Sh("kill -9 " + pid)
+		deadline := time.Now().Add(60 * time.Second)
+		for p := natmapPID(l); p == "" || p == pid; p = natmapPID(l) {
+			if time.Now().After(deadline) {
+				t.Fatalf("natmap not respawned after kill -9 %s", pid)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		st = waitMapped(t, l, "a", "b")
+
+		// A change to one section restarts it only: uci + reload_config;
+		// ubus uci set + commit; and LuCI's Save & Apply, over HTTP with a
+		// session: uci set, apply with rollback, confirm.
+		_, login := luciRPC(t, l, strings.Repeat("0", 32), "session", "login", map[string]string{"username": "root", "password": ""})
+		session, _ := login["ubus_rpc_session"].(string)
+		pid = natmapPID(l)
+		for _, c := range []struct{ changed, kept, cmd string }{
+			{"b", "a", "uci set natmap.b.interval=20 && uci commit natmap && reload_config"},
+			{"a", "b", `ubus call uci set '{"config":"natmap","section":"a","values":{"interval":"21"}}' && ubus call uci commit '{"config":"natmap"}'`},
+			{"b", "a", "luci"},
+		} {
+			before := st
+			if c.cmd == "luci" {
+				for _, call := range []struct {
+					method string
+					args   any
+				}{
+					{"set", map[string]any{"config": "natmap", "section": "b", "values": map[string]string{"interval": "22"}}},
+					{"apply", map[string]any{"rollback": true, "timeout": 60}},
+					{"confirm", map[string]any{}},
+				} {
+					if code, _ := luciRPC(t, l, session, "uci", call.method, call.args); code != 0 {
+						t.Fatalf("LuCI's uci %s: status %d", call.method, code)
+					}
+				}
+			} else {
+				l.Sh(c.cmd)
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				st = waitMapped(t, l, "a", "b")
+				if st[c.changed]["since"] != before[c.changed]["since"] {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: section %s not restarted: %v", c.cmd, c.changed, st[c.changed])
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			if k := c.kept; st[k]["since"] != before[k]["since"] || st[k]["public_port"] != before[k]["public_port"] {
+				t.Errorf("%s: section %s restarted too: %v, was %v", c.cmd, k, st[k], before[k])
+			}
+			if p := natmapPID(l); p != pid {
+				t.Errorf("%s: the daemon restarted (pid %s, was %s)", c.cmd, p, pid)
+			}
+		}
+		l.Sh("/etc/init.d/natmap reload")
+		if p := natmapPID(l); p != pid {
+			t.Errorf("reload restarted the daemon (pid %s, was %s)", p, pid)
+		}
+		l.Sh("/etc/init.d/natmap restart")
+		waitMapped(t, l, "a", "b")
+		if p := natmapPID(l); p == pid || p == "" {
+			t.Errorf("restart: pid %q, was %s", p, pid)
+		}
+	})
+
+	t.Run("ubus", func(t *testing.T) {
+		waitMapped(t, l, "a", "b")
+		if v := ubusJSON(t, l, "ubus call natmap reload"); v["ok"] != true {
+			t.Errorf("reload: %v", v)
+		}
+		if v := ubusJSON(t, l, `ubus call natmap restart '{"section":"a"}'`); v["ok"] != true {
+			t.Errorf("restart: %v", v)
+		}
+		waitMapped(t, l, "a", "b")
+		for args, want := range map[string]string{
+			`{"section":["a"]}`: "section must be a string",
+			`{"section":5}`:     "section must be a string",
+			`{"section":"zz"}`:  `zz`,
+			`{}`:                "missing argument: section",
+		} {
+			if v := ubusJSON(t, l, "ubus call natmap restart '"+args+"'"); v["ok"] != false || !strings.Contains(fmt.Sprint(v["error"]), want) {
+				t.Errorf("restart %s: %v, want an error %q", args, v, want)
+			}
+		}
+		v := ubusJSON(t, l, `ubus call natmap check '{"stun":["`+stun+`"]}'`)
+		if ans, _ := v["answers"].([]any); len(ans) == 0 {
+			t.Errorf("check: %v", v)
+		}
+		for args, want := range map[string]string{
+			`{"stun":["$(reboot)"]}`: "not a STUN server",
+			`{"stun":"x"}`:           "stun must be a list",
+			`{"udp":"yes"}`:          "udp must be true or false",
+			// rpcd cuts this at 64 KiB: refused, not run against the configured servers.
+			`{"stun":["` + stun + `"],"pad":"` + strings.Repeat("x", 70000) + `"}`: "too large",
+		} {
+			// The argument goes in through a file.
+			if out, err := l.Exec(strings.NewReader(args), "cat > /root/args.json"); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			if v := ubusJSON(t, l, `ubus call natmap check "$(cat /root/args.json)"`); v["ok"] != false || !strings.Contains(fmt.Sprint(v["error"]), want) {
+				t.Errorf("check %.60s: %v, want an error %q", args, v, want)
+			}
+		}
+		// The plugin with the real jshn, given what ubus would not pass.
+		for _, in := range []string{`{bad`, `["a"]`, `{"section":"a"`} {
+			out, _ := l.Exec(strings.NewReader(in), "/usr/libexec/rpcd/natmap call restart")
+			if !strings.Contains(out, "not a JSON object") {
+				t.Errorf("plugin restart with %q: %s", in, out)
+			}
+		}
+	})
+
+	t.Run("firewall4", func(t *testing.T) {
+		waitMapped(t, l, "a", "b")
+		// The lab's interface moves to the wan zone, so the host is the
+		// internet; the user's own rule for a's port drops the host.
+		l.Sh(`uci delete firewall.@zone[0].device && uci add_list firewall.@zone[1].device=lab0 &&
+			uci add firewall rule >/dev/null && uci set firewall.@rule[-1].name=drop-some &&
+			uci set firewall.@rule[-1].src=wan && uci set firewall.@rule[-1].proto=tcp &&
+			uci set firewall.@rule[-1].dest_port=18080 && uci set firewall.@rule[-1].src_ip=` + host + ` &&
+			uci set firewall.@rule[-1].target=DROP && uci commit firewall`)
+		// get fetches / of uhttpd through a section's forward port.
+		get := func(port int) error {
+			c := &http.Client{Timeout: 3 * time.Second}
+			resp, err := c.Get(fmt.Sprintf("http://%s:%d/", l.Addr(), port))
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return nil
+		}
+		check := func(when string) {
+			t.Helper()
+			var out string
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				out = l.Sh("nft list chain inet fw4 input_wan")
+				if strings.Contains(out, `"natmap:a"`) && strings.Contains(out, `"natmap:b"`) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: natmap's rules missing from input_wan:\n%s", when, out)
+				}
+				time.Sleep(300 * time.Millisecond)
+			}
+			user, a, jump := strings.Index(out, "drop-some"), strings.Index(out, `"natmap:a"`), strings.Index(out, "jump reject_from_wan")
+			if user < 0 || !(user < a && a < jump) || !strings.Contains(out, "tcp dport 18080") {
+				t.Errorf("%s: want the user's drop, then natmap's accept, then the zone's jump:\n%s", when, out)
+			}
+			// With packets: natmap's accept opens b's port; the user's
+			// drop still closes a's to the host.
+			if err := get(18081); err != nil {
+				t.Errorf("%s: section b's port from the wan: %v", when, err)
+			}
+			if err := get(18080); err == nil {
+				t.Errorf("%s: section a's port answers the host its user's rule drops", when)
+			}
+		}
+		l.Sh("fw4 reload")
+		check("after fw4 reload")
+		l.Sh("/etc/init.d/firewall restart")
+		check("after firewall restart")
+		l.Sh("/etc/init.d/natmap stop")
+		if out := l.Sh("nft list table inet fw4"); strings.Contains(out, "natmap:") {
+			t.Errorf("natmap's rules left after stop:\n%s", out)
+		}
+		if natmapPID(l) != "" {
+			t.Error("natmap still runs after stop")
+		}
+		if out, err := l.Exec(nil, "/etc/init.d/natmap status"); err == nil || !strings.Contains(out, "inactive") {
+			t.Errorf("status after stop: %v %s", err, out)
+		}
+		l.Sh("/etc/init.d/natmap start")
+		check("after start")
+	})
+
+	t.Run("opkg upgrade keeps the config", func(t *testing.T) {
+		before := l.Sh("cat /etc/config/natmap")
+		l.Sh("sed -i 's#/feed1$#/feed2#' /etc/opkg/customfeeds.conf && opkg update && opkg upgrade natmap luci-app-natmap")
+		if out := l.Sh("opkg list-installed"); !strings.Contains(out, "natmap - 1.0.1-r1") || !strings.Contains(out, "luci-app-natmap - 1.0.1-r1") {
+			t.Fatalf("after upgrade:\n%s", out)
+		}
+		if after := l.Sh("cat /etc/config/natmap"); after != before {
+			t.Errorf("/etc/config/natmap changed on upgrade:\n%s\nwas:\n%s", after, before)
+		}
+		waitMapped(t, l, "a", "b")
+		if out := l.Sh("natmap --version 2>&1 || true"); !strings.Contains(out, "1.0.1") {
+			t.Errorf("natmap --version: %s", out)
+		}
+	})
+
+	// What removal must leave behind: nothing of natmap's.
+	gone := func(t *testing.T, how string) {
+		t.Helper()
+		if out, err := l.Exec(nil, "pidof natmap"); err == nil {
+			t.Errorf("%s: natmap still runs (pid %s)", how, out)
+		}
+		for cmd, what := range map[string]string{
+			"test -e /var/run/natmap/natmap.sock":           "the control socket",
+			"ubus list natmap":                              "the ubus object",
+			"ls /etc/rc.d/ | grep natmap":                   "an rc.d link",
+			"uci -q get firewall.natmap":                    "the firewall include",
+			"nft list table inet fw4 | grep -q natmap:":     "a firewall rule",
+			"test -e /usr/bin/natmap":                       "the binary",
+			"ubus call service list | grep -q '\"natmap\"'": "a procd service",
+		} {
+			if out, err := l.Exec(nil, cmd); err == nil {
+				t.Errorf("%s: %s left (%s): %s", how, what, cmd, out)
+			}
+		}
+	}
+	t.Run("opkg remove", func(t *testing.T) {
+		l.Sh("opkg remove luci-app-natmap natmap")
+		// rpcd re-reads its plugins when told (the LuCI package's postrm).
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if _, err := l.Exec(nil, "ubus list natmap"); err != nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		gone(t, "opkg remove")
+	})
+
+	t.Run("apk add by name", func(t *testing.T) {
+		// The index is made by the lab's own apk-tools (apk mkndx), run on
+		// the host with the lab's libraries: unsigned.
+		dir := t.TempDir()
+		for _, f := range []string{"natmap_1.0.0-r1_x86_64.apk", "luci-app-natmap_1.0.0-r1_noarch.apk"} {
+			writeFile(t, filepath.Join(dir, f), readFile(t, filepath.Join(feeds["1.0.0"], f)), 0o644)
+		}
+		mkndx := exec.Command(filepath.Join(l.Rootfs, "usr/bin/apk"), "mkndx", "--allow-untrusted",
+			"--pkgname-spec", "${name}_${version}_${arch}.apk", "-o", "packages.adb",
+			"natmap_1.0.0-r1_x86_64.apk", "luci-app-natmap_1.0.0-r1_noarch.apk")
+		mkndx.Dir = dir
+		mkndx.Env = append(os.Environ(), "LD_LIBRARY_PATH="+filepath.Join(l.Rootfs, "usr/lib"))
+		if out, err := mkndx.CombinedOutput(); err != nil {
+			t.Fatalf("apk mkndx: %v\n%s", err, out)
+		}
+		mux.Handle("/apk/", http.StripPrefix("/apk/", http.FileServer(http.Dir(dir))))
+		l.Sh("echo http://" + web + "/apk/packages.adb > /etc/apk/repositories.d/natmap.list")
+		l.Sh("apk update --allow-untrusted && apk add --allow-untrusted natmap")
+		if out := l.Sh("apk info -vv 2>/dev/null | grep natmap || apk info natmap"); !strings.Contains(out, "natmap-1.0.0-r1") {
+			t.Errorf("apk info:\n%s", out)
+		}
+		l.Sh("test -x /usr/bin/natmap && test -L /etc/rc.d/S99natmap && uci -q get firewall.natmap")
+		l.Sh("cat > /etc/config/natmap <<'EOF'\n" + config + "EOF")
+		l.Sh("/etc/init.d/natmap restart")
+		waitMapped(t, l, "a", "b")
+		l.Sh("apk del natmap")
+		gone(t, "apk del")
+	})
+	t.Logf("OpenWrt lab tests took %s (packages, boot and all steps)", time.Since(begin).Round(time.Second))
+}
