@@ -28,9 +28,9 @@ type poller struct {
 // wakeID is the event id of the poller's eventfd; ids of sockets are others.
 const wakeID = 0
 
-// pollEvents: readable, writable, peer half-closed; edge-triggered, so a
+// tcpEvents: readable, writable, peer half-closed; edge-triggered, so a
 // socket is reported again only after a call on it returned EAGAIN.
-const pollEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+const tcpEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 
 func newPoller() (*poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -51,7 +51,7 @@ func newPoller() (*poller, error) {
 	}
 	p.ep = os.NewFile(uintptr(epfd), "epoll")
 	if p.rc, err = p.ep.SyscallConn(); err == nil {
-		err = p.add(wake, wakeID, 0)
+		err = p.add(wake, wakeID, 0, unix.EPOLLIN|unix.EPOLLET)
 	}
 	if err != nil {
 		p.close()
@@ -64,9 +64,10 @@ func newPoller() (*poller, error) {
 	return p, nil
 }
 
-// add registers fd under id and side (the event's two 32-bit halves).
-func (p *poller) add(fd int, id uint32, side int32) error {
-	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(id), Pad: side}
+// add registers fd for events under id and side (the event's two 32-bit
+// halves).
+func (p *poller) add(fd int, id uint32, side int32, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(id), Pad: side}
 	if err := unix.EpollCtl(int(p.ep.Fd()), unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}

@@ -300,7 +300,7 @@ func (s *tcpRun) register(c *spliceConn) error {
 	}
 	c.id = s.nextID
 	for side, fd := range c.fd {
-		if err := s.poll.add(fd, c.id, int32(side)); err != nil {
+		if err := s.poll.add(fd, c.id, int32(side), tcpEvents); err != nil {
 			return err
 		}
 	}
