@@ -282,9 +282,11 @@ func connBurst(l *lab.Lab, d *net.Dialer, addr string, conc, n int) error {
 }
 
 // BenchmarkRelayRSS measures natmap's resident memory in forward mode: idle
-// once the mapping is up, and with relayConns TCP connections relayed at
-// once (every outside client has had its byte echoed by the target, which
-// holds the connection open). Run it with -benchtime 1x.
+// once the mapping is up, with relayConns TCP connections relayed at once
+// (every outside client has had its byte echoed by the target, which holds
+// the connection open), and how soon after they closed natmap is back
+// within 1 MiB of idle (closed-s; closed-KiB then, or after a minute). Run
+// it with -benchtime 1x.
 func BenchmarkRelayRSS(b *testing.B) {
 	const relayConns = 1000
 	// This process holds both ends (outside clients and target side) of
@@ -310,10 +312,11 @@ func BenchmarkRelayRSS(b *testing.B) {
 	}
 	time.Sleep(200 * time.Millisecond) // the first keep-alive and STUN round are over
 	idle := procStatusKiB(b, pid, "VmRSS")
+	idleAnon := procStatusKiB(b, pid, "RssAnon")
 	idleSockets, _, _ := openFDs(b, pid)
 
 	d := outsideDialer(l)
-	var loaded float64
+	var loaded, loadedAnon float64
 	var sockets, pipes, iters int
 	for b.Loop() {
 		var cs []net.Conn
@@ -345,6 +348,7 @@ func BenchmarkRelayRSS(b *testing.B) {
 			b.Fatalf("the target holds %d connections, want %d", n, relayConns)
 		}
 		loaded += procStatusKiB(b, pid, "VmRSS")
+		loadedAnon = procStatusKiB(b, pid, "RssAnon")
 		sockets, pipes, _ = openFDs(b, pid)
 		iters++
 		for _, c := range cs {
@@ -363,9 +367,23 @@ func BenchmarkRelayRSS(b *testing.B) {
 		}
 	}
 	loaded /= float64(iters)
+	// The memory of the closed connections goes back to the kernel: wait
+	// (up to a minute) until natmap is within 1 MiB of its idle RSS.
+	var back float64
+	closed := procStatusKiB(b, pid, "VmRSS")
+	for start := time.Now(); closed > idle+1024 && time.Since(start) < time.Minute; {
+		time.Sleep(time.Second)
+		closed = procStatusKiB(b, pid, "VmRSS")
+		back = time.Since(start).Seconds()
+	}
+	b.Logf("natmap RSS: idle %.0f KiB (%.0f anonymous), %.0f KiB with %d connections (%.0f), %.0f KiB %.0f s after they closed (%.0f); %.0f threads",
+		idle, idleAnon, loaded, relayConns, loadedAnon, closed, back, procStatusKiB(b, pid, "RssAnon"), procStatusKiB(b, pid, "Threads"))
 	b.ReportMetric(idle, "idle-KiB")
+	b.ReportMetric(idleAnon, "idle-anon-KiB")
 	b.ReportMetric(loaded, "1000conns-KiB")
 	b.ReportMetric((loaded-idle)/relayConns, "KiB/conn")
+	b.ReportMetric(closed, "closed-KiB")
+	b.ReportMetric(back, "closed-s")
 	b.ReportMetric(float64(sockets), "1000conns-sockets")
 	b.ReportMetric(float64(pipes), "1000conns-pipes")
 	b.ReportMetric(float64(lim), "nofile-limit")
@@ -479,4 +497,103 @@ func BenchmarkUDPRelay(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// BenchmarkUDPRelayRSS measures natmap's resident memory in UDP forward
+// mode: idle, and with udpSessions client sessions (every outside client
+// socket has had its datagram echoed by the target through the relay).
+// Run it with -benchtime 1x.
+func BenchmarkUDPRelayRSS(b *testing.B) {
+	const udpSessions = 1000
+	raiseNoFile(b, udpSessions+1024)
+	l := lab.New(b, lab.FullConePreserve)
+	const port, targetPort = 42041, 5206
+	tc, err := l.ListenPacket(l.LAN, "udp4", fmt.Sprintf("127.0.0.1:%d", targetPort), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	serveUDPEcho(b, tc)
+	nm := startNatmap(b, l, benchUDPArgs(l, port, "-t", "127.0.0.1", "-p", strconv.Itoa(targetPort))...)
+	addr := nm.waitNotification(1, 15*time.Second).Public().String()
+	pid := nm.cmd.Process.Pid
+	checkNatmapPID(b, pid)
+	time.Sleep(200 * time.Millisecond) // the first STUN round is over
+	idle := procStatusKiB(b, pid, "VmRSS")
+
+	var loaded float64
+	iters := 0
+	for b.Loop() {
+		var cs []net.Conn
+		err := l.Do(l.Inet, func() error {
+			for range udpSessions {
+				c, err := net.Dial("udp4", addr)
+				if err != nil {
+					return err
+				}
+				cs = append(cs, c)
+			}
+			return nil
+		})
+		// Each client sends until its echo comes back: its session is up.
+		for i := 0; err == nil && i < len(cs); i++ {
+			err = udpRoundTrip(cs[i])
+		}
+		for _, c := range cs {
+			c.Close()
+		}
+		if err != nil {
+			b.Fatalf("%d sessions: %v", len(cs), err)
+		}
+		loaded += procStatusKiB(b, pid, "VmRSS")
+		iters++
+	}
+	loaded /= float64(iters)
+	b.ReportMetric(idle, "idle-KiB")
+	b.ReportMetric(loaded, "1000sessions-KiB")
+	b.ReportMetric((loaded-idle)/udpSessions, "KiB/session")
+	b.ReportMetric(0, "ns/op")
+}
+
+// udpRoundTrip sends a datagram on c until one comes back (up to 10 tries).
+func udpRoundTrip(c net.Conn) error {
+	buf := make([]byte, 64)
+	for try := 0; ; try++ {
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err := c.Read(buf)
+		if err == nil || try == 10 {
+			return err
+		}
+	}
+}
+
+// BenchmarkDaemonIdleRSS measures the resident memory of `natmap daemon`
+// with 16 mappings (TCP forward mode) up and idle. Run it with -benchtime
+// 1x.
+func BenchmarkDaemonIdleRSS(b *testing.B) {
+	const mappings = 16
+	l := lab.New(b, lab.FullConePreserve)
+	var cfg strings.Builder
+	cfg.WriteString(daemonGlobal)
+	for i := range mappings {
+		fmt.Fprintf(&cfg, "\nconfig natmap 'm%d'\n\toption enable '1'\n\toption port '%d'\n"+
+			"\toption forward_target '127.0.0.1'\n\toption forward_port '5207'\n\toption notify_script 'NOTIFY'\n", i, 40100+i)
+	}
+	d := startDaemon(b, l, cfg.String())
+	for i := range mappings {
+		d.waitSection(fmt.Sprintf("m%d", i), 1, 30*time.Second)
+	}
+	pid := d.cmd.Process.Pid
+	checkNatmapPID(b, pid)
+	var rss, anon float64
+	for b.Loop() {
+		time.Sleep(20 * time.Second) // a trim (every 15 s) after the start
+		rss = procStatusKiB(b, pid, "VmRSS")
+		anon = procStatusKiB(b, pid, "RssAnon")
+	}
+	b.ReportMetric(rss, "16mappings-KiB")
+	b.ReportMetric(anon, "16mappings-anon-KiB")
+	b.ReportMetric(0, "ns/op")
 }

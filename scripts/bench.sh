@@ -2,7 +2,8 @@
 # natmap's benchmarks: in the namespace lab (needs root and the lab's tools)
 # the time from start to the first notify, the forward-mode relay against
 # the direct path side by side (TCP throughput with iperf3, TCP connections
-# per second, UDP echo), natmap's memory with 1000 relayed connections; and
+# per second, UDP echo), natmap's memory (idle, 1000 relayed TCP connections
+# and after they closed, 1000 UDP sessions, the daemon with 16 mappings); and
 # the STUN reply parser. Prints the raw benchmark lines, then a summary.
 #
 #   BENCHTIME   -benchtime of the first-notify benchmark (default 50x)
@@ -86,8 +87,10 @@ echo "== TCP throughput through the NAT, direct and natmap's relay taking turns 
 bench '^BenchmarkTCPThroughput$' 1x ./e2e/
 echo "== TCP connections per second (connect, 1-byte round trip, close), direct and relay taking turns"
 bench '^BenchmarkTCPConnRate$' 3s ./e2e/
-echo "== natmap's memory in forward mode, idle and with 1000 relayed connections"
+echo "== natmap's memory in forward mode: idle, with 1000 relayed TCP connections and after they closed; 1000 UDP sessions; the daemon with 16 mappings"
 bench '^BenchmarkRelayRSS$' 1x ./e2e/
+bench '^BenchmarkUDPRelayRSS$' 1x ./e2e/
+bench '^BenchmarkDaemonIdleRSS$' 1x ./e2e/
 echo "== UDP echo through the NAT, direct and relay taking turns (64-byte and 60000-byte datagrams)"
 bench '^BenchmarkUDPRelay$' 3s ./e2e/
 echo "== STUN reply parsing"
@@ -176,6 +179,10 @@ END {
 	one("natmap RSS, 1000 relayed TCP connections", v(m, "1000conns-KiB"), "%.0f", "KiB")
 	one("  per relayed connection", v(m, "KiB/conn"), "%.1f", "KiB")
 	one("  natmap fds: sockets + pipes (splice)", v(m, "1000conns-sockets"), "%.0f", sprintf("+ %.0f", v(m, "1000conns-pipes")))
+	one("natmap RSS after they closed", v(m, "closed-KiB"), "%.0f", sprintf("KiB after %.0f s", v(m, "closed-s")))
+	one("natmap RSS, 1000 UDP sessions", v("BenchmarkUDPRelayRSS", "1000sessions-KiB"), "%.0f", "KiB")
+	one("  per UDP session", v("BenchmarkUDPRelayRSS", "KiB/session"), "%.1f", "KiB")
+	one("natmap daemon RSS, 16 mappings, idle", v("BenchmarkDaemonIdleRSS", "16mappings-KiB"), "%.0f", "KiB")
 	one("  natmap fd limit (RLIMIT_NOFILE)", v(m, "nofile-limit"), "%.0f", "")
 	one("start to first notify", v("BenchmarkTimeToFirstNotify", "ms/notify"), "%.1f", "ms")
 	one("STUN reply parse", v("BenchmarkParseResponse", "ns/op"), "%.0f", "ns")

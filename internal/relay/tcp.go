@@ -55,6 +55,12 @@ const handoff = time.Second
 // sweepEvery is the longest the idle sweep sleeps.
 const sweepEvery = time.Second
 
+// maxDialing bounds the target dials under way at once; further
+// connections wait in the listen backlog. Each dial is a goroutine (and
+// its stack) for its time: a burst of a thousand clients, accepted faster
+// than one processor dials, would otherwise cost megabytes at once.
+const maxDialing = 32
+
 // pumpBudget bounds what one direction moves before the other connections
 // get their turn: one goroutine serves them all.
 const pumpBudget = 4 * pipeSize
@@ -68,8 +74,9 @@ type tcpRun struct {
 	dialLog   rateLog
 	acceptLog rateLog
 
-	pipes pipes // for splice, shared by the connections
-	poll  *poller
+	pipes   pipes // for splice, shared by the connections
+	poll    *poller
+	dialing chan struct{} // a slot per dial under way (maxDialing)
 
 	// mu guards what follows and every spliced connection's state and fds:
 	// the event loop holds it while it works through a batch of events.
@@ -133,6 +140,7 @@ func (r *TCP) Serve(ctx context.Context) error {
 		dialLog:   rateLog{every: time.Second},
 		acceptLog: rateLog{every: 10 * time.Second},
 		poll:      poll,
+		dialing:   make(chan struct{}, maxDialing),
 		conns:     make(map[uint32]*spliceConn),
 		copies:    make(map[*copyConn]struct{}),
 	}
@@ -159,8 +167,14 @@ func (s *tcpRun) accept(ctx context.Context, lrc syscall.RawConn, wg *sync.WaitG
 	acc := newRawIO(lrc, "accept4", func(fd int) (int, error) { return rawAccept(fd, &from) })
 	var backoff time.Duration // > 0: the last accept failed for want of fds or memory
 	for {
+		select {
+		case s.dialing <- struct{}{}: // handle frees it once dialed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		fd, err := acc.read()
 		if err != nil {
+			<-s.dialing
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -205,6 +219,7 @@ func (s *tcpRun) handle(ctx context.Context, fd int, client netip.AddrPort, wg *
 	s.stats.Total.Add(1)
 	s.stats.Active.Add(1)
 	target, err := s.dial(ctx, dialed)
+	<-s.dialing
 	if err != nil {
 		if ctx.Err() == nil {
 			s.dialLog.log(s.log, slog.LevelWarn, "tcp relay: target dial failed", "client", client, "err", err)
