@@ -84,8 +84,8 @@ type tcpRun struct {
 	conns  map[uint32]*spliceConn // by event id
 	copies map[*copyConn]struct{} // relayed through user space
 	nextID uint32                 // the last event id given out
-	again  []turn                 // directions that used up their budget with bytes left
-	spare  []turn                 // again's other backing array
+	again  []turn                 // directions that used up their budget with bytes left (the loop's own)
+	spare  []turn                 // again's other backing array (the loop's own)
 	ti     unix.TCPInfo           // the sweep's, for getsockopt
 	closed bool                   // Serve is ending: refuse new connections
 }
