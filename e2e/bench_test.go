@@ -285,10 +285,10 @@ func connBurst(l *lab.Lab, d *net.Dialer, addr string, conc, n int) error {
 // once the mapping is up, with relayConns TCP connections relayed at once
 // (every outside client has had its byte echoed by the target, which holds
 // the connection open), and how soon after they closed natmap is back
-// within 1 MiB of idle (closed-s; closed-KiB then, or after a minute). Run
-// it with -benchtime 1x.
+// within 1 MiB of idle (closed-s; closed-KiB then, or after a minute).
+// With NATMAP_C_BIN, the C natmap is measured the same way (c- metrics).
+// Run it with -benchtime 1x.
 func BenchmarkRelayRSS(b *testing.B) {
-	const relayConns = 1000
 	// This process holds both ends (outside clients and target side) of
 	// every connection; natmap holds two sockets per connection.
 	raiseNoFile(b, 4*relayConns+1024)
@@ -299,95 +299,118 @@ func BenchmarkRelayRSS(b *testing.B) {
 		b.Fatal(err)
 	}
 	held := holdServer(b, tln)
-	nm := startNatmap(b, l, benchForwardArgs(l, port, "127.0.0.1", targetPort)...)
-	addr := nm.waitNotification(1, 15*time.Second).Public().String()
+	impls := relays()
+	runs := make([]rssRun, len(impls))
+	for b.Loop() {
+		for i, r := range impls {
+			runs[i] = relayRSS(b, l, r.bin, port+uint16(i), targetPort, held)
+		}
+	}
+	for i, r := range impls {
+		m := runs[i]
+		p := strings.TrimSuffix(r.path, "relay") // "" or "c-"
+		b.Logf("%s RSS: idle %.0f KiB (%.0f anonymous), %.0f KiB with %d connections (%.0f), %.0f KiB %.0f s after they closed",
+			r.bin, m.idle, m.idleAnon, m.loaded, relayConns, m.loadedAnon, m.closed, m.back)
+		b.ReportMetric(m.idle, p+"idle-KiB")
+		b.ReportMetric(m.idleAnon, p+"idle-anon-KiB")
+		b.ReportMetric(m.loaded, p+"1000conns-KiB")
+		b.ReportMetric((m.loaded-m.idle)/relayConns, p+"KiB/conn")
+		b.ReportMetric(m.closed, p+"closed-KiB")
+		b.ReportMetric(m.back, p+"closed-s")
+		b.ReportMetric(float64(m.sockets), p+"1000conns-sockets")
+		b.ReportMetric(float64(m.pipes), p+"1000conns-pipes")
+		b.ReportMetric(float64(m.lim), p+"nofile-limit")
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// relayConns is how many connections BenchmarkRelayRSS relays at once.
+const relayConns = 1000
+
+// rssRun is what relayRSS measured (KiB, seconds).
+type rssRun struct {
+	idle, idleAnon, loaded, loadedAnon, closed, back float64
+	sockets, pipes                                   int
+	lim                                              uint64
+}
+
+// relayRSS starts bin (a natmap) in forward mode on port to the target
+// (held counts the connections it holds), reads its memory idle, opens
+// relayConns connections through it, reads its memory again, closes them
+// and waits (up to a minute) until it is back within 1 MiB of idle.
+func relayRSS(b *testing.B, l *lab.Lab, bin string, port, targetPort uint16, held func() int) rssRun {
+	nm := startBinary(b, l, bin, benchForwardArgs(l, port, "127.0.0.1", targetPort)...)
+	defer nm.stop()
+	addr := nm.waitNotification(1, 30*time.Second).Public().String()
 	pid := nm.cmd.Process.Pid
 	checkNatmapPID(b, pid)
-	// Per relayed connection natmap holds two sockets and, while both
-	// directions splice, two pipes (four fds; Go's splice keeps a pipe per
-	// running copy).
-	lim := fdLimit(b, pid)
-	if lim < 6*relayConns+100 {
-		b.Fatalf("natmap may open only %d files, fewer than the %d fds of %d relayed connections", lim, 6*relayConns, relayConns)
+	var m rssRun
+	// Per relayed connection a relay holds two sockets and maybe two
+	// pipes (the C natmap: always).
+	m.lim = fdLimit(b, pid)
+	if m.lim < 6*relayConns+100 {
+		b.Fatalf("%s may open only %d files, fewer than the %d fds of %d relayed connections", bin, m.lim, 6*relayConns, relayConns)
 	}
 	time.Sleep(200 * time.Millisecond) // the first keep-alive and STUN round are over
-	idle := procStatusKiB(b, pid, "VmRSS")
-	idleAnon := procStatusKiB(b, pid, "RssAnon")
+	m.idle = procStatusKiB(b, pid, "VmRSS")
+	m.idleAnon = procStatusKiB(b, pid, "RssAnon")
 	idleSockets, _, _ := openFDs(b, pid)
 
 	d := outsideDialer(l)
-	var loaded, loadedAnon float64
-	var sockets, pipes, iters int
-	for b.Loop() {
-		var cs []net.Conn
-		err := l.Do(l.Inet, func() error {
-			for range relayConns {
-				c, err := d.Dial("tcp4", addr)
-				if err != nil {
-					return err
-				}
-				cs = append(cs, c)
-				if _, err := c.Write([]byte{'x'}); err != nil {
-					return err
-				}
+	var cs []net.Conn
+	err := l.Do(l.Inet, func() error {
+		for range relayConns {
+			c, err := d.Dial("tcp4", addr)
+			if err != nil {
+				return err
 			}
-			return nil
-		})
-		// Every echo came back: every connection is relayed end to end.
-		for _, c := range cs {
-			if err == nil {
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				var buf [1]byte
-				_, err = io.ReadFull(c, buf[:])
+			cs = append(cs, c)
+			if _, err := c.Write([]byte{'x'}); err != nil {
+				return err
 			}
 		}
-		if err != nil {
-			b.Fatalf("%d connections open: %v", len(cs), err)
-		}
-		if n := held(); n != relayConns {
-			b.Fatalf("the target holds %d connections, want %d", n, relayConns)
-		}
-		loaded += procStatusKiB(b, pid, "VmRSS")
-		loadedAnon = procStatusKiB(b, pid, "RssAnon")
-		sockets, pipes, _ = openFDs(b, pid)
-		iters++
-		for _, c := range cs {
-			c.Close()
-		}
-		// Wait until the relay has closed them all, for the next round.
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			n, _, _ := openFDs(b, pid)
-			if held() == 0 && n <= idleSockets {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("10 s after the clients left, the target still holds %d connections and natmap %d sockets (%d when idle)", held(), n, idleSockets)
-			}
-			time.Sleep(10 * time.Millisecond)
+		return nil
+	})
+	// Every echo came back: every connection is relayed end to end.
+	for _, c := range cs {
+		if err == nil {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			var buf [1]byte
+			_, err = io.ReadFull(c, buf[:])
 		}
 	}
-	loaded /= float64(iters)
+	if err != nil {
+		b.Fatalf("%d connections open: %v", len(cs), err)
+	}
+	if n := held(); n != relayConns {
+		b.Fatalf("the target holds %d connections, want %d", n, relayConns)
+	}
+	m.loaded = procStatusKiB(b, pid, "VmRSS")
+	m.loadedAnon = procStatusKiB(b, pid, "RssAnon")
+	m.sockets, m.pipes, _ = openFDs(b, pid)
+	for _, c := range cs {
+		c.Close()
+	}
+	// Wait until the relay has closed them all.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		n, _, _ := openFDs(b, pid)
+		if held() == 0 && n <= idleSockets {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("10 s after the clients left, the target still holds %d connections and %s %d sockets (%d when idle)", held(), bin, n, idleSockets)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	// The memory of the closed connections goes back to the kernel: wait
-	// (up to a minute) until natmap is within 1 MiB of its idle RSS.
-	var back float64
-	closed := procStatusKiB(b, pid, "VmRSS")
-	for start := time.Now(); closed > idle+1024 && time.Since(start) < time.Minute; {
+	// (up to a minute) until the relay is within 1 MiB of its idle RSS.
+	m.closed = procStatusKiB(b, pid, "VmRSS")
+	for start := time.Now(); m.closed > m.idle+1024 && time.Since(start) < time.Minute; {
 		time.Sleep(time.Second)
-		closed = procStatusKiB(b, pid, "VmRSS")
-		back = time.Since(start).Seconds()
+		m.closed = procStatusKiB(b, pid, "VmRSS")
+		m.back = time.Since(start).Seconds()
 	}
-	b.Logf("natmap RSS: idle %.0f KiB (%.0f anonymous), %.0f KiB with %d connections (%.0f), %.0f KiB %.0f s after they closed (%.0f); %.0f threads",
-		idle, idleAnon, loaded, relayConns, loadedAnon, closed, back, procStatusKiB(b, pid, "RssAnon"), procStatusKiB(b, pid, "Threads"))
-	b.ReportMetric(idle, "idle-KiB")
-	b.ReportMetric(idleAnon, "idle-anon-KiB")
-	b.ReportMetric(loaded, "1000conns-KiB")
-	b.ReportMetric((loaded-idle)/relayConns, "KiB/conn")
-	b.ReportMetric(closed, "closed-KiB")
-	b.ReportMetric(back, "closed-s")
-	b.ReportMetric(float64(sockets), "1000conns-sockets")
-	b.ReportMetric(float64(pipes), "1000conns-pipes")
-	b.ReportMetric(float64(lim), "nofile-limit")
-	b.ReportMetric(0, "ns/op")
+	return m
 }
 
 // BenchmarkUDPRelay measures UDP echo round trips from the outside client

@@ -14,7 +14,8 @@
 #   RETRIES     how often to measure a comparison again when other processes
 #               were busy meanwhile (default 2)
 #   NATMAP_C_BIN a C natmap binary (built outside this project): its relay
-#               is measured as a third path, and TestCompareWithC runs
+#               is measured as a third path, its memory with 1000 relayed
+#               connections too, and TestCompareWithC runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-$(scripts/go.sh)}
@@ -132,9 +133,11 @@ function row(what, d, r, c, fmt, unit, other,   os) {
 function pair(what, name, unit, fmt, shown) {
 	row(what, v(name, "direct-" unit), v(name, "relay-" unit), v(name, "c-relay-" unit), fmt, shown, v(name, "other-cores"))
 }
-function one(what, val, fmt, unit) {
+# one prints a figure and, when measured, that of the C natmap (cval).
+function one(what, val, fmt, unit, cval,   c) {
 	if (val < 0) return
-	printf "| %-45s | %-20s |\n", what, sprintf(fmt " %s", val, unit)
+	c = (cval == "" || cval < 0) ? "" : sprintf(" (C natmap: " fmt " %s)", cval, unit)
+	printf "| %-45s | %-20s |\n", what, sprintf(fmt " %s", val, unit) c
 }
 END {
 	maxother = 0
@@ -175,11 +178,13 @@ END {
 	print "| what                                          | figure               |"
 	print "| --------------------------------------------- | -------------------- |"
 	m = "BenchmarkRelayRSS"
-	one("natmap RSS, forward mode, idle", v(m, "idle-KiB"), "%.0f", "KiB")
-	one("natmap RSS, 1000 relayed TCP connections", v(m, "1000conns-KiB"), "%.0f", "KiB")
-	one("  per relayed connection", v(m, "KiB/conn"), "%.1f", "KiB")
+	one("natmap RSS, forward mode, idle", v(m, "idle-KiB"), "%.0f", "KiB", v(m, "c-idle-KiB"))
+	one("  of which anonymous (not binary pages)", v(m, "idle-anon-KiB"), "%.0f", "KiB", v(m, "c-idle-anon-KiB"))
+	one("natmap RSS, 1000 relayed TCP connections", v(m, "1000conns-KiB"), "%.0f", "KiB", v(m, "c-1000conns-KiB"))
+	one("  per relayed connection", v(m, "KiB/conn"), "%.1f", "KiB", v(m, "c-KiB/conn"))
 	one("  natmap fds: sockets + pipes (splice)", v(m, "1000conns-sockets"), "%.0f", sprintf("+ %.0f", v(m, "1000conns-pipes")))
-	one("natmap RSS after they closed", v(m, "closed-KiB"), "%.0f", sprintf("KiB after %.0f s", v(m, "closed-s")))
+	one("natmap RSS after they closed", v(m, "closed-KiB"), "%.0f", "KiB", v(m, "c-closed-KiB"))
+	one("  within 1 MiB of idle after (at most 60)", v(m, "closed-s"), "%.0f", "s", v(m, "c-closed-s"))
 	one("natmap RSS, 1000 UDP sessions", v("BenchmarkUDPRelayRSS", "1000sessions-KiB"), "%.0f", "KiB")
 	one("  per UDP session", v("BenchmarkUDPRelayRSS", "KiB/session"), "%.1f", "KiB")
 	one("natmap daemon RSS, 16 mappings, idle", v("BenchmarkDaemonIdleRSS", "16mappings-KiB"), "%.0f", "KiB")
