@@ -79,6 +79,21 @@ func temporary(err error) bool {
 	return false
 }
 
+// sweepLoop calls sweep until ctx ends: first after first, then after
+// what each call returns.
+func sweepLoop(ctx context.Context, first time.Duration, sweep func() time.Duration) {
+	t := time.NewTimer(first)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		t.Reset(sweep())
+	}
+}
+
 // nextBackoff doubles d within [minBackoff, maxBackoff].
 func nextBackoff(d time.Duration) time.Duration {
 	return min(max(2*d, minBackoff), maxBackoff)

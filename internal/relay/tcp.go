@@ -593,16 +593,7 @@ func (s *tcpRun) abortAll() {
 // moment a connection could expire (at most sweepEvery), so a connection
 // is closed within ~10 ms of IdleTimeout, not within a polling period.
 func (s *tcpRun) reap(ctx context.Context) {
-	t := time.NewTimer(min(sweepEvery, s.idle))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		t.Reset(s.sweep())
-	}
+	sweepLoop(ctx, min(sweepEvery, s.idle), s.sweep)
 }
 
 // sweep samples every connection, closes the idle ones and returns when to

@@ -332,16 +332,7 @@ func (s *udpRun) readReply(id uint32, buf []byte) (*udpSession, int) {
 // reap ends sessions idle for the idle timeout: it sleeps until the
 // earliest moment one could expire (at most sweepEvery).
 func (s *udpRun) reap(ctx context.Context) {
-	t := time.NewTimer(min(sweepEvery, s.idle))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		t.Reset(s.sweep())
-	}
+	sweepLoop(ctx, min(sweepEvery, s.idle), s.sweep)
 }
 
 func (s *udpRun) sweep() time.Duration {
