@@ -291,11 +291,13 @@ func connBurst(l *lab.Lab, d *net.Dialer, addr string, conc, n int) error {
 }
 
 // BenchmarkRelayRSS measures natmap's resident memory in forward mode: idle
-// once the mapping is up, and with relayConns TCP connections relayed at
-// once (every outside client has had its byte echoed by the target, which
-// holds the connection open). Run it with -benchtime 1x.
+// once the mapping is up, with relayConns TCP connections relayed at once
+// (every outside client has had its byte echoed by the target, which holds
+// the connection open), and how soon after they closed natmap is back
+// within 1 MiB of idle (closed-s; closed-KiB then, or after a minute).
+// With NATMAP_C_BIN, the C natmap is measured the same way (c- metrics).
+// Run it with -benchtime 1x.
 func BenchmarkRelayRSS(b *testing.B) {
-	const relayConns = 1000
 	// This process holds both ends (outside clients and target side) of
 	// every connection; natmap holds two sockets per connection.
 	raiseNoFile(b, 4*relayConns+1024)
@@ -306,79 +308,118 @@ func BenchmarkRelayRSS(b *testing.B) {
 		b.Fatal(err)
 	}
 	held := holdServer(b, tln)
-	nm := startNatmap(b, l, benchForwardArgs(l, port, "127.0.0.1", targetPort)...)
-	addr := nm.waitNotification(1, 15*time.Second).Public().String()
+	impls := relays()
+	runs := make([]rssRun, len(impls))
+	for b.Loop() {
+		for i, r := range impls {
+			runs[i] = relayRSS(b, l, r.bin, port+uint16(i), targetPort, held)
+		}
+	}
+	for i, r := range impls {
+		m := runs[i]
+		p := strings.TrimSuffix(r.path, "relay") // "" or "c-"
+		b.Logf("%s RSS: idle %.0f KiB (%.0f anonymous), %.0f KiB with %d connections (%.0f), %.0f KiB %.0f s after they closed",
+			r.bin, m.idle, m.idleAnon, m.loaded, relayConns, m.loadedAnon, m.closed, m.back)
+		b.ReportMetric(m.idle, p+"idle-KiB")
+		b.ReportMetric(m.idleAnon, p+"idle-anon-KiB")
+		b.ReportMetric(m.loaded, p+"1000conns-KiB")
+		b.ReportMetric((m.loaded-m.idle)/relayConns, p+"KiB/conn")
+		b.ReportMetric(m.closed, p+"closed-KiB")
+		b.ReportMetric(m.back, p+"closed-s")
+		b.ReportMetric(float64(m.sockets), p+"1000conns-sockets")
+		b.ReportMetric(float64(m.pipes), p+"1000conns-pipes")
+		b.ReportMetric(float64(m.lim), p+"nofile-limit")
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// relayConns is how many connections BenchmarkRelayRSS relays at once.
+const relayConns = 1000
+
+// rssRun is what relayRSS measured (KiB, seconds).
+type rssRun struct {
+	idle, idleAnon, loaded, loadedAnon, closed, back float64
+	sockets, pipes                                   int
+	lim                                              uint64
+}
+
+// relayRSS starts bin (a natmap) in forward mode on port to the target
+// (held counts the connections it holds), reads its memory idle, opens
+// relayConns connections through it, reads its memory again, closes them
+// and waits (up to a minute) until it is back within 1 MiB of idle.
+func relayRSS(b *testing.B, l *lab.Lab, bin string, port, targetPort uint16, held func() int) rssRun {
+	nm := startBinary(b, l, bin, benchForwardArgs(l, port, "127.0.0.1", targetPort)...)
+	defer nm.stop()
+	addr := nm.waitNotification(1, 30*time.Second).Public().String()
 	pid := nm.cmd.Process.Pid
 	checkNatmapPID(b, pid)
-	// Per relayed connection natmap holds two sockets and, while both
-	// directions splice, two pipes (four fds; Go's splice keeps a pipe per
-	// running copy).
-	lim := fdLimit(b, pid)
-	if lim < 6*relayConns+100 {
-		b.Fatalf("natmap may open only %d files, fewer than the %d fds of %d relayed connections", lim, 6*relayConns, relayConns)
+	var m rssRun
+	// Per relayed connection a relay holds two sockets and maybe two
+	// pipes (the C natmap: always).
+	m.lim = fdLimit(b, pid)
+	if m.lim < 6*relayConns+100 {
+		b.Fatalf("%s may open only %d files, fewer than the %d fds of %d relayed connections", bin, m.lim, 6*relayConns, relayConns)
 	}
 	time.Sleep(200 * time.Millisecond) // the first keep-alive and STUN round are over
-	idle := procStatusKiB(b, pid, "VmRSS")
+	m.idle = procStatusKiB(b, pid, "VmRSS")
+	m.idleAnon = procStatusKiB(b, pid, "RssAnon")
 	idleSockets, _, _ := openFDs(b, pid)
 
 	d := outsideDialer(l)
-	var loaded float64
-	var sockets, pipes, iters int
-	for b.Loop() {
-		var cs []net.Conn
-		err := l.Do(l.Inet, func() error {
-			for range relayConns {
-				c, err := d.Dial("tcp4", addr)
-				if err != nil {
-					return err
-				}
-				cs = append(cs, c)
-				if _, err := c.Write([]byte{'x'}); err != nil {
-					return err
-				}
+	var cs []net.Conn
+	err := l.Do(l.Inet, func() error {
+		for range relayConns {
+			c, err := d.Dial("tcp4", addr)
+			if err != nil {
+				return err
 			}
-			return nil
-		})
-		// Every echo came back: every connection is relayed end to end.
-		for _, c := range cs {
-			if err == nil {
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				var buf [1]byte
-				_, err = io.ReadFull(c, buf[:])
+			cs = append(cs, c)
+			if _, err := c.Write([]byte{'x'}); err != nil {
+				return err
 			}
 		}
-		if err != nil {
-			b.Fatalf("%d connections open: %v", len(cs), err)
-		}
-		if n := held(); n != relayConns {
-			b.Fatalf("the target holds %d connections, want %d", n, relayConns)
-		}
-		loaded += procStatusKiB(b, pid, "VmRSS")
-		sockets, pipes, _ = openFDs(b, pid)
-		iters++
-		for _, c := range cs {
-			c.Close()
-		}
-		// Wait until the relay has closed them all, for the next round.
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			n, _, _ := openFDs(b, pid)
-			if held() == 0 && n <= idleSockets {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("10 s after the clients left, the target still holds %d connections and natmap %d sockets (%d when idle)", held(), n, idleSockets)
-			}
-			time.Sleep(10 * time.Millisecond)
+		return nil
+	})
+	// Every echo came back: every connection is relayed end to end.
+	for _, c := range cs {
+		if err == nil {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			var buf [1]byte
+			_, err = io.ReadFull(c, buf[:])
 		}
 	}
-	loaded /= float64(iters)
-	b.ReportMetric(idle, "idle-KiB")
-	b.ReportMetric(loaded, "1000conns-KiB")
-	b.ReportMetric((loaded-idle)/relayConns, "KiB/conn")
-	b.ReportMetric(float64(sockets), "1000conns-sockets")
-	b.ReportMetric(float64(pipes), "1000conns-pipes")
-	b.ReportMetric(float64(lim), "nofile-limit")
-	b.ReportMetric(0, "ns/op")
+	if err != nil {
+		b.Fatalf("%d connections open: %v", len(cs), err)
+	}
+	if n := held(); n != relayConns {
+		b.Fatalf("the target holds %d connections, want %d", n, relayConns)
+	}
+	m.loaded = procStatusKiB(b, pid, "VmRSS")
+	m.loadedAnon = procStatusKiB(b, pid, "RssAnon")
+	m.sockets, m.pipes, _ = openFDs(b, pid)
+	for _, c := range cs {
+		c.Close()
+	}
+	// Wait until the relay has closed them all.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		n, _, _ := openFDs(b, pid)
+		if held() == 0 && n <= idleSockets {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("10 s after the clients left, the target still holds %d connections and %s %d sockets (%d when idle)", held(), bin, n, idleSockets)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The memory of the closed connections goes back to the kernel: wait
+	// (up to a minute) until the relay is within 1 MiB of its idle RSS.
+	m.closed = procStatusKiB(b, pid, "VmRSS")
+	for start := time.Now(); m.closed > m.idle+1024 && time.Since(start) < time.Minute; {
+		time.Sleep(time.Second)
+		m.closed = procStatusKiB(b, pid, "VmRSS")
+		m.back = time.Since(start).Seconds()
+	}
+	return m
 }
 
 // BenchmarkUDPRelay measures UDP echo round trips from the outside client
@@ -488,4 +529,103 @@ func BenchmarkUDPRelay(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// BenchmarkUDPRelayRSS measures natmap's resident memory in UDP forward
+// mode: idle, and with udpSessions client sessions (every outside client
+// socket has had its datagram echoed by the target through the relay).
+// Run it with -benchtime 1x.
+func BenchmarkUDPRelayRSS(b *testing.B) {
+	const udpSessions = 1000
+	raiseNoFile(b, udpSessions+1024)
+	l := lab.New(b, lab.FullConePreserve)
+	const port, targetPort = 42041, 5206
+	tc, err := l.ListenPacket(l.LAN, "udp4", fmt.Sprintf("127.0.0.1:%d", targetPort), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	serveUDPEcho(b, tc)
+	nm := startNatmap(b, l, benchUDPArgs(l, port, "-t", "127.0.0.1", "-p", strconv.Itoa(targetPort))...)
+	addr := nm.waitNotification(1, 15*time.Second).Public().String()
+	pid := nm.cmd.Process.Pid
+	checkNatmapPID(b, pid)
+	time.Sleep(200 * time.Millisecond) // the first STUN round is over
+	idle := procStatusKiB(b, pid, "VmRSS")
+
+	var loaded float64
+	iters := 0
+	for b.Loop() {
+		var cs []net.Conn
+		err := l.Do(l.Inet, func() error {
+			for range udpSessions {
+				c, err := net.Dial("udp4", addr)
+				if err != nil {
+					return err
+				}
+				cs = append(cs, c)
+			}
+			return nil
+		})
+		// Each client sends until its echo comes back: its session is up.
+		for i := 0; err == nil && i < len(cs); i++ {
+			err = udpRoundTrip(cs[i])
+		}
+		for _, c := range cs {
+			c.Close()
+		}
+		if err != nil {
+			b.Fatalf("%d sessions: %v", len(cs), err)
+		}
+		loaded += procStatusKiB(b, pid, "VmRSS")
+		iters++
+	}
+	loaded /= float64(iters)
+	b.ReportMetric(idle, "idle-KiB")
+	b.ReportMetric(loaded, "1000sessions-KiB")
+	b.ReportMetric((loaded-idle)/udpSessions, "KiB/session")
+	b.ReportMetric(0, "ns/op")
+}
+
+// udpRoundTrip sends a datagram on c until one comes back (up to 10 tries).
+func udpRoundTrip(c net.Conn) error {
+	buf := make([]byte, 64)
+	for try := 0; ; try++ {
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err := c.Read(buf)
+		if err == nil || try == 10 {
+			return err
+		}
+	}
+}
+
+// BenchmarkDaemonIdleRSS measures the resident memory of `natmap daemon`
+// with 16 mappings (TCP forward mode) up and idle. Run it with -benchtime
+// 1x.
+func BenchmarkDaemonIdleRSS(b *testing.B) {
+	const mappings = 16
+	l := lab.New(b, lab.FullConePreserve)
+	var cfg strings.Builder
+	cfg.WriteString(daemonGlobal)
+	for i := range mappings {
+		fmt.Fprintf(&cfg, "\nconfig natmap 'm%d'\n\toption enable '1'\n\toption port '%d'\n"+
+			"\toption forward_target '127.0.0.1'\n\toption forward_port '5207'\n\toption notify_script 'NOTIFY'\n", i, 40100+i)
+	}
+	d := startDaemon(b, l, cfg.String())
+	for i := range mappings {
+		d.waitSection(fmt.Sprintf("m%d", i), 1, 30*time.Second)
+	}
+	pid := d.cmd.Process.Pid
+	checkNatmapPID(b, pid)
+	var rss, anon float64
+	for b.Loop() {
+		time.Sleep(20 * time.Second) // a trim (every 15 s) after the start
+		rss = procStatusKiB(b, pid, "VmRSS")
+		anon = procStatusKiB(b, pid, "RssAnon")
+	}
+	b.ReportMetric(rss, "16mappings-KiB")
+	b.ReportMetric(anon, "16mappings-anon-KiB")
+	b.ReportMetric(0, "ns/op")
 }

@@ -24,7 +24,7 @@ type natmapDaemon struct {
 
 // startDaemon writes config (with NOTIFY replaced by a recording notify
 // script) and runs the daemon on it.
-func startDaemon(t *testing.T, l *lab.Lab, config string, extra ...string) *natmapDaemon {
+func startDaemon(t testing.TB, l *lab.Lab, config string, extra ...string) *natmapDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &natmapDaemon{config: filepath.Join(dir, "natmap"), socket: filepath.Join(dir, "natmap.sock"), l: l}
@@ -60,7 +60,7 @@ func startDaemon(t *testing.T, l *lab.Lab, config string, extra ...string) *natm
 	return d
 }
 
-func (d *natmapDaemon) writeConfig(t *testing.T, text string) {
+func (d *natmapDaemon) writeConfig(t testing.TB, text string) {
 	if err := os.WriteFile(d.config, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

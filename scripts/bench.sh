@@ -2,8 +2,9 @@
 # natmap's benchmarks: in the namespace lab (needs root and the lab's tools)
 # the time from start to the first notify, the forward-mode relay against
 # the direct path side by side (TCP throughput with iperf3, TCP connections
-# per second, UDP echo), natmap's memory with 1000 relayed connections; and
-# the STUN reply parser; forward mode's kernel forwarding against the relay.
+# per second, UDP echo), natmap's memory (idle, 1000 relayed TCP connections
+# and after they closed, 1000 UDP sessions, the daemon with 16 mappings); the
+# STUN reply parser; forward mode's kernel forwarding against the relay.
 # Prints the raw benchmark lines, then a summary.
 #
 #   BENCHTIME   -benchtime of the first-notify benchmark (default 50x)
@@ -14,7 +15,8 @@
 #   RETRIES     how often to measure a comparison again when other processes
 #               were busy meanwhile (default 2)
 #   NATMAP_C_BIN a C natmap binary (built outside this project): its relay
-#               is measured as a third path, and TestCompareWithC runs
+#               is measured as a third path, its memory with 1000 relayed
+#               connections too, and TestCompareWithC runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-$(scripts/go.sh)}
@@ -89,8 +91,10 @@ echo "== TCP throughput in forward mode: the kernel (--forward-mode kernel, DNAT
 bench '^BenchmarkKernelForward$' 1x ./e2e/
 echo "== TCP connections per second (connect, 1-byte round trip, close), direct and relay taking turns"
 bench '^BenchmarkTCPConnRate$' 3s ./e2e/
-echo "== natmap's memory in forward mode, idle and with 1000 relayed connections"
+echo "== natmap's memory in forward mode: idle, with 1000 relayed TCP connections and after they closed; 1000 UDP sessions; the daemon with 16 mappings"
 bench '^BenchmarkRelayRSS$' 1x ./e2e/
+bench '^BenchmarkUDPRelayRSS$' 1x ./e2e/
+bench '^BenchmarkDaemonIdleRSS$' 1x ./e2e/
 echo "== UDP echo through the NAT, direct and relay taking turns (64-byte and 60000-byte datagrams)"
 bench '^BenchmarkUDPRelay$' 3s ./e2e/
 echo "== STUN reply parsing"
@@ -143,9 +147,11 @@ function kfwd(what, name, unit, fmt, shown, ratios,   d, kk, r, os) {
 	if (v(name, "other-cores") > maxother) maxother = v(name, "other-cores")
 	printf "| %-45s | %-15s | %-15s | %-6s | %-15s | %-6s | %-5s |\n", what, cell(d, fmt, shown), cell(kk, fmt, shown), ratio(kk, d), cell(r, fmt, shown), ratio(r, d), os
 }
-function one(what, val, fmt, unit) {
+# one prints a figure and, when measured, that of the C natmap (cval).
+function one(what, val, fmt, unit, cval,   c) {
 	if (val < 0) return
-	printf "| %-45s | %-20s |\n", what, sprintf(fmt " %s", val, unit)
+	c = (cval == "" || cval < 0) ? "" : sprintf(" (C natmap: " fmt " %s)", cval, unit)
+	printf "| %-45s | %-20s |\n", what, sprintf(fmt " %s", val, unit) c
 }
 END {
 	maxother = 0
@@ -200,10 +206,16 @@ END {
 	print "| what                                          | figure               |"
 	print "| --------------------------------------------- | -------------------- |"
 	m = "BenchmarkRelayRSS"
-	one("natmap RSS, forward mode, idle", v(m, "idle-KiB"), "%.0f", "KiB")
-	one("natmap RSS, 1000 relayed TCP connections", v(m, "1000conns-KiB"), "%.0f", "KiB")
-	one("  per relayed connection", v(m, "KiB/conn"), "%.1f", "KiB")
+	one("natmap RSS, forward mode, idle", v(m, "idle-KiB"), "%.0f", "KiB", v(m, "c-idle-KiB"))
+	one("  of which anonymous (not binary pages)", v(m, "idle-anon-KiB"), "%.0f", "KiB", v(m, "c-idle-anon-KiB"))
+	one("natmap RSS, 1000 relayed TCP connections", v(m, "1000conns-KiB"), "%.0f", "KiB", v(m, "c-1000conns-KiB"))
+	one("  per relayed connection", v(m, "KiB/conn"), "%.1f", "KiB", v(m, "c-KiB/conn"))
 	one("  natmap fds: sockets + pipes (splice)", v(m, "1000conns-sockets"), "%.0f", sprintf("+ %.0f", v(m, "1000conns-pipes")))
+	one("natmap RSS after they closed", v(m, "closed-KiB"), "%.0f", "KiB", v(m, "c-closed-KiB"))
+	one("  within 1 MiB of idle after (at most 60)", v(m, "closed-s"), "%.0f", "s", v(m, "c-closed-s"))
+	one("natmap RSS, 1000 UDP sessions", v("BenchmarkUDPRelayRSS", "1000sessions-KiB"), "%.0f", "KiB")
+	one("  per UDP session", v("BenchmarkUDPRelayRSS", "KiB/session"), "%.1f", "KiB")
+	one("natmap daemon RSS, 16 mappings, idle", v("BenchmarkDaemonIdleRSS", "16mappings-KiB"), "%.0f", "KiB")
 	one("  natmap fd limit (RLIMIT_NOFILE)", v(m, "nofile-limit"), "%.0f", "")
 	one("start to first notify", v("BenchmarkTimeToFirstNotify", "ms/notify"), "%.1f", "ms")
 	one("STUN reply parse", v("BenchmarkParseResponse", "ns/op"), "%.0f", "ns")

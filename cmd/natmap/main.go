@@ -15,6 +15,7 @@ import (
 	"github.com/natmap-go/natmap/internal/cli"
 	"github.com/natmap-go/natmap/internal/engine"
 	"github.com/natmap-go/natmap/internal/logx"
+	"github.com/natmap-go/natmap/internal/memtune"
 	"github.com/natmap-go/natmap/internal/notify"
 )
 
@@ -31,7 +32,15 @@ func main() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// Routers have 64-128 MiB: a soft memory limit from the RAM (or
+	// GOMEMLIMIT), and memory freed after a burst goes back to the kernel
+	// within seconds (README, Figures).
+	memtune.Limit()
+	ctx, stop := context.WithCancel(context.Background())
+	go memtune.Trim(ctx)
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

@@ -36,9 +36,13 @@ func (f *FW4DNAT) read(ctx context.Context) ([]placed, map[string]bool, error) {
 	}
 	ps, err := parseNFTDNAT(out, "inet", "fw4")
 	if err == nil {
-		var chains map[string]bool
-		_, chains, err = parseFW4(out)
+		var jumps map[string]uint64 // the chains, with their final jumps
+		_, jumps, err = parseFW4(out)
 		if err == nil {
+			chains := make(map[string]bool, len(jumps))
+			for c := range jumps {
+				chains[c] = true
+			}
 			return ps, chains, nil
 		}
 	}

@@ -136,3 +136,14 @@ func (sa *sockaddr) addrPort() netip.AddrPort {
 func netPort(p *uint16) uint16 {
 	return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(p))[:])
 }
+
+// rawAccept accepts a connection on a listening socket: non-blocking,
+// close-on-exec, its peer in from.
+func rawAccept(fd int, from *sockaddr) (int, error) {
+	return retry(func() (uintptr, unix.Errno) {
+		from.len = unix.SizeofSockaddrAny
+		r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&from.raw)),
+			uintptr(unsafe.Pointer(&from.len)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+		return r, e
+	})
+}

@@ -5,7 +5,9 @@
 // to 1 MiB (the C natmap: 8 KiB), about 3x its throughput, and passes
 // half-closes on; UDP datagrams are relayed whole up to 64 KiB (not cut at
 // 2048 bytes); a full fd table only delays new connections. The listen
-// backlog is the caller's (Go's listeners use somaxconn, not 5).
+// backlog is the caller's (Go's listeners use somaxconn, not 5). One
+// goroutine per relay serves every connection and session from an epoll
+// instance (poller.go): an idle one costs its sockets and a small record.
 //
 // The caller creates the sockets (port reuse, fwmark, congestion control:
 // internal/sockopt); Serve closes them when it ends.
@@ -75,6 +77,21 @@ func temporary(err error) bool {
 		}
 	}
 	return false
+}
+
+// sweepLoop calls sweep until ctx ends: first after first, then after
+// what each call returns.
+func sweepLoop(ctx context.Context, first time.Duration, sweep func() time.Duration) {
+	t := time.NewTimer(first)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		t.Reset(sweep())
+	}
 }
 
 // nextBackoff doubles d within [minBackoff, maxBackoff].

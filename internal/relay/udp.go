@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -56,23 +55,30 @@ type udpRun struct {
 
 	raw   syscall.RawConn // Conn's
 	epoch time.Time       // session times count from it, on the monotonic clock
-	bufs  sync.Pool       // of *[maxDatagram]byte, for replies
+	poll  *poller         // the sessions' sockets
 
+	// mu guards what follows, and the sessions' sockets: a socket is read
+	// and closed only under it.
 	mu       sync.Mutex
 	sessions map[netip.AddrPort]*udpSession
-	closed   bool // Serve is ending: refuse new sessions
+	byID     map[uint32]*udpSession // the same, by event id
+	nextID   uint32                 // the last event id given out
+	closed   bool                   // Serve is ending: refuse new sessions
 }
 
-// udpSession is one client's flow.
+// udpSession is one client's flow. It costs no goroutine: one loop reads
+// the replies of every session (replies).
 type udpSession struct {
 	client netip.AddrPort
 	sa     sockaddr     // client, to send to
-	conn   *net.UDPConn // connected to the target
+	fd     int          // connected to the target
+	keep   net.Conn     // the dialed connection, when fd is still its (out of fds)
+	id     uint32       // event id
 	last   atomic.Int64 // time of the last datagram either way, since udpRun.epoch
-
-	out  []byte // the datagram send is sending to the target
-	send *rawIO // writes out to conn
 }
+
+// udpEvents: a session's socket is only read.
+const udpEvents = unix.EPOLLIN | unix.EPOLLET
 
 // touch marks the session active now.
 func (s *udpRun) touch(ss *udpSession) { ss.last.Store(int64(time.Since(s.epoch))) }
@@ -93,6 +99,11 @@ func (r *UDP) Serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("udp relay: %w", err)
 	}
+	poll, err := newPoller()
+	if err != nil {
+		r.Conn.Close()
+		return fmt.Errorf("udp relay: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s := &udpRun{
@@ -106,8 +117,9 @@ func (r *UDP) Serve(ctx context.Context) error {
 		readLog:  rateLog{every: 10 * time.Second},
 		raw:      raw,
 		epoch:    time.Now(),
-		bufs:     sync.Pool{New: func() any { return new([maxDatagram]byte) }},
+		poll:     poll,
 		sessions: make(map[netip.AddrPort]*udpSession),
+		byID:     make(map[uint32]*udpSession),
 	}
 	if s.max <= 0 {
 		s.max = DefaultMaxSessions
@@ -116,16 +128,20 @@ func (r *UDP) Serve(ctx context.Context) error {
 	wg.Go(func() {
 		<-ctx.Done()
 		r.Conn.Close() // unblocks the receive loop
+		poll.wakeUp()  // and the reply loop
 	})
-	err = s.receive(ctx, &wg)
+	wg.Go(func() { s.replies(ctx) })
+	wg.Go(func() { s.reap(ctx) })
+	err = s.receive(ctx)
 	cancel()
 	s.closeAll()
 	wg.Wait()
+	poll.close()
 	return err
 }
 
 // receive relays datagrams from clients to their sessions.
-func (s *udpRun) receive(ctx context.Context, wg *sync.WaitGroup) error {
+func (s *udpRun) receive(ctx context.Context) error {
 	buf := make([]byte, maxDatagram)
 	var from sockaddr
 	recv := newRawIO(s.raw, "recvfrom", func(fd int) (int, error) { return rawRecvfrom(fd, buf, &from) })
@@ -152,7 +168,7 @@ func (s *udpRun) receive(ctx context.Context, wg *sync.WaitGroup) error {
 			continue
 		}
 		backoff = 0
-		ss := s.session(ctx, &from, wg)
+		ss := s.session(ctx, &from)
 		if ss == nil {
 			continue
 		}
@@ -164,13 +180,12 @@ func (s *udpRun) receive(ctx context.Context, wg *sync.WaitGroup) error {
 
 // forward sends one datagram to the target. A connected UDP socket reports
 // an earlier ICMP error (target port closed) on the next send, which then
-// sends nothing: try once more, that datagram deserves its own chance.
+// sends nothing: try once more, that datagram deserves its own chance. A
+// full send buffer drops the datagram, as a full queue on the way would.
 func (ss *udpSession) forward(b []byte) error {
-	ss.out = b
-	defer func() { ss.out = nil }()
-	_, err := ss.send.write()
+	_, err := rawWrite(ss.fd, b)
 	if icmpError(err) {
-		_, err = ss.send.write()
+		_, err = rawWrite(ss.fd, b)
 	}
 	return err
 }
@@ -184,7 +199,7 @@ func icmpError(err error) bool {
 
 // session returns the client's session, marked active now, starting one
 // when there is none; nil when the datagram is to be dropped.
-func (s *udpRun) session(ctx context.Context, from *sockaddr, wg *sync.WaitGroup) *udpSession {
+func (s *udpRun) session(ctx context.Context, from *sockaddr) *udpSession {
 	client := from.addrPort()
 	s.mu.Lock()
 	ss, ok := s.sessions[client]
@@ -204,124 +219,152 @@ func (s *udpRun) session(ctx context.Context, from *sockaddr, wg *sync.WaitGroup
 
 	// Only this loop adds sessions, so nobody added this client meanwhile.
 	conn, err := s.Dial(ctx)
-	var raw syscall.RawConn
-	if err == nil {
-		if raw, err = conn.SyscallConn(); err != nil {
-			conn.Close()
-		}
-	}
 	if err != nil {
 		if ctx.Err() == nil {
 			s.dialLog.log(s.log, slog.LevelWarn, "udp relay: target dial failed", "client", client.String(), "err", err)
 		}
 		return nil
 	}
-	ss = &udpSession{client: client, sa: *from, conn: conn}
-	ss.send = newRawIO(raw, "write", func(fd int) (int, error) { return rawWrite(fd, ss.out) })
+	fd, keep, ok := detach(conn)
+	if !ok {
+		conn.Close()
+		s.dialLog.log(s.log, slog.LevelWarn, "udp relay: target dial failed", "client", client.String(), "err", "not a socket")
+		return nil
+	}
+	ss = &udpSession{client: client, sa: *from, fd: fd, keep: keep}
 	s.touch(ss)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		conn.Close()
+		ss.close()
+		return nil
+	}
+	for {
+		s.nextID++
+		if s.nextID != wakeID && s.byID[s.nextID] == nil {
+			break
+		}
+	}
+	ss.id = s.nextID
+	if err := s.poll.add(fd, ss.id, 0, udpEvents); err != nil {
+		ss.close()
+		s.dialLog.log(s.log, slog.LevelWarn, "udp relay: cannot start session", "client", client.String(), "err", err)
 		return nil
 	}
 	s.sessions[client] = ss
-	s.mu.Unlock()
+	s.byID[ss.id] = ss
 	s.stats.Total.Add(1)
 	s.stats.Active.Add(1)
-	wg.Go(func() { s.reply(ss, raw) })
 	s.log.Debug("udp relay: session started", "client", client.String())
 	return ss
 }
 
-// reply relays the target's datagrams back to the client until the session
-// is idle or closed. Idle detection rides on the read deadline, moved only
-// when it fires (not per datagram), so it costs nothing per datagram and
-// ends a session within milliseconds of IdleTimeout.
-func (s *udpRun) reply(ss *udpSession, raw syscall.RawConn) {
-	defer s.stats.Active.Add(-1)
-	defer ss.conn.Close()
-	// A 64 KiB buffer is taken only once a datagram is there, so a session
-	// waiting for its target holds none: a thousand sessions do not cost
-	// 64 MiB.
-	var buf *[maxDatagram]byte
-	release := func() {
-		if buf != nil {
-			s.bufs.Put(buf)
-			buf = nil
+func (ss *udpSession) close() {
+	if ss.keep != nil {
+		ss.keep.Close()
+	} else {
+		unix.Close(ss.fd)
+	}
+}
+
+// replies relays the targets' datagrams back to their clients, for every
+// session, until ctx ends. A datagram is read under s.mu (so its socket
+// cannot close meanwhile) and sent without it.
+func (s *udpRun) replies(ctx context.Context) {
+	buf := make([]byte, maxDatagram)
+	var (
+		out []byte
+		to  *sockaddr
+	)
+	send := newRawIO(s.raw, "sendto", func(fd int) (int, error) { return rawSendto(fd, out, to) })
+	for {
+		evs, err := s.poll.wait()
+		if err != nil || ctx.Err() != nil {
+			if err != nil && ctx.Err() == nil {
+				s.log.Error("udp relay: reply loop failed", "err", err)
+			}
+			return
+		}
+		for _, ev := range evs {
+			if ev.Fd == wakeID {
+				s.poll.drainWake()
+				continue
+			}
+			id := uint32(ev.Fd)
+			for {
+				ss, n := s.readReply(id, buf)
+				if ss == nil {
+					break
+				}
+				out, to = buf[:n], &ss.sa
+				if _, err := send.write(); err == nil {
+					s.stats.BytesDown.Add(int64(n))
+				}
+			}
 		}
 	}
-	defer release()
-	recv := newRawIO(raw, "read", func(fd int) (int, error) {
-		if buf == nil {
-			buf = s.bufs.Get().(*[maxDatagram]byte)
-		}
-		n, err := rawRead(fd, buf[:])
-		if err == unix.EAGAIN {
-			release() // waiting for the target
-		}
-		return n, err
-	})
-	var out []byte
-	send := newRawIO(s.raw, "sendto", func(fd int) (int, error) { return rawSendto(fd, out, &ss.sa) })
+}
 
-	deadline := func() { ss.conn.SetReadDeadline(time.Now().Add(s.idle - s.idleSince(ss))) }
-	deadline()
-	for {
-		n, err := recv.read()
+// readReply reads the next datagram of session id into buf: nil when the
+// session has none (or is gone).
+func (s *udpRun) readReply(id uint32, buf []byte) (*udpSession, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.byID[id]
+	for ss != nil {
+		n, err := rawRead(ss.fd, buf)
 		switch {
 		case err == nil:
 			s.touch(ss)
-			out = buf[:n]
-			if _, err := send.write(); err == nil {
-				s.stats.BytesDown.Add(int64(n))
-			}
-			out = nil
-			release()
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if s.expire(ss) {
-				s.log.Debug("udp relay: idle session closed", "client", ss.client.String(), "idle_timeout", s.idle)
-				return
-			}
-			deadline()
+			return ss, n
+		case err == unix.EAGAIN:
+			return nil, 0
 		case icmpError(err):
 			// The target port is closed for now; keep the session.
 		default:
-			s.remove(ss)
-			return
+			s.drop(ss)
+			return nil, 0
 		}
 	}
+	return nil, 0
 }
 
-// expire removes the session if it has been idle for the idle timeout.
-func (s *udpRun) expire(ss *udpSession) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.idleSince(ss) < s.idle {
-		return false
-	}
-	if s.sessions[ss.client] == ss {
-		delete(s.sessions, ss.client)
-	}
-	return true
+// reap ends sessions idle for the idle timeout: it sleeps until the
+// earliest moment one could expire (at most sweepEvery).
+func (s *udpRun) reap(ctx context.Context) {
+	sweepLoop(ctx, min(sweepEvery, s.idle), s.sweep)
 }
 
-func (s *udpRun) remove(ss *udpSession) {
+func (s *udpRun) sweep() time.Duration {
+	next := min(sweepEvery, s.idle)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sessions[ss.client] == ss {
-		delete(s.sessions, ss.client)
+	for _, ss := range s.sessions {
+		left := s.idle - s.idleSince(ss)
+		if left <= 0 {
+			s.log.Debug("udp relay: idle session closed", "client", ss.client.String(), "idle_timeout", s.idle)
+			s.drop(ss)
+			continue
+		}
+		next = min(next, left)
 	}
+	return max(next, 10*time.Millisecond)
+}
+
+// drop ends a session; s.mu is held.
+func (s *udpRun) drop(ss *udpSession) {
+	delete(s.sessions, ss.client)
+	delete(s.byID, ss.id)
+	ss.close()
+	s.stats.Active.Add(-1)
 }
 
 // closeAll closes every session and refuses new ones.
 func (s *udpRun) closeAll() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closed = true
-	sessions := s.sessions
-	s.sessions = make(map[netip.AddrPort]*udpSession)
-	s.mu.Unlock()
-	for _, ss := range sessions {
-		ss.conn.Close()
+	for _, ss := range s.sessions {
+		s.drop(ss)
 	}
 }
