@@ -42,6 +42,12 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/uci/
 	$(GO) test -run='^$$' -fuzz='^FuzzRequest$$' -fuzztime=$(FUZZTIME) ./internal/ctl/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/netwatch/
+	$(GO) test -run='^$$' -fuzz='^FuzzParsePCP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseNATPMP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseSSDP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseDescription$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseSOAP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzReadHTTPResponse$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 
 # Time from start to first notify in the lab, and the micro-benchmarks.
 bench: build
