@@ -243,7 +243,8 @@ func (c *PCPClient) Unmap(ctx context.Context, m Mapping) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.exchange(ctx, pcpMapRequest(c.client, c.nonce, proto, m.InternalPort, 0, 0))
+	// The granted external port too: miniupnpd finds the mapping by it.
+	_, err = c.exchange(ctx, pcpMapRequest(c.client, c.nonce, proto, m.InternalPort, m.External.Port(), 0))
 	return err
 }
 
