@@ -47,6 +47,10 @@ Forward options:
  -T <timeout>        port forwarding timeout in seconds
  -t <address>        domain name or address of forward target
  -p <port>           port number of forward target (0: use public port)
+
+Double NAT:
+ --upnp auto|on|off  ask the router in front to forward the port (PCP,
+                     NAT-PMP, UPnP IGD); on: fail when none does (default off)
 `
 
 // Command is a parsed classic natmap command line.
@@ -122,6 +126,13 @@ func Parse(args []string) (*Command, error) {
 				err = errors.New("empty interface")
 			}
 			iface = val
+		case longUPnP:
+			switch mode := config.UPnPMode(val); mode {
+			case config.UPnPAuto, config.UPnPOn, config.UPnPOff:
+				m.UPnP = mode
+			default:
+				return fmt.Errorf("--upnp: %q: want auto, on or off", val)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("-%c: %w", opt, err)
@@ -151,9 +162,16 @@ func Parse(args []string) (*Command, error) {
 	return &c, nil
 }
 
+// Long options, which the C natmap does not have, are passed to set as
+// bytes that are no option letter.
+const longUPnP = 0x80 // --upnp
+
+var longOptions = map[string]byte{"upnp": longUPnP}
+
 // getopt walks args as POSIX getopt does with optstring and calls set for
-// each option. Stray arguments are an error: the C natmap ignores them, but
-// they are always a mistake.
+// each option; it also takes this natmap's long options, "--name value" or
+// "--name=value". Stray arguments are an error: the C natmap ignores them,
+// but they are always a mistake.
 func getopt(args []string, set func(opt byte, val string) error) error {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -162,6 +180,24 @@ func getopt(args []string, set func(opt byte, val string) error) error {
 				return fmt.Errorf("unexpected argument %q", args[i+1])
 			}
 			return nil
+		}
+		if long, ok := strings.CutPrefix(a, "--"); ok {
+			name, val, hasVal := strings.Cut(long, "=")
+			opt, known := longOptions[name]
+			if !known {
+				return fmt.Errorf("unknown option --%s", name)
+			}
+			if !hasVal {
+				if i+1 >= len(args) {
+					return fmt.Errorf("option --%s needs a value", name)
+				}
+				i++
+				val = args[i]
+			}
+			if err := set(opt, val); err != nil {
+				return err
+			}
+			continue
 		}
 		if len(a) < 2 || a[0] != '-' {
 			return fmt.Errorf("unexpected argument %q", a)

@@ -43,6 +43,34 @@ type Mapping struct {
 	ForwardPort    uint16        // -p; 0 means the current public port
 	ForwardTimeout time.Duration // -T
 	Congestion     string        // -C
+
+	// UPnP: ask the router in front (a double NAT) to forward the bind
+	// port, with PCP, NAT-PMP or UPnP IGD (--upnp; UCI option upnp).
+	UPnP UPnPMode
+}
+
+// UPnPMode says whether natmap asks the router in front to forward the
+// port.
+type UPnPMode string
+
+const (
+	UPnPOff  UPnPMode = "off"  // never: the command line's default
+	UPnPAuto UPnPMode = "auto" // when the gateway is a private address and answers: UCI's default
+	UPnPOn   UPnPMode = "on"   // and a session fails when no router in front forwards the port
+)
+
+// ParseUPnPMode reads auto, on or off; UCI's booleans (1/0, yes/no, ...)
+// mean on and off.
+func ParseUPnPMode(s string) (UPnPMode, error) {
+	switch strings.ToLower(s) {
+	case "auto":
+		return UPnPAuto, nil
+	case "on", "1", "yes", "true", "enabled":
+		return UPnPOn, nil
+	case "off", "0", "no", "false", "disabled":
+		return UPnPOff, nil
+	}
+	return "", fmt.Errorf("%q: want auto, on (1) or off (0)", s)
 }
 
 // Protocol is "tcp" or "udp", as the notify script receives it.
@@ -79,6 +107,9 @@ func (m *Mapping) SetDefaults() {
 	}
 	if m.ForwardTimeout <= 0 {
 		m.ForwardTimeout = DefaultForwardTimeout
+	}
+	if m.UPnP == "" {
+		m.UPnP = UPnPOff
 	}
 }
 
