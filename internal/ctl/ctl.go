@@ -69,6 +69,11 @@ type MappingStatus struct {
 	STUNServer  string      `json:"stun_server"`
 	NAT         string      `json:"nat,omitempty"`   // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
 	Relay       *RelayStats `json:"relay,omitempty"` // forward mode only
+	// The router in front (a double NAT), while it forwards the port:
+	// the protocol ("pcp", "nat-pmp" or "upnp") and when its lease ends
+	// (unix seconds; absent when permanent).
+	Front         string `json:"front,omitempty"`
+	FrontLeaseEnd int64  `json:"front_lease_end,omitempty"`
 }
 
 // RelayStats are a forward-mode relay's counters.

@@ -53,10 +53,18 @@ func state(m MappingStatus) string {
 }
 
 func proto(m MappingStatus) string {
+	p := m.Protocol
 	if m.Mode == "forward" {
-		return m.Protocol + "/forward"
+		p += "/forward"
 	}
-	return m.Protocol
+	if m.Front != "" {
+		// The router in front forwards the port: with what, until when.
+		p += " via " + m.Front
+		if m.FrontLeaseEnd != 0 {
+			p += " to " + time.Unix(m.FrontLeaseEnd, 0).Format("15:04")
+		}
+	}
+	return p
 }
 
 func addr(ip string, port int) string {

@@ -345,6 +345,10 @@ func (s *section) status() ctl.MappingStatus {
 	st.Retries = es.Retries
 	st.STUNServer = es.STUNServer
 	st.NAT = es.NAT
+	st.Front = es.Front
+	if es.Front != "" && !es.FrontLeaseEnd.IsZero() {
+		st.FrontLeaseEnd = es.FrontLeaseEnd.Unix()
+	}
 	if es.Private.IsValid() {
 		st.PrivateIP, st.PrivatePort = es.Private.Addr().String(), int(es.Private.Port())
 	}

@@ -39,6 +39,13 @@ type Status struct {
 	LastError  string
 	Retries    int    // sessions that failed in a row
 	NAT        string // the NAT's type as far as natmap could tell; "" if untested
+
+	// The router in front (double NAT), when it forwards the port: the
+	// protocol (portmap.PCP, NATPMP or UPnP), its external address and
+	// when its lease ends (zero: permanent).
+	Front         string
+	FrontExternal netip.AddrPort
+	FrontLeaseEnd time.Time
 }
 
 // Engine runs one mapping. Create it with New, then call Run once.
@@ -60,6 +67,9 @@ type Engine struct {
 
 	probes   sync.WaitGroup // filtering probes; Run waits for them
 	probedIP netip.Addr     // public address whose NAT filtering was probed
+
+	frontNone   netip.Addr // gateway where no router in front answered (guarded by mu)
+	frontNoneAt time.Time  // when
 }
 
 // Retry pacing: quick first, so a lost mapping is back within one interval,

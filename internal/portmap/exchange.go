@@ -17,8 +17,8 @@ type Options struct {
 	// Timeout bounds one exchange, retransmissions included (default 3s).
 	Timeout time.Duration
 
-	// Tests run fake routers on loopback: other ports, no multicast, and
-	// a loopback gateway allowed.
+	// Tests run fake routers on loopback: other ports, and a loopback
+	// gateway allowed.
 	testPMPPort, testSSDPPort uint16
 }
 

@@ -17,8 +17,6 @@ const (
 	igdST    = "urn:schemas-upnp-org:device:InternetGatewayDevice:1"
 )
 
-var ssdpGroup = netip.AddrPortFrom(netip.AddrFrom4([4]byte{239, 255, 255, 250}), ssdpPort)
-
 // ssdpReply is what natmap needs from an M-SEARCH reply.
 type ssdpReply struct {
 	Location httpURL
@@ -62,9 +60,10 @@ func parseSSDP(b []byte) (ssdpReply, error) {
 	return r, nil
 }
 
-// ssdpSearch sends an M-SEARCH for an Internet gateway to gw, unicast and
-// to the SSDP group, and returns the first valid reply from gw whose
-// LOCATION is on gw. Replies from anyone else are ignored.
+// ssdpSearch sends an M-SEARCH for an Internet gateway to gw only, unicast
+// (UDA 1.1 1.3.2; never to the SSDP multicast group, which every device on
+// the link hears), and returns the first valid reply from gw whose LOCATION
+// is on gw. Replies from anyone else are ignored.
 func ssdpSearch(ctx context.Context, gw netip.Addr, o Options) (ssdpReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout())
 	defer cancel()
@@ -82,18 +81,13 @@ func ssdpSearch(ctx context.Context, gw netip.Addr, o Options) (ssdpReply, error
 		return []byte("M-SEARCH * HTTP/1.1\r\nHOST: " + to.String() + "\r\n" +
 			"MAN: \"ssdp:discover\"\r\nMX: 1\r\nST: " + igdST + "\r\n\r\n")
 	}
+	to := netip.AddrPortFrom(gw, o.ssdpPort())
 	buf := make([]byte, maxHeaderBytes+1)
 	var lastErr error
 	wait := 250 * time.Millisecond
 	for ctx.Err() == nil {
-		targets := []netip.AddrPort{netip.AddrPortFrom(gw, o.ssdpPort()), ssdpGroup}
-		if o.testSSDPPort != 0 {
-			targets = targets[:1]
-		}
-		for _, to := range targets {
-			if _, err := c.WriteToUDPAddrPort(search(to), to); err != nil && to != ssdpGroup {
-				return ssdpReply{}, fmt.Errorf("ssdp: %w", err)
-			}
+		if _, err := c.WriteToUDPAddrPort(search(to), to); err != nil {
+			return ssdpReply{}, fmt.Errorf("ssdp: %w", err)
 		}
 		c.SetReadDeadline(time.Now().Add(wait))
 		for {
