@@ -87,6 +87,12 @@ func startNatmap(t testing.TB, l *lab.Lab, args ...string) *natmap {
 // comparisons).
 func startBinary(t testing.TB, l *lab.Lab, bin string, args ...string) *natmap {
 	t.Helper()
+	return startIn(t, l, l.LAN, bin, args...)
+}
+
+// startIn is startBinary in namespace ns (a host behind a home router).
+func startIn(t testing.TB, l *lab.Lab, ns, bin string, args ...string) *natmap {
+	t.Helper()
 	dir := t.TempDir()
 	notes := filepath.Join(dir, "notes")
 	script := filepath.Join(dir, "notify.sh")
@@ -95,7 +101,7 @@ func startBinary(t testing.TB, l *lab.Lab, bin string, args ...string) *natmap {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := l.Command(ctx, l.LAN, bin, append(args, "-e", script)...)
+	cmd := l.Command(ctx, ns, bin, append(args, "-e", script)...)
 	n := &natmap{t: t, cmd: cmd, stderr: &syncBuf{}, notes: notes, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = n.stderr, n.stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }

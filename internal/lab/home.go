@@ -201,8 +201,8 @@ upnp_nat_postrouting_chain=postrouting_miniupnpd
 	})
 }
 
-// StopMiniUPnPd stops miniupnpd if it runs; it removes its rules as it
-// exits, as on a router reboot.
+// StopMiniUPnPd stops miniupnpd if it runs and removes the forwards it
+// made (miniupnpd leaves them), as a router reboot does.
 func (h *Home) StopMiniUPnPd() {
 	h.mu.Lock()
 	cmd := h.upd
@@ -211,6 +211,12 @@ func (h *Home) StopMiniUPnPd() {
 	if cmd == nil {
 		return
 	}
+	defer func() {
+		flush := "flush chain inet filter miniupnpd\nflush chain inet filter prerouting_miniupnpd\nflush chain inet filter postrouting_miniupnpd\n"
+		if err := run(h.Router, flush, "nft", "-f", "-"); err != nil {
+			h.l.t.Errorf("lab: %v", err)
+		}
+	}()
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { cmd.Process.Wait(); close(done) }()

@@ -229,7 +229,14 @@ func (h *Holder) unmap() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Options.timeout())
 	defer cancel()
-	if err := c.Unmap(ctx, m); err != nil {
+	err := c.Unmap(ctx, m)
+	if err != nil && m.Method == UPnP {
+		// The router may have restarted on another HTTP port since.
+		if u, derr := DiscoverUPnP(ctx, h.cfg.Gateway, h.cfg.Local, h.cfg.Options); derr == nil {
+			err = u.Unmap(ctx, m)
+		}
+	}
+	if err != nil {
 		h.cfg.Log.Warn("deleting the port mapping on the router in front failed", "err", err, "method", m.Method)
 		return
 	}

@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natmap-go/natmap/internal/lab"
+)
+
+// Issue 13: a double NAT. natmap runs on a host behind a home router
+// (masquerade, miniupnpd) behind the ISP's full-cone NAT. With --upnp it
+// asks the home router to forward the bind port, so an outside client
+// reaches the service at the address natmap reported; the mapping comes
+// back after miniupnpd restarts (losing its forwards), and is deleted when
+// natmap stops. Without --upnp (the C natmap's behaviour) the reported
+// address is dead.
+func TestDoubleNAT(t *testing.T) {
+	lab.RequireMiniUPnPd(t)
+	for _, tc := range []struct {
+		name, method string
+		upd          lab.MiniUPnPd
+	}{
+		{"upnp", "upnp", lab.MiniUPnPd{UPnP: true}},
+		{"pcp", "pcp", lab.MiniUPnPd{NATPMP: true}}, // natmap asks PCP first; NAT-PMP and PCP come together in miniupnpd
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := lab.New(t, lab.FullConePreserve)
+			h := l.AddHomeRouter()
+			h.StartMiniUPnPd(tc.upd)
+			const port = 40130
+			ln, err := l.Listen(h.NS, "tcp4", fmt.Sprintf("0.0.0.0:%d", port), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			greeting := greet(t, ln, "hello from behind two NATs\n")
+
+			nm := startIn(t, l, h.NS, natmapBin, bindArgs(l, port, "--upnp", "on")...)
+			n := nm.waitNotification(1, 30*time.Second)
+			want := netip.AddrPortFrom(l.PublicAddr, port)
+			if n.Public() != want {
+				t.Fatalf("notified %s, want %s", n.Public(), want)
+			}
+			nm.waitLog("method="+tc.method, 5*time.Second)
+			mustReach(t, l, want, greeting)
+
+			// miniupnpd restarts and forgets its forwards: the next renewal
+			// (every 5 s here) re-creates the mapping.
+			h.StartMiniUPnPd(tc.upd)
+			if fw, _ := h.Forwards(context.Background()); strings.Contains(fw, "dnat") {
+				t.Fatalf("miniupnpd kept its forwards over a restart:\n%s", fw)
+			}
+			waitReach(t, l, want, greeting, 60*time.Second)
+
+			nm.stop()
+			if fw, _ := h.Forwards(context.Background()); strings.Contains(fw, "dnat") {
+				t.Fatalf("natmap left its forward on the router after it stopped:\n%s", fw)
+			}
+			if got, err := reach(t, l, want); err == nil && got == greeting {
+				t.Fatal("still reachable after natmap stopped")
+			}
+		})
+	}
+}
+
+// Without --upnp, natmap does as the C natmap: it reports the address the
+// outer NAT maps, which is dead behind the home router's masquerade.
+func TestDoubleNATWithoutUPnP(t *testing.T) {
+	lab.RequireMiniUPnPd(t)
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	h := l.AddHomeRouter()
+	h.StartMiniUPnPd(lab.MiniUPnPd{UPnP: true, NATPMP: true})
+	const port = 40131
+	ln, err := l.Listen(h.NS, "tcp4", fmt.Sprintf("0.0.0.0:%d", port), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	greeting := greet(t, ln, "hello\n")
+	nm := startIn(t, l, h.NS, natmapBin, bindArgs(l, port)...)
+	n := nm.waitNotification(1, 30*time.Second)
+	if got, err := reach(t, l, n.Public()); err == nil && got == greeting {
+		t.Fatal("reachable without a forward on the home router: the lab's home router is no NAT")
+	}
+	if fw, _ := h.Forwards(context.Background()); strings.Contains(fw, "dnat") {
+		t.Fatalf("natmap asked the router without --upnp:\n%s", fw)
+	}
+}
+
+// --upnp auto where the gateway speaks none of the protocols (the lab's
+// NAT): natmap says so and maps as usual.
+func TestUPnPAutoWithoutRouter(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	const port = 40132
+	greeting := serve(t, l, port)
+	nm := startNatmap(t, l, bindArgs(l, port, "--upnp", "auto")...)
+	n := nm.waitNotification(1, 30*time.Second)
+	mustReach(t, l, n.Public(), greeting)
+	nm.waitLog("no router in front forwards the port", time.Second)
+}
+
+// waitReach waits until an outside client reaches addr.
+func waitReach(t *testing.T, l *lab.Lab, addr netip.AddrPort, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got, err := reach(t, l, addr)
+		if err == nil && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not reachable again within %v: %q %v", addr, within, got, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
