@@ -119,3 +119,28 @@ func waitReach(t *testing.T, l *lab.Lab, addr netip.AddrPort, want string, withi
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// natmap check names the router in front and what it offers.
+func TestCheckRouterInFront(t *testing.T) {
+	lab.RequireMiniUPnPd(t)
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	h := l.AddHomeRouter()
+	h.StartMiniUPnPd(lab.MiniUPnPd{UPnP: true, NATPMP: true})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, _ := l.Command(ctx, h.NS, natmapBin, append([]string{"check"}, stunArgs(l)...)...).CombinedOutput()
+	for _, want := range []string{
+		"router in front: gateway 192.168.77.1, external address 198.51.100.1",
+		"pcp      offered", "nat-pmp  offered", "upnp     offered urn:schemas-upnp-org:service:WANIPConnection:",
+		"natmap --upnp auto|on",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	jout, _ := l.Command(ctx, h.NS, natmapBin, append([]string{"check", "--json"}, stunArgs(l)...)...).Output()
+	if !strings.Contains(string(jout), `"gateway": "192.168.77.1"`) || !strings.Contains(string(jout), `"offered": true`) {
+		t.Errorf("JSON report:\n%s", jout)
+	}
+}

@@ -267,8 +267,8 @@ func TestProbe(t *testing.T) {
 	if !slices.Equal(got, []string{NATPMP, UPnP}) {
 		t.Fatalf("offers %+v", offers)
 	}
-	if !strings.Contains(offers[2].Detail, "WANIPConnection:2") {
-		t.Fatalf("UPnP detail %q", offers[2].Detail)
+	if !strings.Contains(offers[2].Detail, "WANIPConnection:2") || offers[2].External != netip.MustParseAddr("10.77.0.2") || offers[1].External != netip.MustParseAddr("10.77.0.2") {
+		t.Fatalf("offers %+v", offers)
 	}
 }
 

@@ -10,7 +10,10 @@ import (
 type Offer struct {
 	Method string
 	Err    error  // nil: it answered
-	Detail string // the UPnP service, the external address
+	Detail string // the UPnP service
+	// External is the router's external address, when the protocol
+	// tells (NAT-PMP, UPnP).
+	External netip.Addr
 }
 
 // Probe asks the router at gw, without mapping anything, which of PCP,
@@ -22,11 +25,7 @@ func Probe(ctx context.Context, gw, local netip.Addr, o Options) []Offer {
 		out[0].Err = NewPCP(gw, local, o).Announce(ctx)
 	})
 	wg.Go(func() {
-		a, _, err := NewNATPMP(gw, o).ExternalAddress(ctx)
-		out[1].Err = err
-		if err == nil {
-			out[1].Detail = "external address " + a.String()
-		}
+		out[1].External, _, out[1].Err = NewNATPMP(gw, o).ExternalAddress(ctx)
 	})
 	wg.Go(func() {
 		c, err := DiscoverUPnP(ctx, gw, local, o)
@@ -36,7 +35,7 @@ func Probe(ctx context.Context, gw, local netip.Addr, o Options) []Offer {
 		}
 		out[2].Detail = c.Service()
 		if a, err := c.ExternalAddress(ctx); err == nil {
-			out[2].Detail += ", external address " + a.String()
+			out[2].External = a
 		}
 	})
 	wg.Wait()
