@@ -2,10 +2,10 @@ package portmap
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"time"
 )
@@ -159,7 +159,12 @@ type PCPClient struct {
 // gateway's link (PCP servers check it against the packet's source).
 func NewPCP(gw, client netip.Addr, o Options) *PCPClient {
 	c := &PCPClient{ex: newExchanger(netip.AddrPortFrom(gw, o.pmpPort()), o), client: client}
-	_, _ = rand.Read(c.nonce[:])
+	// Not crypto/rand, which would add a tenth of the package size; the
+	// runtime's generator (ChaCha8, seeded by the kernel) is unpredictable
+	// enough for a nonce that only an on-path host could see anyway.
+	for i := range c.nonce {
+		c.nonce[i] = byte(rand.Uint32())
+	}
 	return c
 }
 
