@@ -48,6 +48,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDescription$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseSOAP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 	$(GO) test -run='^$$' -fuzz='^FuzzReadHTTPResponse$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzXMLScanner$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 
 # Time from start to first notify in the lab, and the micro-benchmarks.
 bench: build

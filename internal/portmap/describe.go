@@ -1,11 +1,8 @@
 package portmap
 
 import (
-	"bytes"
-	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 )
 
@@ -33,39 +30,38 @@ func parseDescription(b []byte) (igdService, string, error) {
 	var stack []string
 	var text strings.Builder
 	var cur igdService // the <service> being read
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.Strict = true
+	d := newXMLScanner(b)
 	sawRoot := false
 	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
+		t, err := d.Next()
+		if errors.Is(err, errXMLEnd) {
 			break
 		}
 		if err != nil {
 			return igdService{}, "", fmt.Errorf("device description: %w", err)
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
+		switch t.Kind {
+		case xmlStart:
 			if len(stack) == 0 {
-				if sawRoot || t.Name.Local != "root" {
-					return igdService{}, "", fmt.Errorf("device description: root element <%s>", truncate(t.Name.Local))
+				if sawRoot || t.Name != "root" {
+					return igdService{}, "", fmt.Errorf("device description: root element <%s>", truncate(t.Name))
 				}
 				sawRoot = true
 			}
 			if len(stack) >= maxXMLDepth {
 				return igdService{}, "", errors.New("device description: nested too deep")
 			}
-			stack = append(stack, t.Name.Local)
+			stack = append(stack, t.Name)
 			text.Reset()
-			if t.Name.Local == "service" {
+			if t.Name == "service" {
 				cur = igdService{}
 			}
-		case xml.CharData:
-			if text.Len()+len(t) > 2048 {
+		case xmlText:
+			if text.Len()+len(t.Text) > 2048 {
 				return igdService{}, "", errors.New("device description: element text too long")
 			}
-			text.Write(t)
-		case xml.EndElement:
+			text.WriteString(t.Text)
+		case xmlEnd:
 			s := strings.TrimSpace(text.String())
 			text.Reset()
 			parent := ""
@@ -73,13 +69,13 @@ func parseDescription(b []byte) (igdService, string, error) {
 				parent = stack[len(stack)-2]
 			}
 			switch {
-			case t.Name.Local == "URLBase" && len(stack) == 2:
+			case t.Name == "URLBase" && len(stack) == 2:
 				urlBase = s
-			case parent == "service" && t.Name.Local == "serviceType":
+			case parent == "service" && t.Name == "serviceType":
 				cur.Type = s
-			case parent == "service" && t.Name.Local == "controlURL":
+			case parent == "service" && t.Name == "controlURL":
 				cur.Control = s
-			case t.Name.Local == "service":
+			case t.Name == "service":
 				for i, w := range wanServices {
 					if cur.Type == w && cur.Control != "" && i < rank {
 						best, rank = cur, i

@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
 	"testing"
+	"unicode/utf8"
 )
 
 // Each parser of what the router sends gets a fuzz target: it must never
@@ -128,6 +132,67 @@ func TestResolveURL(t *testing.T) {
 		u, err := base.resolve(ref)
 		if got := u.String(); (err == nil && got != want) || (err != nil && want != "") {
 			t.Errorf("%q: %q %v, want %q", ref, got, err, want)
+		}
+	}
+}
+
+func FuzzXMLScanner(f *testing.F) {
+	f.Add([]byte(`<?xml version="1.0"?><!-- c --><a:root xmlns:a="x" b='>'><b/>t&amp;&#x41;<![CDATA[<raw>]]></a:root>`))
+	f.Add([]byte(`<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>`))
+	f.Add([]byte(`<a><b></a></b>`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := newXMLScanner(b)
+		depth := 0
+		for {
+			tok, err := s.Next()
+			if err != nil {
+				if errors.Is(err, errXMLEnd) && depth != 0 {
+					t.Fatalf("ended at depth %d", depth)
+				}
+				return
+			}
+			switch tok.Kind {
+			case xmlStart:
+				depth++
+			case xmlEnd:
+				depth--
+			case xmlText:
+				if !utf8.ValidString(tok.Text) {
+					t.Fatal("invalid UTF-8 text")
+				}
+			}
+			if depth < 0 {
+				t.Fatal("more ends than starts")
+			}
+		}
+	})
+}
+
+func TestXMLScanner(t *testing.T) {
+	var got []string
+	s := newXMLScanner([]byte(`<?xml version="1.0"?>` + "\n" + `<!-- c --><s:root xmlns:s="x" a='1>2'><b/>t&amp;&#x41;&#66;<![CDATA[<raw>]]></s:root>` + "\n"))
+	for {
+		tok, err := s.Next()
+		if errors.Is(err, errXMLEnd) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprint(tok.Kind, tok.Name, tok.Text))
+	}
+	want := []string{"1root", "1b", "2b", "3t&AB", "3<raw>", "2root"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	for _, bad := range []string{`<!DOCTYPE x><x/>`, `<a><b></a>`, `<a>&e;</a>`, `<a/><b/>`, `text<a/>`, `<a x=1/>`, `<a>`, ``, `<a>&#0;</a>`, "<a>\xff</a>"} {
+		s := newXMLScanner([]byte(bad))
+		var err error
+		for err == nil {
+			_, err = s.Next()
+		}
+		if errors.Is(err, errXMLEnd) {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }

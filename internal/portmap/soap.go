@@ -2,10 +2,8 @@ package portmap
 
 import (
 	"bytes"
-	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 )
@@ -20,7 +18,7 @@ func soapRequest(service, action string, args []soapArg) []byte {
 		`<s:Body><u:` + action + ` xmlns:u="` + service + `">`)
 	for _, a := range args {
 		b.WriteString("<" + a.Name + ">")
-		xml.EscapeText(&b, []byte(a.Value))
+		xmlEscaper.WriteString(&b, a.Value)
 		b.WriteString("</" + a.Name + ">")
 	}
 	b.WriteString(`</u:` + action + `></s:Body></s:Envelope>`)
@@ -41,65 +39,64 @@ func (f *soapFault) Error() string {
 // <actionResponse> for a success, or the UPnPError of a fault as a
 // *soapFault error. Anything else is an error.
 func parseSOAP(b []byte, action string) (map[string]string, error) {
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.Strict = true
+	d := newXMLScanner(b)
 	var stack []string
 	var text strings.Builder
 	args := map[string]string{}
 	var fault *soapFault
 	sawResponse, sawEnvelope := false, false
 	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
+		t, err := d.Next()
+		if errors.Is(err, errXMLEnd) {
 			break
 		}
 		if err != nil {
 			return nil, fmt.Errorf("SOAP reply: %w", err)
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
+		switch t.Kind {
+		case xmlStart:
 			switch len(stack) {
 			case 0:
-				if sawEnvelope || t.Name.Local != "Envelope" {
-					return nil, fmt.Errorf("SOAP reply: root element <%s>", truncate(t.Name.Local))
+				if sawEnvelope || t.Name != "Envelope" {
+					return nil, fmt.Errorf("SOAP reply: root element <%s>", truncate(t.Name))
 				}
 				sawEnvelope = true
 			case 2:
 				if stack[1] != "Body" {
 					break
 				}
-				switch t.Name.Local {
+				switch t.Name {
 				case action + "Response":
 					sawResponse = true
 				case "Fault":
 					fault = &soapFault{Code: -1}
 				default:
-					return nil, fmt.Errorf("SOAP reply: unexpected <%s>", truncate(t.Name.Local))
+					return nil, fmt.Errorf("SOAP reply: unexpected <%s>", truncate(t.Name))
 				}
 			}
 			if len(stack) >= maxXMLDepth {
 				return nil, errors.New("SOAP reply: nested too deep")
 			}
-			stack = append(stack, t.Name.Local)
+			stack = append(stack, t.Name)
 			text.Reset()
-		case xml.CharData:
-			if text.Len()+len(t) > 2048 {
+		case xmlText:
+			if text.Len()+len(t.Text) > 2048 {
 				return nil, errors.New("SOAP reply: element text too long")
 			}
-			text.Write(t)
-		case xml.EndElement:
+			text.WriteString(t.Text)
+		case xmlEnd:
 			s := strings.TrimSpace(text.String())
 			text.Reset()
 			switch {
 			case len(stack) == 4 && sawResponse && stack[1] == "Body":
-				args[t.Name.Local] = s
-			case fault != nil && t.Name.Local == "errorCode":
+				args[t.Name] = s
+			case fault != nil && t.Name == "errorCode":
 				n, err := strconv.Atoi(s)
 				if err != nil || n < 0 {
 					return nil, fmt.Errorf("SOAP fault: errorCode %q", truncate(s))
 				}
 				fault.Code = n
-			case fault != nil && t.Name.Local == "errorDescription":
+			case fault != nil && t.Name == "errorDescription":
 				fault.Description = s
 			}
 			stack = stack[:len(stack)-1]
