@@ -143,8 +143,11 @@ func (h *Holder) mapWith(ctx context.Context, c Client) (Mapping, error) {
 		return m, err
 	}
 	if want := h.cfg.Request.ExternalPort; m.External.Port() != want {
-		_ = c.Unmap(ctx, m)
-		return Mapping{}, fmt.Errorf("%s: router offered external port %d, not %d", c.Method(), m.External.Port(), want)
+		err := fmt.Errorf("%s: router offered external port %d, not %d", c.Method(), m.External.Port(), want)
+		if uerr := c.Unmap(ctx, m); uerr != nil {
+			err = fmt.Errorf("%w (and deleting it failed: %v)", err, uerr)
+		}
+		return Mapping{}, err
 	}
 	return m, nil
 }

@@ -120,7 +120,7 @@ func TestMiniUPnPdRefuses(t *testing.T) {
 		h.StartMiniUPnPd(lab.MiniUPnPd{UPnP: method == UPnP, NATPMP: method != UPnP, MinPort: 6000})
 		err := l.Do(h.NS, func() error {
 			_, err := Hold(context.Background(), HoldConfig{Gateway: h.RouterAddr, Local: h.HostAddr, Methods: []string{method},
-				Options: Options{Timeout: 5 * time.Second}, Request: Request{Protocol: "udp", InternalPort: 5556}})
+				Options: Options{Timeout: 15 * time.Second}, Request: Request{Protocol: "udp", InternalPort: 5556}})
 			return err
 		})
 		if err == nil || !strings.Contains(err.Error(), want) {
