@@ -18,7 +18,7 @@ const (
 	natpmpMapRespSz  = 16
 )
 
-var natpmpResults = map[uint16]string{
+var natpmpResults = map[int]string{
 	1: "unsupported version",
 	2: "not authorized / refused",
 	3: "network failure",
@@ -117,14 +117,7 @@ func (c *NATPMPClient) exchange(ctx context.Context, req []byte) (natpmpResponse
 	if err != nil {
 		return resp, fmt.Errorf("nat-pmp: %w", err)
 	}
-	if resp.Result != 0 {
-		text := natpmpResults[resp.Result]
-		if text == "" {
-			text = "unknown result"
-		}
-		return resp, &RefusedError{Method: NATPMP, Code: int(resp.Result), Text: text}
-	}
-	return resp, nil
+	return resp, refusal(NATPMP, int(resp.Result), natpmpResults)
 }
 
 // ExternalAddress asks for the router's external address.
@@ -134,13 +127,7 @@ func (c *NATPMPClient) ExternalAddress(ctx context.Context) (netip.Addr, uint32,
 }
 
 func natpmpOp(proto string) (byte, error) {
-	switch proto {
-	case "tcp":
-		return natpmpOpTCP, nil
-	case "udp":
-		return natpmpOpUDP, nil
-	}
-	return 0, fmt.Errorf("protocol %q: want tcp or udp", proto)
+	return pick(proto, byte(natpmpOpTCP), byte(natpmpOpUDP))
 }
 
 // Map creates or renews a mapping.

@@ -24,7 +24,7 @@ const (
 	pcpUnsuppVer  = 1
 )
 
-var pcpResults = map[byte]string{
+var pcpResults = map[int]string{
 	1:  "unsupported version",
 	2:  "not authorized",
 	3:  "malformed request",
@@ -171,13 +171,7 @@ func NewPCP(gw, client netip.Addr, o Options) *PCPClient {
 func (c *PCPClient) Method() string { return PCP }
 
 func pcpProto(proto string) (byte, error) {
-	switch proto {
-	case "tcp":
-		return pcpProtoTCP, nil
-	case "udp":
-		return pcpProtoUDP, nil
-	}
-	return 0, fmt.Errorf("protocol %q: want tcp or udp", proto)
+	return pick(proto, byte(pcpProtoTCP), byte(pcpProtoUDP))
 }
 
 func (c *PCPClient) exchange(ctx context.Context, req []byte) (pcpResponse, error) {
@@ -203,14 +197,7 @@ func (c *PCPClient) exchange(ctx context.Context, req []byte) (pcpResponse, erro
 	if err != nil {
 		return resp, fmt.Errorf("pcp: %w", err)
 	}
-	if resp.Result != 0 {
-		text := pcpResults[resp.Result]
-		if text == "" {
-			text = "unknown result"
-		}
-		return resp, &RefusedError{Method: PCP, Code: int(resp.Result), Text: text}
-	}
-	return resp, nil
+	return resp, refusal(PCP, int(resp.Result), pcpResults)
 }
 
 // Map creates or renews a mapping.

@@ -61,6 +61,30 @@ func (e *RefusedError) Error() string {
 	return fmt.Sprintf("%s: router refused: %s (%d)", e.Method, e.Text, e.Code)
 }
 
+// refusal is the error for a PCP or NAT-PMP result code; nil for success.
+func refusal(method string, code int, texts map[int]string) error {
+	if code == 0 {
+		return nil
+	}
+	text := texts[code]
+	if text == "" {
+		text = "unknown result"
+	}
+	return &RefusedError{Method: method, Code: code, Text: text}
+}
+
+// pick is a protocol's name or number in one of the protocols' terms.
+func pick[T any](proto string, tcp, udp T) (T, error) {
+	switch proto {
+	case "tcp":
+		return tcp, nil
+	case "udp":
+		return udp, nil
+	}
+	var zero T
+	return zero, fmt.Errorf("protocol %q: want tcp or udp", proto)
+}
+
 // ErrNoAnswer is returned when the router does not speak the protocol.
 var ErrNoAnswer = errors.New("no answer from the router")
 

@@ -105,11 +105,7 @@ func (c *UPnPClient) ExternalAddress(ctx context.Context) (netip.Addr, error) {
 }
 
 func upnpProto(proto string) (string, error) {
-	switch proto {
-	case "tcp", "udp":
-		return strings.ToUpper(proto), nil
-	}
-	return "", fmt.Errorf("protocol %q: want tcp or udp", proto)
+	return pick(proto, "TCP", "UDP")
 }
 
 // Map creates or renews a mapping. The router must grant ExternalPort
