@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -325,5 +326,47 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A hostile web server on the router: oversized or malformed replies are
+// errors, bounded in size and time.
+func TestHostileHTTP(t *testing.T) {
+	for name, reply := range map[string]string{
+		"huge body":     "HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + strings.Repeat("x", 1<<20),
+		"endless head":  "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-A: b\r\n", 1<<16),
+		"garbage":       "SSH-2.0-OpenSSH\r\n\r\n",
+		"huge chunk":    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffff\r\n",
+		"silent":        "",
+		"bad encoding":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"unended chunk": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+	} {
+		t.Run(name, func(t *testing.T) {
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				c.Write([]byte(reply))
+				if name == "silent" || name == "unended chunk" {
+					time.Sleep(3 * time.Second)
+				}
+			}()
+			u, _ := parseHTTPURL("http://" + ln.Addr().String() + "/")
+			start := time.Now()
+			_, err = doHTTP(testCtx(t), Options{Timeout: time.Second}, "GET", u, nil, nil)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("took %v", d)
+			}
+		})
 	}
 }
