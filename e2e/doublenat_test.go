@@ -144,3 +144,35 @@ func TestCheckRouterInFront(t *testing.T) {
 		t.Errorf("JSON report:\n%s", jout)
 	}
 }
+
+// The daemon asks the router in front by default (UCI option upnp unset:
+// auto), and its status says which protocol holds the port until when.
+func TestDaemonDoubleNAT(t *testing.T) {
+	lab.RequireMiniUPnPd(t)
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	h := l.AddHomeRouter()
+	h.StartMiniUPnPd(lab.MiniUPnPd{UPnP: true, NATPMP: true})
+	const port = 40133
+	ln, err := l.Listen(h.NS, "tcp4", fmt.Sprintf("0.0.0.0:%d", port), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	greeting := greet(t, ln, "hello from the daemon's section\n")
+	d := startDaemonIn(t, l, h.NS, daemonGlobal+fmt.Sprintf(`
+config natmap 'web'
+	option enable '1'
+	option port '%d'
+	option notify_script 'NOTIFY'
+`, port))
+	n := d.waitSection("web", 1, 30*time.Second)
+	mustReach(t, l, n.Public(), greeting)
+	st := d.status(t)["web"]
+	if st.Front != "pcp" || time.Unix(st.FrontLeaseEnd, 0).Before(time.Now().Add(30*time.Minute)) {
+		t.Fatalf("status: front %q until %v", st.Front, time.Unix(st.FrontLeaseEnd, 0))
+	}
+	out, _ := d.cli("status")
+	if !strings.Contains(out, "tcp via pcp to ") {
+		t.Errorf("status table:\n%s", out)
+	}
+}
