@@ -131,7 +131,7 @@ func TestCheckRouterInFront(t *testing.T) {
 	defer cancel()
 	out, _ := l.Command(ctx, h.NS, natmapBin, append([]string{"check"}, stunArgs(l)...)...).CombinedOutput()
 	for _, want := range []string{
-		"router in front: gateway 192.168.77.1, external address 198.51.100.1",
+		"double NAT: the router in front (gateway 192.168.77.1) is behind 10.77.0.1, a private address",
 		"pcp      offered", "nat-pmp  offered", "upnp     offered urn:schemas-upnp-org:service:WANIPConnection:",
 		"natmap --upnp auto|on",
 	} {
@@ -140,7 +140,7 @@ func TestCheckRouterInFront(t *testing.T) {
 		}
 	}
 	jout, _ := l.Command(ctx, h.NS, natmapBin, append([]string{"check", "--json"}, stunArgs(l)...)...).Output()
-	if !strings.Contains(string(jout), `"gateway": "192.168.77.1"`) || !strings.Contains(string(jout), `"offered": true`) {
+	if !strings.Contains(string(jout), `"gateway": "192.168.77.1"`) || !strings.Contains(string(jout), `"offered": true`) || !strings.Contains(string(jout), `"double_nat": true`) {
 		t.Errorf("JSON report:\n%s", jout)
 	}
 }

@@ -121,6 +121,9 @@ type frontReport struct {
 	// is private: another NAT is in front of the router.
 	External  string `json:"external_ip,omitempty"`
 	DoubleNAT bool   `json:"double_nat"`
+	// SecondHop: the router after the gateway (its ICMP time exceeded to
+	// a datagram with TTL 2); a private address means a double NAT.
+	SecondHop string `json:"second_hop,omitempty"`
 }
 
 type frontOffer struct {
@@ -132,12 +135,15 @@ type frontOffer struct {
 
 // judge compares the router's external address with the public one.
 func (f *frontReport) judge(r *engine.NATReport) {
+	if hop, err := netip.ParseAddr(f.SecondHop); err == nil && (hop.IsPrivate() || hop.IsLoopback()) {
+		f.DoubleNAT = true
+	}
 	public, ok := r.Public()
 	ext, err := netip.ParseAddr(f.External)
 	if !ok || err != nil {
 		return
 	}
-	f.DoubleNAT = ext != public.Addr() || ext.IsPrivate()
+	f.DoubleNAT = f.DoubleNAT || ext != public.Addr() || ext.IsPrivate()
 }
 
 // checkFront asks the default gateway, when it is a private IPv4 address
@@ -159,6 +165,13 @@ func checkFront(ctx context.Context, m *config.Mapping) *frontReport {
 		}
 	}
 	rep := &frontReport{Gateway: gw.String(), Offers: []frontOffer{}}
+	if len(m.STUN) > 0 {
+		if a, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", m.STUN[0].Host); err == nil && len(a) > 0 {
+			if hop, err := portmap.SecondHop(ctx, netip.AddrPortFrom(a[0].Unmap(), m.STUN[0].Port), opts); err == nil {
+				rep.SecondHop = hop.String()
+			}
+		}
+	}
 	for _, o := range portmap.Probe(ctx, gw, ip, opts) {
 		fo := frontOffer{Method: o.Method, Offered: o.Err == nil, Detail: o.Detail}
 		if o.Err != nil {
@@ -177,6 +190,8 @@ func printFront(w io.Writer, f *frontReport) {
 		return
 	}
 	switch {
+	case f.DoubleNAT && f.SecondHop != "":
+		fmt.Fprintf(w, "double NAT: the router in front (gateway %s) is behind %s, a private address\n", f.Gateway, f.SecondHop)
 	case f.DoubleNAT:
 		fmt.Fprintf(w, "double NAT: the router in front (gateway %s) has the external address %s, another NAT is in front of it\n", f.Gateway, f.External)
 	case f.External != "":

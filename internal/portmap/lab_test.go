@@ -157,3 +157,20 @@ func reuse(network, address string, c syscall.RawConn) error {
 	}
 	return serr
 }
+
+// The hop after the home router is the ISP NAT's private side: a double
+// NAT, seen by its time-exceeded reply.
+func TestSecondHop(t *testing.T) {
+	lab.RequireMiniUPnPd(t)
+	l := lab.New(t, lab.FullConePreserve)
+	h := l.AddHomeRouter()
+	var hop netip.Addr
+	err := l.Do(h.NS, func() error {
+		var err error
+		hop, err = SecondHop(context.Background(), l.STUN[0], Options{Timeout: 3 * time.Second})
+		return err
+	})
+	if err != nil || hop != netip.MustParseAddr("10.77.0.1") {
+		t.Fatalf("second hop %v, %v", hop, err)
+	}
+}
