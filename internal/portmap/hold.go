@@ -119,8 +119,12 @@ func (h *Holder) create(ctx context.Context) error {
 		h.client, h.cur, h.epoch = c, m, EpochTracker{}
 		h.epoch.Observe(m.Epoch, time.Now())
 		h.mu.Unlock()
+		leaseEnd := "permanent"
+		if !m.Expires.IsZero() {
+			leaseEnd = m.Expires.Format(time.TimeOnly)
+		}
 		h.cfg.Log.Info("router in front forwards the port", "method", m.Method,
-			"external", m.External, "internal_port", m.InternalPort, "lease_end", m.Expires.Format(time.TimeOnly))
+			"external", m.External, "internal_port", m.InternalPort, "lease_end", leaseEnd)
 		h.changed(m)
 		return nil
 	}

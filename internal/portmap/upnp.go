@@ -12,7 +12,6 @@ import (
 
 // UPnP IGD error codes natmap acts on.
 const (
-	upnpConflict          = 718 // ConflictInMappingEntry
 	upnpOnlyPermanent     = 725 // OnlyPermanentLeasesSupported
 	upnpNoSuchEntry       = 714 // NoSuchEntryInArray
 	upnpMaxLease          = 604800
