@@ -46,6 +46,13 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAnswer$$' -fuzztime=$(FUZZTIME) ./internal/updater/
 	$(GO) test -run='^$$' -fuzz='^FuzzReadResponse$$' -fuzztime=$(FUZZTIME) ./internal/httpc/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseSecret$$' -fuzztime=$(FUZZTIME) ./internal/usign/
+	$(GO) test -run='^$$' -fuzz='^FuzzParsePCP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseNATPMP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseSSDP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseDescription$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseSOAP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzReadHTTPResponse$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzXMLScanner$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 
 # Time from start to first notify in the lab, and the micro-benchmarks.
 bench: build

@@ -20,14 +20,21 @@ type natmapDaemon struct {
 	*natmap
 	config, socket string
 	l              *lab.Lab
+	ns             string // where it runs
 }
 
 // startDaemon writes config (with NOTIFY replaced by a recording notify
 // script) and runs the daemon on it.
 func startDaemon(t testing.TB, l *lab.Lab, config string, extra ...string) *natmapDaemon {
 	t.Helper()
+	return startDaemonIn(t, l, l.LAN, config, extra...)
+}
+
+// startDaemonIn is startDaemon in namespace ns.
+func startDaemonIn(t testing.TB, l *lab.Lab, ns, config string, extra ...string) *natmapDaemon {
+	t.Helper()
 	dir := t.TempDir()
-	d := &natmapDaemon{config: filepath.Join(dir, "natmap"), socket: filepath.Join(dir, "natmap.sock"), l: l}
+	d := &natmapDaemon{config: filepath.Join(dir, "natmap"), socket: filepath.Join(dir, "natmap.sock"), l: l, ns: ns}
 	notes := filepath.Join(dir, "notes")
 	script := filepath.Join(dir, "notify.sh")
 	// Section name (argv 7) first, then the six C natmap arguments.
@@ -41,7 +48,7 @@ func startDaemon(t testing.TB, l *lab.Lab, config string, extra ...string) *natm
 	if len(extra) == 0 {
 		args = append(args, "--firewall=false")
 	}
-	cmd := l.Command(ctx, l.LAN, natmapBin, args...)
+	cmd := l.Command(ctx, ns, natmapBin, args...)
 	d.natmap = &natmap{t: t, cmd: cmd, stderr: &syncBuf{}, notes: notes, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = d.stderr, d.stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
@@ -99,7 +106,7 @@ func (d *natmapDaemon) waitSection(section string, count int, within time.Durati
 // cli runs `natmap ARGS --socket S` in the lan namespace.
 func (d *natmapDaemon) cli(args ...string) (string, error) {
 	args = append(args[:1:1], append([]string{"--socket", d.socket}, args[1:]...)...)
-	out, err := d.l.Command(context.Background(), d.l.LAN, natmapBin, args...).CombinedOutput()
+	out, err := d.l.Command(context.Background(), d.ns, natmapBin, args...).CombinedOutput()
 	return string(out), err
 }
 

@@ -87,6 +87,12 @@ func startNatmap(t testing.TB, l *lab.Lab, args ...string) *natmap {
 // comparisons).
 func startBinary(t testing.TB, l *lab.Lab, bin string, args ...string) *natmap {
 	t.Helper()
+	return startIn(t, l, l.LAN, bin, args...)
+}
+
+// startIn is startBinary in namespace ns (a host behind a home router).
+func startIn(t testing.TB, l *lab.Lab, ns, bin string, args ...string) *natmap {
+	t.Helper()
 	dir := t.TempDir()
 	notes := filepath.Join(dir, "notes")
 	script := filepath.Join(dir, "notify.sh")
@@ -94,16 +100,16 @@ func startBinary(t testing.TB, l *lab.Lab, bin string, args ...string) *natmap {
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return runIn(t, l, "", notes, bin, append(args, "-e", script)...)
+	return runIn(t, l, ns, "", notes, bin, append(args, "-e", script)...)
 }
 
-// runIn runs bin with args in the lan namespace, in directory dir ("": the
+// runIn runs bin with args in namespace ns, in directory dir ("": the
 // test's), with a notify script that appends to notes, and stops it at the
 // end of the test.
-func runIn(t testing.TB, l *lab.Lab, dir, notes, bin string, args ...string) *natmap {
+func runIn(t testing.TB, l *lab.Lab, ns, dir, notes, bin string, args ...string) *natmap {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := l.Command(ctx, l.LAN, bin, args...)
+	cmd := l.Command(ctx, ns, bin, args...)
 	cmd.Dir = dir
 	n := &natmap{t: t, cmd: cmd, stderr: &syncBuf{}, notes: notes, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = n.stderr, n.stderr

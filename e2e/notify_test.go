@@ -37,7 +37,7 @@ fi
 	if err := os.WriteFile(filepath.Join(dir, "notify.sh"), []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	nm := runIn(t, l, dir, filepath.Join(dir, "notes"), natmapBin, bindArgs(l, port, "-e", "notify.sh")...)
+	nm := runIn(t, l, l.LAN, dir, filepath.Join(dir, "notes"), natmapBin, bindArgs(l, port, "-e", "notify.sh")...)
 
 	prev := nm.waitNotification(1, 15*time.Second)
 	mustReach(t, l, prev.Public(), greeting)

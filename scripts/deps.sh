@@ -7,7 +7,7 @@
 set -euo pipefail
 
 need=()
-for pair in ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack turnserver:coturn iperf3:iperf3 node:nodejs shellcheck:shellcheck busybox:busybox curl:curl unzip:unzip qemu-mipsel:qemu-user named:bind9 dig:bind9-dnsutils transmission-daemon:transmission-daemon qbittorrent-nox:qbittorrent-nox lua5.1:lua5.1; do
+for pair in ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack turnserver:coturn iperf3:iperf3 node:nodejs shellcheck:shellcheck busybox:busybox curl:curl unzip:unzip qemu-mipsel:qemu-user named:bind9 dig:bind9-dnsutils transmission-daemon:transmission-daemon qbittorrent-nox:qbittorrent-nox lua5.1:lua5.1 miniupnpd:miniupnpd-nftables; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 # The prometheus collector's test decodes JSON in Lua.
@@ -31,6 +31,9 @@ if ((${#need[@]})); then
 		chmod 0755 /usr/sbin/policy-rc.d
 		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 	fi
+	# miniupnpd: never started by the package (the lab runs its own, in a
+	# namespace); its debconf question already defaults to no.
+	echo 'miniupnpd miniupnpd/start_daemon boolean false' | debconf-set-selections 2>/dev/null || true
 	"${apt[@]}" update -qq
 	"${apt[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 	rm -f /usr/sbin/policy-rc.d

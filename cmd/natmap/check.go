@@ -18,6 +18,8 @@ import (
 	"github.com/natmap-go/natmap/internal/config"
 	"github.com/natmap-go/natmap/internal/engine"
 	"github.com/natmap-go/natmap/internal/logx"
+	"github.com/natmap-go/natmap/internal/portmap"
+	"github.com/natmap-go/natmap/internal/sockopt"
 	"github.com/natmap-go/natmap/internal/stun"
 )
 
@@ -76,9 +78,16 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	log := logx.Stderr(stderr, logx.Level(os.Getenv("NATMAP_LOG")))
+	frontDone := make(chan *frontReport, 1)
+	go func() { frontDone <- checkFront(ctx, &m) }()
 	r, err := engine.CheckNAT(ctx, m, log)
+	front := <-frontDone
+	if front != nil && r != nil {
+		front.judge(r)
+	}
 	if *asJSON {
 		res := checkJSON(&m, r, err, local)
+		res.Front = front
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "\t")
 		enc.SetEscapeHTML(false)
@@ -98,7 +107,113 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	for _, l := range j.lines {
 		fmt.Fprintln(stdout, l)
 	}
+	printFront(stdout, front)
 	return j.code
+}
+
+// frontReport is what natmap check found out about the router in front:
+// the default gateway is a private address, a router natmap can ask to
+// forward the port.
+type frontReport struct {
+	Gateway string       `json:"gateway"`
+	Offers  []frontOffer `json:"offers"` // pcp, nat-pmp, upnp
+	// External: the router's external address, as it says (NAT-PMP,
+	// UPnP). DoubleNAT: it differs from the public address STUN saw, or
+	// is private: another NAT is in front of the router.
+	External  string `json:"external_ip,omitempty"`
+	DoubleNAT bool   `json:"double_nat"`
+	// SecondHop: the router after the gateway (its ICMP time exceeded to
+	// a datagram with TTL 2); a private address means a double NAT.
+	SecondHop string `json:"second_hop,omitempty"`
+}
+
+type frontOffer struct {
+	Method  string `json:"method"`
+	Offered bool   `json:"offered"`
+	Detail  string `json:"detail,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// judge compares the router's external address with the public one.
+func (f *frontReport) judge(r *engine.NATReport) {
+	if hop, err := netip.ParseAddr(f.SecondHop); err == nil && (hop.IsPrivate() || hop.IsLoopback()) {
+		f.DoubleNAT = true
+	}
+	public, ok := r.Public()
+	ext, err := netip.ParseAddr(f.External)
+	if !ok || err != nil {
+		return
+	}
+	f.DoubleNAT = f.DoubleNAT || ext != public.Addr() || ext.IsPrivate()
+}
+
+// checkFront asks the default gateway, when it is a private IPv4 address
+// (a router in front: a double NAT), which of PCP, NAT-PMP and UPnP IGD it
+// answers; nil when there is no such router.
+func checkFront(ctx context.Context, m *config.Mapping) *frontReport {
+	if m.IPv6 {
+		return nil
+	}
+	gw, _, err := portmap.DefaultGateway(m.Device)
+	if err != nil || portmap.CheckGateway(gw) != nil {
+		return nil
+	}
+	opts := portmap.Options{Control: sockopt.Options{Device: m.Device}.Control, Timeout: 2 * time.Second}
+	ip := m.BindAddr
+	if !ip.IsValid() {
+		if ip, err = portmap.LocalAddr(ctx, gw, opts); err != nil {
+			return &frontReport{Gateway: gw.String()}
+		}
+	}
+	rep := &frontReport{Gateway: gw.String(), Offers: []frontOffer{}}
+	if len(m.STUN) > 0 {
+		if a, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", m.STUN[0].Host); err == nil && len(a) > 0 {
+			if hop, err := portmap.SecondHop(ctx, netip.AddrPortFrom(a[0].Unmap(), m.STUN[0].Port), opts); err == nil {
+				rep.SecondHop = hop.String()
+			}
+		}
+	}
+	for _, o := range portmap.Probe(ctx, gw, ip, opts) {
+		fo := frontOffer{Method: o.Method, Offered: o.Err == nil, Detail: o.Detail}
+		if o.Err != nil {
+			fo.Error = o.Err.Error()
+		}
+		if o.External.IsValid() && rep.External == "" {
+			rep.External = o.External.String()
+		}
+		rep.Offers = append(rep.Offers, fo)
+	}
+	return rep
+}
+
+func printFront(w io.Writer, f *frontReport) {
+	if f == nil {
+		return
+	}
+	switch {
+	case f.DoubleNAT && f.SecondHop != "":
+		fmt.Fprintf(w, "double NAT: the router in front (gateway %s) is behind %s, a private address\n", f.Gateway, f.SecondHop)
+	case f.DoubleNAT:
+		fmt.Fprintf(w, "double NAT: the router in front (gateway %s) has the external address %s, another NAT is in front of it\n", f.Gateway, f.External)
+	case f.External != "":
+		fmt.Fprintf(w, "router in front: gateway %s, external address %s\n", f.Gateway, f.External)
+	default:
+		fmt.Fprintf(w, "router in front: gateway %s (a private address)\n", f.Gateway)
+	}
+	var offered []string
+	for _, o := range f.Offers {
+		if o.Offered {
+			offered = append(offered, o.Method)
+			fmt.Fprintf(w, "  %-8s offered %s\n", o.Method, o.Detail)
+			continue
+		}
+		fmt.Fprintf(w, "  %-8s no: %s\n", o.Method, strings.ReplaceAll(o.Error, "\n", "; "))
+	}
+	if len(offered) > 0 {
+		fmt.Fprintf(w, "natmap --upnp auto|on (UCI: option upnp, auto by default) asks it to forward the port, with %s\n", offered[0])
+	} else {
+		fmt.Fprintln(w, "it offers no way to forward a port (PCP, NAT-PMP, UPnP IGD): forward the port on it by hand, or put it in bridge mode")
+	}
 }
 
 func family(m *config.Mapping) string {
@@ -215,6 +330,9 @@ type checkResult struct {
 	Summary    string `json:"summary"`
 	Error      string `json:"error,omitempty"`
 	ExitStatus int    `json:"exit_status"`
+	// Front: a router in front (the gateway is a private address: a
+	// double NAT) and which protocols it offers; absent when none.
+	Front *frontReport `json:"front,omitempty"`
 }
 
 type checkAnswer struct {

@@ -49,6 +49,10 @@ Forward options:
  -p <port>           port number of forward target (0: use public port)
  --forward-mode <m>  relay: natmap relays (default); kernel: the kernel
                      forwards (DNAT), and the target sees the client's address
+
+Double NAT:
+ --upnp auto|on|off  ask the router in front to forward the port (PCP,
+                     NAT-PMP, UPnP IGD); on: fail when none does (default off)
 `
 
 // Command is a parsed classic natmap command line.
@@ -133,6 +137,13 @@ func Parse(args []string) (*Command, error) {
 			default:
 				return fmt.Errorf("--forward-mode: %q: want kernel or relay", val)
 			}
+		case longUPnP:
+			switch mode := config.UPnPMode(val); mode {
+			case config.UPnPAuto, config.UPnPOn, config.UPnPOff:
+				m.UPnP = mode
+			default:
+				return fmt.Errorf("--upnp: %q: want auto, on or off", val)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("-%c: %w", opt, err)
@@ -165,14 +176,19 @@ func Parse(args []string) (*Command, error) {
 	return &c, nil
 }
 
-// longForwardMode stands for --forward-mode in getopt's calls to set: the
-// one long option, an extension the C natmap does not have.
-const longForwardMode = 0
+// Long options, which the C natmap does not have, are passed to set as
+// bytes that are no option letter.
+const (
+	longForwardMode = 0x80 // --forward-mode
+	longUPnP        = 0x81 // --upnp
+)
+
+var longOptions = map[string]byte{"forward-mode": longForwardMode, "upnp": longUPnP}
 
 // getopt walks args as POSIX getopt does with optstring and calls set for
-// each option. Stray arguments are an error: the C natmap ignores them, but
-// they are always a mistake. The long option --forward-mode takes a value,
-// separate or after '='.
+// each option; it also takes this natmap's long options, "--name value" or
+// "--name=value". Stray arguments are an error: the C natmap ignores them,
+// but they are always a mistake.
 func getopt(args []string, set func(opt byte, val string) error) error {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -182,19 +198,20 @@ func getopt(args []string, set func(opt byte, val string) error) error {
 			}
 			return nil
 		}
-		if name, ok := strings.CutPrefix(a, "--"); ok {
-			name, val, hasVal := strings.Cut(name, "=")
-			if name != "forward-mode" {
+		if long, ok := strings.CutPrefix(a, "--"); ok {
+			name, val, hasVal := strings.Cut(long, "=")
+			opt, known := longOptions[name]
+			if !known {
 				return fmt.Errorf("unknown option --%s", name)
 			}
 			if !hasVal {
 				if i+1 >= len(args) {
-					return errors.New("option --forward-mode needs a value")
+					return fmt.Errorf("option --%s needs a value", name)
 				}
 				i++
 				val = args[i]
 			}
-			if err := set(longForwardMode, val); err != nil {
+			if err := set(opt, val); err != nil {
 				return err
 			}
 			continue

@@ -41,6 +41,24 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// --upnp is off unless asked for, so the C natmap's command line behaves
+// as before.
+func TestUPnP(t *testing.T) {
+	if m := parse(t, "-s s -h h").Mapping; m.UPnP != config.UPnPOff {
+		t.Fatalf("default %q", m.UPnP)
+	}
+	for line, want := range map[string]config.UPnPMode{
+		"-s s -h h --upnp auto": config.UPnPAuto,
+		"-s s --upnp=on -h h":   config.UPnPOn,
+		"--upnp off -u -s s":    config.UPnPOff,
+		"-u --upnp on -s s -- ": config.UPnPOn,
+	} {
+		if m := parse(t, line).Mapping; m.UPnP != want {
+			t.Errorf("%q: %q, want %q", line, m.UPnP, want)
+		}
+	}
+}
+
 func TestEveryOption(t *testing.T) {
 	c := parse(t, "-4 -6 -u -d -i eth1 -k 25 -c 3 -s a:1 -s b,c:3 -h web:8080 -e /bin/notify -f 0x10 -b 1000-2000 -C bbr -T 60 -t 10.0.0.2 -p 0")
 	m := c.Mapping
@@ -136,6 +154,9 @@ func TestErrors(t *testing.T) {
 		"-s s -h h -t x -p 1 --forward-mode":         "--forward-mode needs a value",
 		"-s s -h h -t x -p 1 --forward":              "unknown option --forward",
 		"-s s -h h -t x -p 1 --forward-mode= kernel": `--forward-mode: ""`,
+		"-s s -h h --upnp":                           "option --upnp needs a value",
+		"-s s -h h --upnp=1":                         `--upnp: "1": want auto, on or off`,
+		"-s s -h h --upnpx=on":                       "unknown option --upnpx",
 	} {
 		_, err := Parse(strings.Fields(line))
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -164,6 +185,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("-s s -h h -b 1000~2000 -f 0x10")
 	f.Add("-s s -h h -t x -p 0 --forward-mode=kernel")
 	f.Add("-u6d -k10 -s[::1]:3478")
+	f.Add("-s s -h h --upnp=auto")
 	f.Fuzz(func(t *testing.T, line string) {
 		c, err := Parse(strings.Fields(line))
 		if err == nil {

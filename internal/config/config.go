@@ -46,6 +46,34 @@ type Mapping struct {
 	// Kernel: the kernel forwards (DNAT rules, internal/firewall) instead
 	// of the relay; the engine then only keeps the mapping, as in bind mode.
 	Kernel bool
+
+	// UPnP: ask the router in front (a double NAT) to forward the bind
+	// port, with PCP, NAT-PMP or UPnP IGD (--upnp; UCI option upnp).
+	UPnP UPnPMode
+}
+
+// UPnPMode says whether natmap asks the router in front to forward the
+// port.
+type UPnPMode string
+
+const (
+	UPnPOff  UPnPMode = "off"  // never: the command line's default
+	UPnPAuto UPnPMode = "auto" // when the gateway is a private address and answers: UCI's default
+	UPnPOn   UPnPMode = "on"   // and a session fails when no router in front forwards the port
+)
+
+// ParseUPnPMode reads auto, on or off; UCI's booleans (1/0, yes/no, ...)
+// mean on and off.
+func ParseUPnPMode(s string) (UPnPMode, error) {
+	switch strings.ToLower(s) {
+	case "auto":
+		return UPnPAuto, nil
+	case "on", "1", "yes", "true", "enabled":
+		return UPnPOn, nil
+	case "off", "0", "no", "false", "disabled":
+		return UPnPOff, nil
+	}
+	return "", fmt.Errorf("%q: want auto, on (1) or off (0)", s)
 }
 
 // Protocol is "tcp" or "udp", as the notify script receives it.
@@ -86,6 +114,9 @@ func (m *Mapping) SetDefaults() {
 	}
 	if m.ForwardTimeout <= 0 {
 		m.ForwardTimeout = DefaultForwardTimeout
+	}
+	if m.UPnP == "" {
+		m.UPnP = UPnPOff
 	}
 }
 

@@ -69,6 +69,11 @@ type MappingStatus struct {
 	STUNServer  string      `json:"stun_server"`
 	NAT         string      `json:"nat,omitempty"`   // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
 	Relay       *RelayStats `json:"relay,omitempty"` // forward mode's relay only
+	// The router in front (a double NAT), while it forwards the port:
+	// the protocol ("pcp", "nat-pmp" or "upnp") and when its lease ends
+	// (unix seconds; absent when permanent).
+	Front         string `json:"front,omitempty"`
+	FrontLeaseEnd int64  `json:"front_lease_end,omitempty"`
 	// ForwardMode is who forwards in forward mode: "kernel" (DNAT rules)
 	// or "relay"; absent in bind mode. ForwardModeReason says why the
 	// relay forwards when the kernel was asked for (forward_mode 'auto').

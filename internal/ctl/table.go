@@ -87,13 +87,21 @@ func state(m MappingStatus) string {
 // proto is the protocol, and in forward mode who forwards: tcp/forward
 // (the relay), tcp/kernel.
 func proto(m MappingStatus) string {
+	p := m.Protocol
 	switch {
 	case m.Mode == "forward" && m.ForwardMode == "kernel":
-		return m.Protocol + "/kernel"
+		p += "/kernel"
 	case m.Mode == "forward":
-		return m.Protocol + "/forward"
+		p += "/forward"
 	}
-	return m.Protocol
+	if m.Front != "" {
+		// The router in front forwards the port: with what, until when.
+		p += " via " + m.Front
+		if m.FrontLeaseEnd != 0 {
+			p += " to " + time.Unix(m.FrontLeaseEnd, 0).Format("15:04")
+		}
+	}
+	return p
 }
 
 func addr(ip string, port int) string {

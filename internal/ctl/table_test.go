@@ -115,3 +115,22 @@ func TestWriteTableUpdaters(t *testing.T) {
 		}
 	}
 }
+
+// A port the router in front forwards shows the protocol and the lease end.
+func TestWriteTableFront(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	end := now.Add(time.Hour)
+	var b strings.Builder
+	err := WriteTable(&b, []MappingStatus{
+		{Section: "a", State: StateMapped, Protocol: "tcp", Mode: "bind", Front: "upnp", FrontLeaseEnd: end.Unix()},
+		{Section: "b", State: StateMapped, Protocol: "udp", Mode: "forward", Front: "pcp"},
+	}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"tcp via upnp to " + end.Format("15:04"), "udp/forward via pcp "} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("no %q in:\n%s", want, b.String())
+		}
+	}
+}

@@ -402,6 +402,10 @@ func (s *section) status() (st ctl.MappingStatus) {
 	st.STUNServer = es.STUNServer
 	st.NAT = es.NAT
 	st.ScriptError = s.notify.LastError()
+	st.Front = es.Front
+	if es.Front != "" && !es.FrontLeaseEnd.IsZero() {
+		st.FrontLeaseEnd = es.FrontLeaseEnd.Unix()
+	}
 	if es.Private.IsValid() {
 		st.PrivateIP, st.PrivatePort = es.Private.Addr().String(), int(es.Private.Port())
 	}

@@ -41,6 +41,13 @@ type Status struct {
 	NAT        string // the NAT's type as far as natmap could tell; "" if untested
 	Counters   Counters
 	History    []Event // the last HistoryLen events, oldest first
+
+	// The router in front (double NAT), when it forwards the port: the
+	// protocol (portmap.PCP, NATPMP or UPnP), its external address and
+	// when its lease ends (zero: permanent).
+	Front         string
+	FrontExternal netip.AddrPort
+	FrontLeaseEnd time.Time
 }
 
 // Engine runs one mapping. Create it with New, then call Run once.
@@ -75,6 +82,9 @@ type Engine struct {
 
 	probes   sync.WaitGroup // filtering probes and STUN queries; Run waits for them
 	probedIP netip.Addr     // public address whose NAT filtering was probed
+
+	frontNone   netip.Addr // gateway where no router in front answered (guarded by mu)
+	frontNoneAt time.Time  // when
 }
 
 // Retry pacing: quick first, so a lost mapping is back within one interval,

@@ -31,6 +31,12 @@ func (e *Engine) tcpSession(ctx context.Context, ports *portspec.Picker) error {
 	local := addrPort(ka.LocalAddr())
 	ports.Keep(local.Port())
 
+	closeFront, err := e.openFront(ctx, local)
+	if err != nil {
+		return err
+	}
+	defer closeFront()
+
 	kaDone := make(chan error, 1)
 	go func() { kaDone <- keepalive.Run(ctx, ka, httpHost(e.cfg.HTTP), e.cfg.Keepalive) }()
 	defer func() {

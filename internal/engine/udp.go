@@ -29,6 +29,12 @@ func (e *Engine) udpSession(ctx context.Context, ports *portspec.Picker) error {
 	}
 	ports.Keep(local.Port())
 
+	closeFront, err := e.openFront(ctx, local)
+	if err != nil {
+		return err
+	}
+	defer closeFront()
+
 	var seen checks
 	fwd, err := e.establish(ctx, local, &seen)
 	if err != nil {

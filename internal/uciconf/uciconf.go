@@ -1,6 +1,7 @@
 // Package uciconf turns /etc/config/natmap into mappings: every option of
 // OpenWrt's stock natmap package keeps its meaning, plus a few extensions
-// (stun_server lists and host:port, comment, firewall, a global section).
+// (stun_server lists and host:port, comment, firewall, upnp, a global
+// section).
 package uciconf
 
 import (
@@ -85,6 +86,7 @@ type defaults struct {
 	interval  time.Duration
 	stunCycle int
 	script    string
+	upnp      config.UPnPMode
 }
 
 // Translate reads the natmap and global sections of a parsed file.
@@ -110,6 +112,9 @@ func Translate(f *uci.File) *Config {
 		if v := r.str("notify_script"); v != "" {
 			def.script = v
 		}
+		if v := r.upnp(); v != "" {
+			def.upnp = v
+		}
 		r.unknown(globalOptions)
 		if r.err != nil {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("section %s: %v (ignored)", s.Ref(), r.err))
@@ -134,10 +139,10 @@ var sectionOptions = []string{
 	"enable", "family", "udp_mode", "interface", "interval", "stun_cycle", "stun_server",
 	"http_server", "fwmark", "port", "port_random", "forward_target", "forward_port",
 	"forward_timeout", "forward_congestion", "notify_script", "log_stdout", "log_stderr",
-	"comment", "firewall", "forward_mode", "updater",
+	"comment", "firewall", "forward_mode", "updater", "upnp",
 }
 
-var globalOptions = []string{"stun_server", "http_server", "interval", "stun_cycle", "notify_script"}
+var globalOptions = []string{"stun_server", "http_server", "interval", "stun_cycle", "notify_script", "upnp"}
 
 // updaterConfig reads an updater section as it is: package updater checks
 // its options when it builds the updater.
@@ -260,6 +265,15 @@ func translate(s *uci.Section, def defaults, c *Config, updaters map[string]upda
 			sec.Updaters = append(sec.Updaters, u)
 		}
 	}
+	// Unlike the command line, a section asks the router in front unless
+	// told not to.
+	m.UPnP = r.upnp()
+	if m.UPnP == "" {
+		m.UPnP = def.upnp
+	}
+	if m.UPnP == "" {
+		m.UPnP = config.UPnPAuto
+	}
 	r.unknown(sectionOptions)
 
 	if r.err == nil {
@@ -325,6 +339,18 @@ func parseBool(v string) (bool, bool) {
 		return false, true
 	}
 	return false, false
+}
+
+// upnp reads option upnp: auto, 1 or 0 (or another boolean); "" when
+// unset.
+func (r *reader) upnp() config.UPnPMode {
+	v := r.str("upnp")
+	if v == "" {
+		return ""
+	}
+	mode, err := config.ParseUPnPMode(v)
+	r.fail("upnp", err)
+	return mode
 }
 
 func (r *reader) uint(name string) uint64 {

@@ -202,3 +202,33 @@ config natmap 'b'
 		t.Errorf("section b: %+v", b.Updaters)
 	}
 }
+
+// option upnp: auto by default, overridable in config global and in each
+// section; a bad value fails only its section.
+func TestUPnP(t *testing.T) {
+	base := "\toption enable '1'\n\toption udp_mode '1'\n\toption stun_server 's'\n"
+	for _, tc := range []struct {
+		conf string
+		want []config.UPnPMode
+	}{
+		{"config natmap\n" + base, []config.UPnPMode{config.UPnPAuto}},
+		{"config global\n\toption upnp '0'\n\nconfig natmap\n" + base + "\nconfig natmap\n" + base + "\toption upnp '1'\n",
+			[]config.UPnPMode{config.UPnPOff, config.UPnPOn}},
+		{"config natmap\n" + base + "\toption upnp 'auto'\n\nconfig natmap\n" + base + "\toption upnp 'no'\n",
+			[]config.UPnPMode{config.UPnPAuto, config.UPnPOff}},
+	} {
+		c := parse(t, tc.conf)
+		for i, want := range tc.want {
+			if s := c.Sections[i]; s.Err != nil || s.Mapping.UPnP != want {
+				t.Errorf("%q section %d: %q %v, want %q", tc.conf, i, s.Mapping.UPnP, s.Err, want)
+			}
+		}
+	}
+	c := parse(t, "config natmap\n"+base+"\toption upnp 'maybe'\n\nconfig natmap\n"+base)
+	if err := c.Sections[0].Err; err == nil || !strings.Contains(err.Error(), "option upnp") {
+		t.Errorf("bad value: %v", err)
+	}
+	if c.Sections[1].Err != nil {
+		t.Errorf("the other section: %v", c.Sections[1].Err)
+	}
+}

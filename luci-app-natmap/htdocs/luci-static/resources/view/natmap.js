@@ -283,6 +283,11 @@ function renderState(sid, st) {
 	if (st.nat == 'full cone')
 		info.push(_('full-cone NAT'));
 
+	if (st.front)
+		info.push(st.front_lease_end
+			? _('router in front forwards it (%s, lease until %s)').format(st.front, new Date(st.front_lease_end * 1000).toLocaleTimeString())
+			: _('router in front forwards it (%s)').format(st.front));
+
 	if (info.length)
 		nodes.push(E('br'), E('small', {}, [ info.join(', ') ]));
 
@@ -919,6 +924,13 @@ return view.extend({
 		o.value('0', _('Never'));
 		o.load = loadBool;
 
+		o = s.taboption('general', form.ListValue, 'upnp', _('Router in front'),
+			_('Behind another router (a double NAT): ask it to forward the bind port with PCP, NAT-PMP or UPnP IGD. Only the default gateway of the interface is asked, and only when it is a private address.'));
+		o.value('', _('Global setting (default: automatic)'));
+		o.value('auto', _('Automatic: when it answers'));
+		o.value('1', _('Required: fail when none answers'));
+		o.value('0', _('Never'));
+
 		/* Servers */
 
 		o = s.taboption('servers', form.DynamicList, 'stun_server', _('STUN servers'),
@@ -1158,6 +1170,13 @@ return view.extend({
 
 		o = g.option(form.Value, 'notify_script', _('Notify script'));
 		o.validate = function(section_id, value) { return common.script(value) };
+
+		o = g.option(form.ListValue, 'upnp', _('Router in front'),
+			_('Ask the router in front (a double NAT) to forward each bind port with PCP, NAT-PMP or UPnP IGD.'));
+		o.value('', _('Automatic (default)'));
+		o.value('auto', _('Automatic: when it answers'));
+		o.value('1', _('Required: fail when none answers'));
+		o.value('0', _('Never'));
 
 		/* The status summary, above the form */
 

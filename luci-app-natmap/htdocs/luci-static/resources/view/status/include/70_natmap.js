@@ -48,7 +48,15 @@ return baseclass.extend({
 
 			table.appendChild(E('tr', { 'class': 'tr' }, [
 				E('td', { 'class': 'td', 'data-title': _('Mapping') }, [ m.comment || m.section ]),
-				E('td', { 'class': 'td', 'data-title': _('Protocol') }, [ String(m.protocol || '').toUpperCase() ]),
+				E('td', { 'class': 'td', 'data-title': _('Protocol') }, [
+					String(m.protocol || '').toUpperCase(),
+					/* the router in front (double NAT) forwards the port */
+					m.front ? E('small', {
+						'title': m.front_lease_end
+							? _('router in front forwards it (%s, lease until %s)').format(m.front, new Date(m.front_lease_end * 1000).toLocaleTimeString())
+							: _('router in front forwards it (%s)').format(m.front)
+					}, [ ' (' + m.front.toUpperCase() + ')' ]) : ''
+				]),
 				E('td', { 'class': 'td', 'data-title': _('Local address') }, [ common.addr(m.private_ip, m.private_port) || '-' ]),
 				E('td', { 'class': 'td', 'data-title': _('Public address') }, [
 					(m.state == 'mapped' && m.public_ip) ? common.addr(m.public_ip, m.public_port) : '-'
