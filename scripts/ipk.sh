@@ -398,9 +398,13 @@ for a in "${selected[@]}"; do
 	mkdir -p "$stage/control"
 	cp -a "$common" "$stage/data"
 	# The caller's GOAMD64, GOARM... must not leak into another arch's build.
+	# MIPS routers have the least flash: no inlining there (about 14%
+	# smaller), as the feed Makefile's GO_PKG_GCFLAGS.
+	gcflags=
+	case $goarch in mips | mipsle) gcflags=all=-l ;; esac
 	# shellcheck disable=SC2086 # $extra: zero or one VAR=value
 	env -u GOAMD64 -u GOARM -u GOARM64 -u GOMIPS CGO_ENABLED=0 GOOS=linux GOARCH="$goarch" $extra \
-		"$GO" build -trimpath -buildvcs=false \
+		"$GO" build -trimpath -buildvcs=false ${gcflags:+-gcflags="$gcflags"} \
 		-ldflags "-s -w -X main.version=$version" -o "$stage/data/usr/bin/natmap" ./cmd/natmap
 	chmod 0755 "$stage/data/usr/bin/natmap"
 
