@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/natmap-go/natmap/internal/usign"
 )
 
 // releaseClone clones this repository's HEAD into a temporary directory
@@ -105,9 +107,15 @@ func TestReleaseTarballReproducible(t *testing.T) {
 func TestRelease(t *testing.T) {
 	dir := releaseClone(t)
 	const version = "20991231"
+	key, err := usign.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "feed.sec")
+	writeFile(t, secret, string(key.MarshalSecret()), 0o600)
 	cmd := exec.Command("make", "release", "VERSION="+version, "RELEASE_ARCHES=x86_64")
 	cmd.Dir = dir
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), "FEED_KEY="+secret)
 	if g, err := exec.LookPath("go"); err == nil {
 		cmd.Env = append(cmd.Env, "GO="+g)
 	}
@@ -183,6 +191,14 @@ func TestRelease(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(rel, "natmap_"+version+"-r1_x86_64.apk")); err != nil {
 		t.Errorf("no apk: %v", err)
+	}
+	// The feed of the release, signed with FEED_KEY, lists that version.
+	packages := readFile(t, filepath.Join(rel, "Packages"))
+	if err := usign.Verify(key.MarshalPublic(), []byte(readFile(t, filepath.Join(rel, "Packages.sig"))), []byte(packages)); err != nil {
+		t.Errorf("the release feed's signature: %v", err)
+	}
+	if !strings.Contains(packages, "Package: natmap\nVersion: "+version+"-r1\n") {
+		t.Errorf("Packages:\n%s", packages)
 	}
 	// A second release of the same version is refused.
 	cmd = exec.Command("scripts/release.sh", version)

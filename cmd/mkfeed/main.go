@@ -4,6 +4,8 @@
 //	mkfeed index [-s SECRET_KEY] DIR   DIR/Packages, Packages.gz and, with a
 //	                                   usign secret key, Packages.sig
 //	mkfeed keygen -s SECRET -p PUBLIC  a new usign key pair (unencrypted)
+//	mkfeed verify -p PUBLIC DIR        checks DIR/Packages.sig against
+//	                                   DIR/Packages, as opkg does (usign -V)
 //
 // Packages has each package's control fields, with Filename, Size and
 // SHA256sum before Description, packages in name order, a blank line after
@@ -32,7 +34,7 @@ import (
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-const usage = "usage: mkfeed index [-s SECRET_KEY] DIR | mkfeed keygen -s SECRET -p PUBLIC"
+const usage = "usage: mkfeed index [-s SECRET_KEY] DIR | mkfeed keygen -s SECRET -p PUBLIC | mkfeed verify -p PUBLIC DIR"
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -42,7 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mkfeed "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	secret := fs.String("s", "", "usign secret key file")
-	public := fs.String("p", "", "usign public key file (keygen)")
+	public := fs.String("p", "", "usign public key file (keygen, verify)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -52,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = index(fs.Arg(0), *secret, stdout)
 	case args[0] == "keygen" && fs.NArg() == 0 && *secret != "" && *public != "":
 		err = keygen(*secret, *public, stdout)
+	case args[0] == "verify" && fs.NArg() == 1 && *public != "":
+		err = verify(fs.Arg(0), *public, stdout)
 	default:
 		fmt.Fprintln(stderr, usage)
 		return 2
@@ -76,6 +80,23 @@ func keygen(secret, public string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "key %s: secret %s, public %s (install it as /etc/opkg/keys/%s)\n",
 		k.FingerprintHex(), secret, public, k.FingerprintHex())
+	return nil
+}
+
+// verify checks a feed's signature with a public key, as opkg does.
+func verify(dir, public string, stdout io.Writer) error {
+	var files [3][]byte
+	for i, name := range []string{public, filepath.Join(dir, "Packages.sig"), filepath.Join(dir, "Packages")} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		files[i] = b
+	}
+	if err := usign.Verify(files[0], files[1], files[2]); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(dir, "Packages.sig"), err)
+	}
+	fmt.Fprintf(stdout, "%s: good signature\n", filepath.Join(dir, "Packages"))
 	return nil
 }
 

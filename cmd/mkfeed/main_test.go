@@ -74,6 +74,22 @@ func TestIndexAndKeygen(t *testing.T) {
 	if err := usign.Verify(p, s, packages); err != nil {
 		t.Errorf("Packages.sig: %v", err)
 	}
+	out.Reset()
+	if rc := run([]string{"verify", "-p", pub, dir}, &out, &errb); rc != 0 || !strings.Contains(out.String(), "good signature") {
+		t.Errorf("verify: %d %s %s", rc, out.String(), errb.String())
+	}
+	// A Packages changed after signing, or another key: refused.
+	os.WriteFile(filepath.Join(dir, "Packages"), append(packages, "Package: evil\n"...), 0o644)
+	errb.Reset()
+	if rc := run([]string{"verify", "-p", pub, dir}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), "bad signature") {
+		t.Errorf("verify of a changed Packages: %d %s", rc, errb.String())
+	}
+	sec2, pub2 := filepath.Join(dir, "k2.sec"), filepath.Join(dir, "k2.pub")
+	run([]string{"keygen", "-s", sec2, "-p", pub2}, &out, &errb)
+	errb.Reset()
+	if rc := run([]string{"verify", "-p", pub2, dir}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), "signed by key") {
+		t.Errorf("verify with another key: %d %s", rc, errb.String())
+	}
 	// Unsigned: no stale signature left.
 	if rc := run([]string{"index", dir}, &out, &errb); rc != 0 {
 		t.Fatalf("index: %d %s", rc, errb.String())
@@ -86,7 +102,7 @@ func TestIndexAndKeygen(t *testing.T) {
 	if rc := run([]string{"index", dir}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), "c_1_all.ipk") {
 		t.Errorf("a broken ipk: %d %s", rc, errb.String())
 	}
-	for _, args := range [][]string{nil, {"index"}, {"keygen", "-s", sec}, {"bogus"}} {
+	for _, args := range [][]string{nil, {"index"}, {"keygen", "-s", sec}, {"verify", dir}, {"bogus"}} {
 		if rc := run(args, &out, &errb); rc != 2 {
 			t.Errorf("%q: exit %d, want 2", args, rc)
 		}
