@@ -214,6 +214,8 @@ async function main() {
 	check(/IP4P 2001:[0-9a-f:]+/.test(pub), `no IP4P address in ${JSON.stringify(pub)}`);
 	check(await text(web + ' td[data-name="udp_mode"]') == 'TCP', `protocol ${await text(web + ' td[data-name="udp_mode"]')}`);
 	check(/1 of 1 enabled mappings are up/.test(await text('[data-natmap-summary]')), `summary: ${await text('[data-natmap-summary]')}`);
+	const hist = await text(web + ' td[data-name="_state"] details.natmap-history summary');
+	check(/^History: [1-9]\d* sessions, \d+ failed, [1-9]\d* addresses$/.test(hist.trim()), `history ${JSON.stringify(hist)}`);
 	await screenshot('mapped');
 	await host('mark-restart');
 	n = await clickForNotice(web + ' .cbi-button-action', /Mapping "web" restarted/);

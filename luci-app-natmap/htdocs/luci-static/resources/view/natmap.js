@@ -311,7 +311,36 @@ function renderState(sid, st) {
 			E('em', {}, [ _('Changes not applied yet') ])
 		]));
 
+	var history = renderHistory(st);
+	if (history)
+		nodes.push(history);
+
 	return E('div', {}, nodes);
+}
+
+/* The section's last events and counters, folded. */
+function renderHistory(st) {
+	var events = Array.isArray(st.history) ? st.history : [],
+	    m = st.metrics;
+
+	if (!events.length && !m)
+		return null;
+
+	var rows = events.slice().reverse().map(function(ev) {
+		var what = ev.public_ip ? common.addr(ev.public_ip, ev.public_port) : (ev.error || '');
+
+		return E('li', {}, [
+			new Date(ev.time * 1000).toLocaleString(), ' ',
+			common.stateLabel(ev.state), what ? ': ' + what : ''
+		]);
+	});
+
+	return E('details', { 'class': 'natmap-history', 'style': 'font-size:90%' }, [
+		E('summary', {}, [ m
+			? _('History: %d sessions, %d failed, %d addresses').format(m.sessions, m.failures, m.address_changes)
+			: _('History') ]),
+		E('ul', { 'style': 'margin:0 0 0 1.5em' }, rows)
+	]);
 }
 
 function renderTraffic(st) {
