@@ -358,10 +358,28 @@ config natmap 'b'
 		if v := ubusJSON(t, l, "ubus call natmap reload"); v["ok"] != true {
 			t.Errorf("reload: %v", v)
 		}
+		// The daemon tells ubus of each mapping's new state (natmap.mapping).
+		l.Sh("ubus listen natmap.mapping >/root/events.log 2>&1 </dev/null &")
+		time.Sleep(500 * time.Millisecond) // ubus listen registers
 		if v := ubusJSON(t, l, `ubus call natmap restart '{"section":"a"}'`); v["ok"] != true {
 			t.Errorf("restart: %v", v)
 		}
 		waitMapped(t, l, "a", "b")
+		var events string
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+			events, _ = l.Exec(nil, "cat /root/events.log")
+			if strings.Contains(events, `"natmap.mapping"`) && regexp.MustCompile(`"section": *"a"`).MatchString(events) {
+				break
+			}
+			if time.Now().After(deadline) {
+				ps, _ := l.Exec(nil, "ps w; /usr/sbin/logread | grep -i 'natmap\\|ubus' | tail -20")
+				t.Fatalf("no natmap.mapping event for a in 20 s; events.log:\n%s\n%s", events, ps)
+			}
+		}
+		if !regexp.MustCompile(`"state": *"mapped"`).MatchString(events) || !regexp.MustCompile(`"public_port": *[1-9]`).MatchString(events) {
+			t.Errorf("ubus events after restarting a:\n%s", events)
+		}
+		l.Exec(nil, "killall ubus")
 		for args, want := range map[string]string{
 			`{"section":["a"]}`: "section must be a string",
 			`{"section":5}`:     "section must be a string",
@@ -461,6 +479,7 @@ config natmap 'b'
 			t.Errorf("status after stop: %v %s", err, out)
 		}
 		l.Sh("/etc/init.d/natmap start")
+		waitMapped(t, l, "a", "b") // b's relay listens once it is mapped
 		check("after start")
 	})
 
