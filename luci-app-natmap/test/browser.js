@@ -294,6 +294,9 @@ main().then(async () => {
 }, async (e) => {
 	log(`FAIL: ${e && e.stack || e}`);
 	if (s) {
+		// What the page itself said (console and page errors): the cause.
+		for (const p of s.problems())
+			log(`page: ${p.kind} ${p.text || ''} ${p.url || ''}`);
 		await screenshot('failure').catch(() => {});
 		await s.close().catch(() => {});
 	}

@@ -954,8 +954,8 @@ return view.extend({
 		o.load = loadBool;
 
 		o = s.taboption('general', form.ListValue, 'upnp', _('Router in front'),
-			_('Behind another router (a double NAT): ask it to forward the bind port with PCP, NAT-PMP or UPnP IGD. Only the default gateway of the interface is asked, and only when it is a private address.'));
-		o.value('', _('Global setting (default: automatic)'));
+			_('Behind another router (a double NAT): ask it to forward the bind port with PCP, NAT-PMP or UPnP IGD. Only the default gateway of the interface is asked, and only when it is a private address. Global setting: as in the global settings, automatic when unset there.'));
+		o.value('', _('Global setting'));
 		o.value('auto', _('Automatic: when it answers'));
 		o.value('1', _('Required: fail when none answers'));
 		o.value('0', _('Never'));
@@ -1060,6 +1060,9 @@ return view.extend({
 		uci.sections('natmap', 'updater').forEach(function(u) {
 			o.value(u['.name'], '%s (%s)'.format(u['.name'], u.type || '?'));
 		});
+		/* LuCI's multi-select cannot render without a choice */
+		if (!(o.keylist && o.keylist.length))
+			o.renderWidget = function() { return E('em', {}, [ _('None yet: add one under Updaters below, save, then choose it here.') ]) };
 
 		/* Updaters: config updater sections, named, as mappings refer to them by name */
 
