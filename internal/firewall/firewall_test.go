@@ -87,7 +87,8 @@ const fw4JSON = `{"nftables": [{"metainfo": {"version": "1.0.6", "release_name":
 {"rule": {"family": "inet", "table": "fw4", "chain": "input_wan", "handle": 17, "comment": "natmap:x", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv6"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 8080}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
 {"rule": {"family": "inet", "table": "fw4", "chain": "input_wan", "handle": 16, "comment": "natmap:@natmap[0]", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
 {"rule": {"family": "inet", "table": "fw4", "chain": "input_wan", "handle": 12, "comment": "!fw4: Allow-DHCP-Renew", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 68}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
-{"rule": {"family": "inet", "table": "fw4", "chain": "input_wan", "handle": 14, "expr": [{"jump": {"target": "reject_from_wan"}}]}}
+{"rule": {"family": "inet", "table": "fw4", "chain": "input_wan", "handle": 14, "expr": [{"jump": {"target": "reject_from_wan"}}]}},
+{"rule": {"family": "inet", "table": "fw4", "chain": "input_wan", "handle": 20, "comment": "natmap:late", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 9000}}, {"accept": null}]}}
 ]}`
 
 func TestParseFW4(t *testing.T) {
@@ -100,6 +101,8 @@ func TestParseFW4(t *testing.T) {
 		{Section: "inet", Zone: "wan", Port: 7001, chain: "input_wan", handle: 19}, // likewise
 		{Section: "x", Zone: "wan", Proto: "udp", Port: 8080, IPv6: true, chain: "input_wan", handle: 17},
 		{Section: "@natmap[0]", Zone: "wan", Proto: "tcp", Port: 8080, chain: "input_wan", handle: 16},
+		// After the jump (an older natmap's, or a crash's): still the jump is the chain's end.
+		{Section: "late", Zone: "wan", Proto: "tcp", Port: 9000, chain: "input_wan", handle: 20},
 	}
 	if !slices.Equal(rules, want) {
 		t.Errorf("rules:\n%+v\nwant:\n%+v", rules, want)

@@ -193,7 +193,10 @@ func parseFW4(out []byte) ([]Rule, map[string]uint64, error) {
 		if nr.Family != "inet" || nr.Table != "fw4" {
 			continue
 		}
-		if _, ok := chains[nr.Chain]; ok {
+		// natmap's own rules do not count: one left after the jump (by an
+		// older natmap, or a crash) must not make the chain look jumpless.
+		ours := strings.HasPrefix(nr.Comment, TagPrefix) || strings.HasPrefix(nr.Comment, DNATTagPrefix)
+		if _, ok := chains[nr.Chain]; ok && !ours {
 			chains[nr.Chain] = 0
 			if n := len(nr.Expr); n > 0 && (nr.Expr[n-1]["jump"] != nil || nr.Expr[n-1]["goto"] != nil) {
 				chains[nr.Chain] = nr.Handle
