@@ -139,7 +139,7 @@ var sectionOptions = []string{
 	"enable", "family", "udp_mode", "interface", "interval", "stun_cycle", "stun_server",
 	"http_server", "fwmark", "port", "port_random", "forward_target", "forward_port",
 	"forward_timeout", "forward_congestion", "notify_script", "log_stdout", "log_stderr",
-	"comment", "firewall", "forward_mode", "updater", "upnp",
+	"comment", "firewall", "forward_mode", "updater", "upnp", "reachability_url",
 }
 
 var globalOptions = []string{"stun_server", "http_server", "interval", "stun_cycle", "notify_script", "upnp"}
@@ -225,6 +225,7 @@ func translate(s *uci.Section, def defaults, c *Config, updaters map[string]upda
 	}
 	m.ForwardTimeout = r.seconds("forward_timeout")
 	m.Congestion = r.str("forward_congestion")
+	m.ReachabilityURL = r.str("reachability_url")
 	m.Script = r.str("notify_script")
 	if m.Script == "" {
 		m.Script = def.script

@@ -232,3 +232,27 @@ func TestUPnP(t *testing.T) {
 		t.Errorf("the other section: %v", c.Sections[1].Err)
 	}
 }
+
+// option reachability_url reaches the mapping; a bad one fails only its section.
+func TestReachabilityURL(t *testing.T) {
+	c := parse(t, `
+config natmap 'good'
+	option stun_server 's'
+	option http_server 'h'
+	option reachability_url 'http://checker.example/{ip}/{port}/{proto}'
+
+config natmap 'bad'
+	option stun_server 's'
+	option http_server 'h'
+	option reachability_url 'https://checker.example/{port}'
+`)
+	if len(c.Sections) != 2 || len(c.Warnings) != 0 {
+		t.Fatalf("sections %+v warnings %v", c.Sections, c.Warnings)
+	}
+	if s := c.Sections[0]; s.Err != nil || s.Mapping.ReachabilityURL != "http://checker.example/{ip}/{port}/{proto}" {
+		t.Errorf("good: %+v", s)
+	}
+	if s := c.Sections[1]; s.Err == nil || !strings.Contains(s.Err.Error(), "https is not supported") {
+		t.Errorf("bad: %v", s.Err)
+	}
+}
