@@ -144,7 +144,7 @@ func (e *Engine) checkReach(ctx context.Context, local netip.AddrPort) {
 	switch f {
 	case stun.AddressDependent, stun.AddressPortDependent:
 		r.State, r.Method = Unreachable, MethodRFC5780
-		r.Detail = fmt.Sprintf("the NAT's filtering is %s (RFC 5780 test with %s): only hosts this one has sent to get in", f, srv)
+		r.Detail = fmt.Sprintf("the NAT's filtering is %s, by RFC 5780's test with %s: only hosts this one has sent to get in", f, srv)
 	case stun.FilteringUnknown:
 		unsure = append(unsure, "no STUN server supports RFC 5780")
 	}
@@ -181,6 +181,7 @@ func (e *Engine) checkReach(ctx context.Context, local netip.AddrPort) {
 		r.State = ReachNotSure
 		r.Detail = strings.Join(unsure, "; ")
 	}
+	e.log.Debug("reachability checked", "public", public, "state", r.State, "method", r.Method, "unsure", strings.Join(unsure, "; "))
 	if r.State == Reachable {
 		r.Verified = now
 	}
@@ -188,7 +189,12 @@ func (e *Engine) checkReach(ctx context.Context, local netip.AddrPort) {
 	e.mu.Lock()
 	if e.status.Public != public {
 		e.mu.Unlock()
-		return // the address changed meanwhile: its own check follows
+		// The address changed meanwhile (its own check follows), but the
+		// notify script was told this one: say what became of it.
+		if r.State == Unreachable {
+			e.log.Warn(r.Summary()+"; the notify script was still told", "public", public, "method", r.Method)
+		}
+		return
 	}
 	old := e.status.Reach
 	if r.State == ReachNotSure && old.Public == public && (old.State == Reachable || old.State == Unreachable) {
