@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -124,5 +127,50 @@ func TestReachIdleTimeoutWarned(t *testing.T) {
 		if line := waitReach(t, nm, "NOT reachable from outside", 30*time.Second); !strings.Contains(line, "forgets the mapping") {
 			t.Errorf("verdict %q", line)
 		}
+	}
+}
+
+// natmap check --reachability-url has the lab's port checker connect back
+// to the port it holds, right after the STUN queries made the mapping.
+func TestCheckReachability(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		kind lab.Kind
+		udp  bool
+		code int
+		want string
+	}{
+		{"FullCone/tcp", lab.FullConePreserve, false, 0, "reach:     reachable (verified "},
+		{"FullCone/udp", lab.FullConePreserve, true, 0, "reach:     reachable (verified "},
+		{"RestrictedCone/udp", lab.RestrictedCone, true, 3, "reach:     NOT reachable from outside: the port checker could not reach"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			l := lab.New(t, c.kind)
+			pc := l.StartPortChecker(t)
+			// STUN server 1 twice: it cannot run RFC 5780's test, so the
+			// port checker decides; two answers tell the mapping.
+			args := []string{"check", "-s", l.STUN[1].String(), "-s", l.STUN[1].String(), "--reachability-url", pc.URL}
+			if c.udp {
+				args = append(args, "-u")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			out, err := l.Command(ctx, l.LAN, natmapBin, args...).CombinedOutput()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != c.code || !strings.Contains(string(out), c.want) || !strings.Contains(string(out), "port-check") && c.code == 0 {
+				t.Errorf("exit status %d, want %d; output lacks %q?\n%s", code, c.code, c.want, out)
+			}
+			if all, _ := pc.Checks(); all != 1 {
+				t.Errorf("%d port checks, want 1", all)
+			}
+		})
 	}
 }

@@ -97,6 +97,16 @@ type Reach struct {
 	Summary  string `json:"summary"`            // one line for people, "reachable (verified 15:04, port-check)", in the daemon's time zone
 }
 
+// NewReach is a Reach from the engine's verdict; a zero verified time is
+// left out.
+func NewReach(state, method, detail, summary string, checked, verified time.Time) *Reach {
+	r := &Reach{State: state, Method: method, Checked: checked.Unix(), Detail: detail, Summary: summary}
+	if !verified.IsZero() {
+		r.Verified = verified.Unix()
+	}
+	return r
+}
+
 // Metrics count what happened to a mapping since its section started.
 type Metrics struct {
 	Sessions       int64 `json:"sessions"`        // sessions started

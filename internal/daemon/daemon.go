@@ -407,10 +407,7 @@ func (s *section) status() (st ctl.MappingStatus) {
 		st.FrontLeaseEnd = es.FrontLeaseEnd.Unix()
 	}
 	if r := es.Reach; r.State != "" && r.Public == es.Public {
-		st.Reach = &ctl.Reach{State: string(r.State), Method: r.Method, Checked: r.Checked.Unix(), Detail: r.Detail, Summary: r.Summary()}
-		if !r.Verified.IsZero() {
-			st.Reach.Verified = r.Verified.Unix()
-		}
+		st.Reach = ctl.NewReach(string(r.State), r.Method, r.Detail, r.Summary(), r.Checked, r.Verified)
 	}
 	if es.Private.IsValid() {
 		st.PrivateIP, st.PrivatePort = es.Private.Addr().String(), int(es.Private.Port())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -139,52 +140,12 @@ func (e *Engine) checkReach(ctx context.Context, local netip.AddrPort) {
 		return
 	}
 	f, srv := e.filtering(ctx, public)
-	var unsure []string
-	r := Reach{Public: public}
-	switch f {
-	case stun.AddressDependent, stun.AddressPortDependent:
-		r.State, r.Method = Unreachable, MethodRFC5780
-		r.Detail = fmt.Sprintf("the NAT's filtering is %s, by RFC 5780's test with %s: only hosts this one has sent to get in", f, srv)
-	case stun.FilteringUnknown:
-		unsure = append(unsure, "no STUN server supports RFC 5780")
-	}
-	if r.State == "" && e.reach.url != nil {
-		cctx, cancel := context.WithTimeout(ctx, reachTimeout)
-		ok, err := portcheck.Check(cctx, e.dialChecker, e.reach.url, public, e.cfg.Protocol())
-		cancel()
-		switch {
-		case err != nil:
-			unsure = append(unsure, err.Error())
-		case ok:
-			r.State, r.Method = Reachable, MethodPortCheck
-		default:
-			r.State, r.Method = Unreachable, MethodPortCheck
-			r.Detail = fmt.Sprintf("the port checker could not reach %s/%s (the NAT filters, or forgets the mapping before the next keep-alive)", public, e.cfg.Protocol())
-		}
-	}
-	if r.State == "" {
-		if err := e.hairpin(ctx, local, public); err != nil {
-			unsure = append(unsure, err.Error())
-		} else {
-			r.State, r.Method = Reachable, MethodHairpin
-		}
-	}
-	if r.State == "" && f == stun.EndpointIndependent {
-		r.State, r.Method = Reachable, MethodRFC5780
-	}
+	r := e.judge(ctx, public, f, srv, nil, func() error { return e.hairpin(ctx, local, public) })
 	if ctx.Err() != nil {
 		return // the session ended: its verdict no longer matters
 	}
-	now := time.Now()
-	r.Checked = now
-	if r.State == "" {
-		r.State = ReachNotSure
-		r.Detail = strings.Join(unsure, "; ")
-	}
-	e.log.Debug("reachability checked", "public", public, "state", r.State, "method", r.Method, "unsure", strings.Join(unsure, "; "))
-	if r.State == Reachable {
-		r.Verified = now
-	}
+	now := r.Checked
+	e.log.Debug("reachability checked", "public", public, "state", r.State, "method", r.Method, "detail", r.Detail)
 
 	e.mu.Lock()
 	if e.status.Public != public {
@@ -248,23 +209,11 @@ func (e *Engine) hairpin(ctx context.Context, local, public netip.AddrPort) erro
 	if e.cfg.UDP {
 		return errors.New("hairpin: not testable over UDP")
 	}
-	d := net.Dialer{
-		LocalAddr: &net.TCPAddr{IP: local.Addr().AsSlice()},
-		Control:   e.sock.Control,
-		Timeout:   3 * time.Second,
-		KeepAlive: -1,
-	}
-	c, err := d.DialContext(ctx, e.cfg.Network(), public.String())
+	c, from, err := e.hairpinDial(ctx, local, public)
 	if err != nil {
-		return errors.New("hairpin: the NAT does not loop back to its public address")
+		return err
 	}
 	defer c.Close()
-	from := addrPort(c.LocalAddr())
-	// A public address that is this host's own proves nothing: the
-	// connection never left it.
-	if from.Addr() == public.Addr() {
-		return errors.New("hairpin: the public address is this host's own")
-	}
 	// Something answered at the public address, but the NAT box itself
 	// may listen on that port (a router's web server): only a connection
 	// that arrived on the bind port, from the port it was made from (a
@@ -277,6 +226,28 @@ func (e *Engine) hairpin(ctx context.Context, local, public netip.AddrPort) erro
 		return fmt.Errorf("hairpin: %s answered, but not on local port %d", public, local.Port())
 	}
 	return nil
+}
+
+// hairpinDial connects from local's address (another port) to public.
+func (e *Engine) hairpinDial(ctx context.Context, local, public netip.AddrPort) (net.Conn, netip.AddrPort, error) {
+	d := net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: local.Addr().AsSlice()},
+		Control:   e.sock.Control,
+		Timeout:   3 * time.Second,
+		KeepAlive: -1,
+	}
+	c, err := d.DialContext(ctx, e.cfg.Network(), public.String())
+	if err != nil {
+		return nil, netip.AddrPort{}, errors.New("hairpin: the NAT does not loop back to its public address")
+	}
+	from := addrPort(c.LocalAddr())
+	// A public address that is this host's own proves nothing: the
+	// connection never left it.
+	if from.Addr() == public.Addr() {
+		c.Close()
+		return nil, netip.AddrPort{}, errors.New("hairpin: the public address is this host's own")
+	}
+	return c, from, nil
 }
 
 // tcpArrived reports whether this host has a TCP connection on local port
@@ -301,4 +272,125 @@ func tcpArrived(port, from uint16) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// checkHeldPort is natmap check's reachability test, run right after the
+// STUN queries made the mapping: the port is held by CheckNAT itself (a
+// TCP listener, or a UDP socket), so unlike in a session natmap sees what
+// arrives. Hairpinning (TCP) counts only when the connection is accepted
+// on the held port; over UDP the port checker's datagrams are echoed from
+// the held socket for as long as the checker takes. The order is
+// checkReach's.
+func (e *Engine) checkHeldPort(ctx context.Context, held io.Closer, local, public netip.AddrPort, f stun.Filtering, srv string) Reach {
+	pc, _ := held.(*net.UDPConn)
+	ln, _ := held.(*net.TCPListener)
+	var echo func(context.Context) func()
+	if pc != nil {
+		echo = func(ctx context.Context) func() {
+			done := make(chan struct{})
+			go echoUntil(ctx, pc, done)
+			return func() { <-done }
+		}
+	}
+	return e.judge(ctx, public, f, srv, echo, func() error {
+		if ln == nil {
+			return errors.New("hairpin: not testable over UDP")
+		}
+		return e.hairpinHeld(ctx, ln, local, public)
+	})
+}
+
+// judge runs the reachability methods in checkReach's order and returns
+// the first definite answer, or ReachNotSure with every method's reason.
+// echo, when not nil, answers the port checker's datagrams while it runs
+// (until its context ends; the func it returns waits for that).
+func (e *Engine) judge(ctx context.Context, public netip.AddrPort, f stun.Filtering, srv string,
+	echo func(context.Context) func(), hairpin func() error) Reach {
+	r := Reach{Public: public}
+	var unsure []string
+	switch f {
+	case stun.AddressDependent, stun.AddressPortDependent:
+		r.State, r.Method = Unreachable, MethodRFC5780
+		r.Detail = fmt.Sprintf("the NAT's filtering is %s, by RFC 5780's test with %s: only hosts this one has sent to get in", f, srv)
+	case stun.FilteringUnknown:
+		unsure = append(unsure, "no STUN server supports RFC 5780")
+	}
+	if r.State == "" && e.reach.url != nil {
+		cctx, cancel := context.WithTimeout(ctx, reachTimeout)
+		wait := func() {}
+		if echo != nil {
+			wait = echo(cctx)
+		}
+		ok, err := portcheck.Check(cctx, e.dialChecker, e.reach.url, public, e.cfg.Protocol())
+		cancel()
+		wait()
+		switch {
+		case err != nil:
+			unsure = append(unsure, err.Error())
+		case ok:
+			r.State, r.Method = Reachable, MethodPortCheck
+		default:
+			r.State, r.Method = Unreachable, MethodPortCheck
+			r.Detail = fmt.Sprintf("the port checker could not reach %s/%s (the NAT filters, or forgets the mapping before the next keep-alive)", public, e.cfg.Protocol())
+		}
+	}
+	if r.State == "" {
+		if err := hairpin(); err != nil {
+			unsure = append(unsure, err.Error())
+		} else {
+			r.State, r.Method = Reachable, MethodHairpin
+		}
+	}
+	if r.State == "" && f == stun.EndpointIndependent {
+		r.State, r.Method = Reachable, MethodRFC5780
+	}
+	r.Checked = time.Now()
+	switch r.State {
+	case "":
+		r.State, r.Detail = ReachNotSure, strings.Join(unsure, "; ")
+	case Reachable:
+		r.Verified = r.Checked
+	}
+	return r
+}
+
+// echoUntil sends back every datagram pc receives until ctx ends, then
+// closes done.
+func echoUntil(ctx context.Context, pc *net.UDPConn, done chan<- struct{}) {
+	defer close(done)
+	stop := context.AfterFunc(ctx, func() { pc.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	defer pc.SetReadDeadline(time.Time{})
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteToUDPAddrPort(buf[:n], from)
+	}
+}
+
+// hairpinHeld connects to public from another port of local's address and
+// waits for the connection on ln, the held port: it proves the NAT loops
+// back to this mapping.
+func (e *Engine) hairpinHeld(ctx context.Context, ln *net.TCPListener, local, public netip.AddrPort) error {
+	c, from, err := e.hairpinDial(ctx, local, public)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ln.SetDeadline(time.Now().Add(2 * time.Second))
+	defer ln.SetDeadline(time.Time{})
+	for {
+		a, err := ln.AcceptTCP()
+		if err != nil {
+			return fmt.Errorf("hairpin: %s answered, but not on local port %d", public, local.Port())
+		}
+		got := addrPort(a.RemoteAddr())
+		a.Close()
+		if got.Port() == from.Port() {
+			return nil
+		}
+	}
 }
