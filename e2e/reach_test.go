@@ -174,3 +174,39 @@ func TestCheckReachability(t *testing.T) {
 		})
 	}
 }
+
+// The daemon runs the check for a section with option reachability_url,
+// and natmap status shows the verdict: verified for the TCP section behind
+// a full cone, and, below the table, the same sentence.
+func TestDaemonStatusReach(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	pc := l.StartPortChecker(t)
+	serve(t, l, 40141)
+	d := startDaemon(t, l, daemonGlobal+`
+config natmap 'web'
+	option enable '1'
+	option port '40141'
+	option reachability_url '`+pc.URL+`'
+	option notify_script 'NOTIFY'
+`)
+	d.waitSection("web", 1, 20*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := d.status(t)["web"]
+		if r := st.Reach; r != nil && r.State == "reachable" {
+			if r.Method != "port-check" || r.Verified == 0 || !strings.HasPrefix(r.Summary, "reachable (verified ") {
+				t.Fatalf("reach %+v", r)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reachability verdict in 30 s: %+v", st.Reach)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	table, err := d.cli("status")
+	if err != nil || !strings.Contains(table, "\nweb: reachable (verified ") {
+		t.Errorf("natmap status:\n%s %v", table, err)
+	}
+}
