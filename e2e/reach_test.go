@@ -18,9 +18,9 @@ func udpArgs(port uint16, interval int, extra ...string) []string {
 	return append([]string{"-u", "-k", strconv.Itoa(interval), "-b", strconv.Itoa(int(port))}, extra...)
 }
 
-// waitReach waits for natmap's reachability verdict in its log and
+// waitVerdict waits for natmap's reachability verdict in its log and
 // returns that log line.
-func waitReach(t *testing.T, nm *natmap, want string, within time.Duration) string {
+func waitVerdict(t *testing.T, nm *natmap, want string, within time.Duration) string {
 	t.Helper()
 	nm.waitLog(want, within)
 	for _, line := range strings.Split(nm.stderr.String(), "\n") {
@@ -45,7 +45,7 @@ func TestReachFullConeVerified(t *testing.T) {
 
 	for _, nm := range []*natmap{tcp, udp} {
 		nm.waitNotification(1, 15*time.Second)
-		if line := waitReach(t, nm, "reachable (verified ", 30*time.Second); !strings.Contains(line, "port-check") {
+		if line := waitVerdict(t, nm, "reachable (verified ", 30*time.Second); !strings.Contains(line, "port-check") {
 			t.Errorf("verdict %q", line)
 		}
 	}
@@ -81,11 +81,11 @@ func TestReachRestrictedConeWarned(t *testing.T) {
 	udp := startNatmap(t, l, udpArgs(udpPort, 2, "-s", l.STUN[1].String(), "--reachability-url", pc.URL)...)
 
 	tcp.waitNotification(1, 15*time.Second)
-	if line := waitReach(t, tcp, "NOT reachable from outside", 30*time.Second); !strings.Contains(line, "method=rfc5780") || !strings.Contains(line, "restricted cone") {
+	if line := waitVerdict(t, tcp, "NOT reachable from outside", 30*time.Second); !strings.Contains(line, "method=rfc5780") || !strings.Contains(line, "restricted cone") {
 		t.Errorf("TCP verdict %q", line)
 	}
 	udp.waitNotification(1, 15*time.Second)
-	if line := waitReach(t, udp, "NOT reachable from outside", 30*time.Second); !strings.Contains(line, "method=port-check") {
+	if line := waitVerdict(t, udp, "NOT reachable from outside", 30*time.Second); !strings.Contains(line, "method=port-check") {
 		t.Errorf("UDP verdict %q", line)
 	}
 	if all, yes := pc.Checks(); all < 1 || yes != 0 {
@@ -104,7 +104,7 @@ func TestReachSymmetricWarned(t *testing.T) {
 	serve(t, l, port)
 	nm := startNatmap(t, l, "-k", "2", "-h", l.HTTP.String(), "-b", strconv.Itoa(port), "-s", l.STUN[1].String(), "--reachability-url", pc.URL)
 	nm.waitNotification(1, 15*time.Second)
-	if line := waitReach(t, nm, "NOT reachable from outside", 30*time.Second); !strings.Contains(line, "method=port-check") {
+	if line := waitVerdict(t, nm, "NOT reachable from outside", 30*time.Second); !strings.Contains(line, "method=port-check") {
 		t.Errorf("verdict %q", line)
 	}
 }
@@ -123,8 +123,8 @@ func TestReachIdleTimeoutWarned(t *testing.T) {
 	udp := startNatmap(t, l, udpArgs(udpPort, 8, "-s", l.STUN[1].String(), "--reachability-url", pc.URL)...)
 	for _, nm := range []*natmap{tcp, udp} {
 		nm.waitNotification(1, 15*time.Second)
-		waitReach(t, nm, "reachable (verified ", 30*time.Second) // fresh: it works
-		if line := waitReach(t, nm, "NOT reachable from outside", 30*time.Second); !strings.Contains(line, "forgets the mapping") {
+		waitVerdict(t, nm, "reachable (verified ", 30*time.Second) // fresh: it works
+		if line := waitVerdict(t, nm, "NOT reachable from outside", 30*time.Second); !strings.Contains(line, "forgets the mapping") {
 			t.Errorf("verdict %q", line)
 		}
 	}
