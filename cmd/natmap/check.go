@@ -46,7 +46,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		m.STUN = append(m.STUN, hs...)
 		return err
 	})
-	fs.StringVar(&m.ReachabilityURL, "reachability-url", "", "also ask this port checker (http://HOST[:PORT]/PATH with {ip} {port} {proto}, answering 1 or 0) whether the port is reachable")
+	fs.StringVar(&m.ReachabilityURL, "reachability-url", "", "also ask this port checker (http(s)://HOST[:PORT]/PATH with {ip} {port} {proto}, answering 1 or 0) whether the port is reachable")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this `long`")
 	asJSON := fs.Bool("json", false, "print the report as JSON (for ubus and scripts); same exit status")
 	usage := func() {

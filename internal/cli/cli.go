@@ -56,7 +56,7 @@ Double NAT:
 
 Reachability:
  --reachability-url <url>  a port checker proving the public address reachable:
-                     http://HOST[:PORT]/PATH with {ip} {port} {proto}, answering 1 or 0
+                     http(s)://HOST[:PORT]/PATH with {ip} {port} {proto}, answering 1 or 0
 `
 
 // Command is a parsed classic natmap command line.

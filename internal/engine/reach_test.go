@@ -103,7 +103,7 @@ func TestCheckReachWithPortChecker(t *testing.T) {
 	if r.State != Reachable || r.Method != MethodPortCheck || r.Verified.IsZero() || r.Public != public {
 		t.Fatalf("reach %+v", r)
 	}
-	if q := asked.Load().(string); !strings.HasPrefix(q, "GET /check?ip=198.51.100.1&port=4000&proto=udp HTTP/1.0\r\n") {
+	if q := asked.Load().(string); !strings.HasPrefix(q, "GET /check?ip=198.51.100.1&port=4000&proto=udp HTTP/1.1\r\n") {
 		t.Errorf("checker asked %q", q)
 	}
 	if !strings.Contains(log.String(), "reachable (verified ") {

@@ -1,6 +1,8 @@
 package portcheck
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -8,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/httpc"
 )
 
 func TestParseURL(t *testing.T) {
@@ -18,6 +22,7 @@ func TestParseURL(t *testing.T) {
 		{"http://[2001:db8::1]:81?p={port}", "[2001:db8::1]:81", "/?p=24936"},
 		{"http://[2001:db8::1]", "[2001:db8::1]:80", "/"},
 		{"http://h", "h:80", "/"},
+		{"https://portcheck.transmissionbt.com/{port}", "portcheck.transmissionbt.com:443", "/24936"},
 	} {
 		u, err := ParseURL(c.in)
 		if err != nil {
@@ -29,7 +34,7 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{
-		"", "checker.example/{port}", "https://portcheck.transmissionbt.com/{port}", "ftp://x/",
+		"", "checker.example/{port}", "ftp://x/",
 		"http:///x", "http://h:0/", "http://h:99999/", "http://h:+80/", "http://u@h/", "http://h/{pot}",
 		"http://h/a b", "http://h/#frag", "http://{ip}/", "http://[::1/", "http://h/\x7f", "http://a:b:c/",
 	} {
@@ -39,7 +44,16 @@ func TestParseURL(t *testing.T) {
 	}
 }
 
-func TestParseResponse(t *testing.T) {
+// parse reads b as a checker's whole response.
+func parse(b []byte) (bool, error) {
+	resp, err := httpc.ReadResponse(bufio.NewReader(bytes.NewReader(b)), false)
+	if err != nil {
+		return false, err
+	}
+	return Answer(resp)
+}
+
+func TestAnswer(t *testing.T) {
 	for _, c := range []struct {
 		in   string
 		want bool
@@ -47,20 +61,19 @@ func TestParseResponse(t *testing.T) {
 		{"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1", true},
 		{"HTTP/1.0 200 OK\r\n\r\n0\n", false},
 		{"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n 1\r\n", true},
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n1\r\n0\r\n\r\n", true},
 	} {
-		got, err := ParseResponse([]byte(c.in))
+		got, err := parse([]byte(c.in))
 		if err != nil || got != c.want {
 			t.Errorf("%q: %v, %v; want %v", c.in, got, err, c.want)
 		}
 	}
 	for _, bad := range []string{
-		"", "HTTP/1.1 200 OK\r\n", "HTTP/1.1 404 Not Found\r\n\r\n1", "HTTP/2 200\r\n\r\n1",
+		"", "HTTP/1.1 200 OK\r\n", "HTTP/1.1 404 Not Found\r\n\r\n1",
 		"HTTP/1.1 200 OK\r\n\r\nyes", "HTTP/1.1 200 OK\r\n\r\n10", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n1",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n1\r\n0\r\n\r\n", "HTTP/1.1 20x OK\r\n\r\n1",
-		"HTTP/1.1 200 OK\r\nbroken\r\n\r\n1", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n1",
-		"HTTP/1.1 200 OK\r\n\r\n" + strings.Repeat(" ", maxResponse) + "1",
+		"HTTP/1.1 20x OK\r\n\r\n1", "HTTP/1.1 200 OK\r\n\r\n" + strings.Repeat(" ", maxAnswer) + "1",
 	} {
-		if _, err := ParseResponse([]byte(bad)); err == nil {
+		if _, err := parse([]byte(bad)); err == nil {
 			t.Errorf("%q: accepted", bad)
 		}
 	}
@@ -102,7 +115,7 @@ func TestCheck(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("Check: %v, %v", ok, err)
 	}
-	want := "GET /c?ip=198.51.100.1&port=5000&proto=udp HTTP/1.0\r\nHost: " + ln.Addr().String() + "\r\nUser-Agent: natmap\r\nConnection: close\r\n\r\n"
+	want := "GET /c?ip=198.51.100.1&port=5000&proto=udp HTTP/1.1\r\nHost: " + ln.Addr().String() + "\r\nUser-Agent: natmap\r\nConnection: close\r\n\r\n"
 	if got := <-reqs; got != want {
 		t.Errorf("request %q, want %q", got, want)
 	}
@@ -113,12 +126,12 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-func FuzzParseResponse(f *testing.F) {
+func FuzzAnswer(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1"))
 	f.Add([]byte("HTTP/1.0 200 OK\r\n\r\n0\n"))
 	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ok, err := ParseResponse(b)
+		ok, err := parse(b)
 		if err != nil && ok {
 			t.Fatal("reachable with an error")
 		}

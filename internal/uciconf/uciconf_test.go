@@ -244,7 +244,7 @@ config natmap 'good'
 config natmap 'bad'
 	option stun_server 's'
 	option http_server 'h'
-	option reachability_url 'https://checker.example/{port}'
+	option reachability_url 'http://checker.example/{pot}'
 `)
 	if len(c.Sections) != 2 || len(c.Warnings) != 0 {
 		t.Fatalf("sections %+v warnings %v", c.Sections, c.Warnings)
@@ -252,7 +252,7 @@ config natmap 'bad'
 	if s := c.Sections[0]; s.Err != nil || s.Mapping.ReachabilityURL != "http://checker.example/{ip}/{port}/{proto}" {
 		t.Errorf("good: %+v", s)
 	}
-	if s := c.Sections[1]; s.Err == nil || !strings.Contains(s.Err.Error(), "https is not supported") {
+	if s := c.Sections[1]; s.Err == nil || !strings.Contains(s.Err.Error(), "unknown placeholder") {
 		t.Errorf("bad: %v", s.Err)
 	}
 }

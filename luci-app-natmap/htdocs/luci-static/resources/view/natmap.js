@@ -989,7 +989,7 @@ return view.extend({
 		o.depends('udp_mode', '0');
 
 		o = s.taboption('servers', form.Value, 'reachability_url', _('Reachability check URL'),
-			_('A port checker that proves outside hosts reach the public address: an <code>http://</code> URL in which natmap replaces <code>{ip}</code>, <code>{port}</code> and <code>{proto}</code>; it must answer <code>1</code> (reached) or <code>0</code>. Empty: natmap checks with RFC 5780 STUN servers and hairpinning only.'));
+			_('A port checker that proves outside hosts reach the public address: an <code>http://</code> or <code>https://</code> URL in which natmap replaces <code>{ip}</code>, <code>{port}</code> and <code>{proto}</code>; it must answer <code>1</code> (reached) or <code>0</code>. Empty: natmap checks with RFC 5780 STUN servers and hairpinning only.'));
 		o.placeholder = 'http://host/check?ip={ip}&port={port}&proto={proto}';
 
 		o = s.taboption('servers', form.Value, 'interval', _('Keep-alive interval'),
