@@ -1226,6 +1226,9 @@ return view.extend({
 		o.value('1', _('Required: fail when none answers'));
 		o.value('0', _('Never'));
 
+		o = g.option(form.Value, 'reachability_url', _('Reachability check URL'));
+		o.placeholder = 'http://host/check?ip={ip}&port={port}&proto={proto}';
+
 		/* The status summary, above the form */
 
 		var summary = E('div', { 'class': 'cbi-section' }, [
