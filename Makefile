@@ -53,6 +53,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseSOAP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 	$(GO) test -run='^$$' -fuzz='^FuzzReadHTTPResponse$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 	$(GO) test -run='^$$' -fuzz='^FuzzXMLScanner$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
+	$(GO) test -run='^$$' -fuzz='^FuzzAnswer$$' -fuzztime=$(FUZZTIME) ./internal/portcheck/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseURL$$' -fuzztime=$(FUZZTIME) ./internal/portcheck/
 
 # Time from start to first notify in the lab, and the micro-benchmarks.
 bench: build

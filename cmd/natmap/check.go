@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/config"
+	"github.com/natmap-go/natmap/internal/ctl"
 	"github.com/natmap-go/natmap/internal/engine"
 	"github.com/natmap-go/natmap/internal/logx"
+	"github.com/natmap-go/natmap/internal/portcheck"
 	"github.com/natmap-go/natmap/internal/portmap"
 	"github.com/natmap-go/natmap/internal/sockopt"
 	"github.com/natmap-go/natmap/internal/stun"
@@ -44,6 +46,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		m.STUN = append(m.STUN, hs...)
 		return err
 	})
+	fs.StringVar(&m.ReachabilityURL, "reachability-url", "", "also ask this port checker (http(s)://HOST[:PORT]/PATH with {ip} {port} {proto}, answering 1 or 0) whether the port is reachable")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this `long`")
 	asJSON := fs.Bool("json", false, "print the report as JSON (for ubus and scripts); same exit status")
 	usage := func() {
@@ -66,6 +69,12 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		m.BindAddr = a.Unmap()
 	} else {
 		m.Device = *iface
+	}
+	if m.ReachabilityURL != "" {
+		if _, err := portcheck.ParseURL(m.ReachabilityURL); err != nil {
+			fmt.Fprintf(stderr, "natmap check: --reachability-url: %v\n", err)
+			return 2
+		}
 	}
 	if m.BindAddr.IsValid() && m.BindAddr.Is4() == m.IPv6 {
 		fmt.Fprintf(stderr, "natmap check: -i %s is not of the family checked (-6 for IPv6)\n", m.BindAddr)
@@ -255,6 +264,21 @@ type judgement struct {
 // judge tells what r means for natmap; isLocal reports whether an address
 // is this host's own.
 func judge(r *engine.NATReport, isLocal func(netip.Addr) bool) judgement {
+	j := judgeNAT(r, isLocal)
+	if r.Reach.State == "" || j.verdict == verdictNoNAT {
+		return j
+	}
+	j.lines = append(j.lines, "reach:     "+r.Reach.Summary())
+	if r.Reach.State == engine.Unreachable {
+		// Whatever the NAT's type looked like, an outside host did not get in.
+		j.summary += "; " + r.Reach.Summary()
+		j.code = checkNotFullCone
+	}
+	return j
+}
+
+// judgeNAT is judge's verdict on the NAT's type alone.
+func judgeNAT(r *engine.NATReport, isLocal func(netip.Addr) bool) judgement {
 	public, _ := r.Public()
 	if isLocal(public.Addr()) {
 		s := fmt.Sprintf("no NAT: %s is this host's own address; open the port in the firewall instead", public.Addr())
@@ -325,11 +349,14 @@ type checkResult struct {
 	FilteringServer string `json:"filtering_server,omitempty"`
 	// NAT: "full cone", "restricted cone", "port-restricted cone" or
 	// "symmetric", as in natmap status; absent when not known.
-	NAT        string `json:"nat,omitempty"`
-	Verdict    string `json:"verdict"`
-	Summary    string `json:"summary"`
-	Error      string `json:"error,omitempty"`
-	ExitStatus int    `json:"exit_status"`
+	NAT string `json:"nat,omitempty"`
+	// Reach: whether an outside host reached the checked port, as in
+	// natmap status; absent when not checked (a symmetric NAT).
+	Reach      *ctl.Reach `json:"reach,omitempty"`
+	Verdict    string     `json:"verdict"`
+	Summary    string     `json:"summary"`
+	Error      string     `json:"error,omitempty"`
+	ExitStatus int        `json:"exit_status"`
 	// Front: a router in front (the gateway is a private address: a
 	// double NAT) and which protocols it offers; absent when none.
 	Front *frontReport `json:"front,omitempty"`
@@ -389,6 +416,9 @@ func checkJSON(m *config.Mapping, r *engine.NATReport, err error, isLocal func(n
 	}
 	j := judge(r, isLocal)
 	res.Verdict, res.Summary, res.NAT, res.ExitStatus = j.verdict, j.summary, j.nat, j.code
+	if rr := r.Reach; rr.State != "" && j.verdict != verdictNoNAT {
+		res.Reach = ctl.NewReach(string(rr.State), rr.Method, rr.Detail, rr.Summary(), rr.Checked, rr.Verified)
+	}
 	return res
 }
 

@@ -53,6 +53,10 @@ Forward options:
 Double NAT:
  --upnp auto|on|off  ask the router in front to forward the port (PCP,
                      NAT-PMP, UPnP IGD); on: fail when none does (default off)
+
+Reachability:
+ --reachability-url <url>  a port checker proving the public address reachable:
+                     http(s)://HOST[:PORT]/PATH with {ip} {port} {proto}, answering 1 or 0
 `
 
 // Command is a parsed classic natmap command line.
@@ -137,6 +141,8 @@ func Parse(args []string) (*Command, error) {
 			default:
 				return fmt.Errorf("--forward-mode: %q: want kernel or relay", val)
 			}
+		case longReachURL:
+			m.ReachabilityURL = val
 		case longUPnP:
 			switch mode := config.UPnPMode(val); mode {
 			case config.UPnPAuto, config.UPnPOn, config.UPnPOff:
@@ -181,9 +187,10 @@ func Parse(args []string) (*Command, error) {
 const (
 	longForwardMode = 0x80 // --forward-mode
 	longUPnP        = 0x81 // --upnp
+	longReachURL    = 0x82 // --reachability-url
 )
 
-var longOptions = map[string]byte{"forward-mode": longForwardMode, "upnp": longUPnP}
+var longOptions = map[string]byte{"forward-mode": longForwardMode, "upnp": longUPnP, "reachability-url": longReachURL}
 
 // getopt walks args as POSIX getopt does with optstring and calls set for
 // each option; it also takes this natmap's long options, "--name value" or

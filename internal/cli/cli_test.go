@@ -119,44 +119,47 @@ func TestMark(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	for line, want := range map[string]string{
-		"-h h":                                       "STUN server is required",
-		"-s s":                                       "needs a keep-alive HTTP server",
-		"-s s -h h -t 10.0.0.1":                      "-t and -p go together",
-		"-s s -h h -p 80":                            "-t and -p go together",
-		"-s s -h h -x":                               "unknown option -x",
-		"-s s -h h --bogus":                          "unknown option --bogus",
-		"-s s -h h -k 99999999999":                   "-k: 99999999999 is out of range (at most 2147483647)",
-		"-s s -h h -c 2147483648":                    "-c: 2147483648 is out of range",
-		"-6 -s 192.0.2.1 -h h":                       "STUN server 192.0.2.1:3478 is not an IPv6 address",
-		"-6 -s ::ffff:192.0.2.1 -h h":                "STUN server [::ffff:192.0.2.1]:3478 is not an IPv6 address",
-		"-s [2001:db8::1] -h h":                      "STUN server [2001:db8::1]:3478 is not an IPv4 address",
-		"-6 -s s -s 192.0.2.1 -h h":                  "STUN server 192.0.2.1:3478 is not an IPv6 address",
-		"-6 -s s -h 192.0.2.1":                       "keep-alive HTTP server 192.0.2.1:80 is not an IPv6 address",
-		"-s s -h h -k":                               "option -k needs a value",
-		"-s s -h h -k ten":                           "-k:",
-		"-s s -h h -k -5":                            "-k:",
-		"-s s -h h -c 1.5":                           "-c:",
-		"-s s -h h -b 70000":                         "-b:",
-		"-s s -h h -b 20-10":                         "-b:",
-		"-s s -h h -f 0xZ":                           "-f:",
-		"-s s -h h -p 65536 -t x":                    "-p:",
-		"-s s -h h stray":                            `unexpected argument "stray"`,
-		"-s s -h h -- stray":                         `unexpected argument "stray"`,
-		"-s s:0 -h h":                                "-s:",
-		"-s s -h h:99999":                            "-h:",
-		"-s s -h h -6 -i 10.0.0.1":                   "not an IPv6 address",
-		"-s s -h h -i a/b":                           "not a valid interface",
-		"-s s -h h -C a/b -t x -p 1":                 "-C:",
-		"-s s -h h -T x -t x -p 1":                   "-T:",
-		"-s s -h h -s bad:port:x:::z":                "-s:",
-		"-s s -h h --forward-mode kernel":            "--forward-mode kernel needs -t and -p",
-		"-s s -h h -t x -p 1 --forward-mode fast":    `--forward-mode: "fast"`,
-		"-s s -h h -t x -p 1 --forward-mode":         "--forward-mode needs a value",
-		"-s s -h h -t x -p 1 --forward":              "unknown option --forward",
-		"-s s -h h -t x -p 1 --forward-mode= kernel": `--forward-mode: ""`,
-		"-s s -h h --upnp":                           "option --upnp needs a value",
-		"-s s -h h --upnp=1":                         `--upnp: "1": want auto, on or off`,
-		"-s s -h h --upnpx=on":                       "unknown option --upnpx",
+		"-h h":                                        "STUN server is required",
+		"-s s":                                        "needs a keep-alive HTTP server",
+		"-s s -h h -t 10.0.0.1":                       "-t and -p go together",
+		"-s s -h h -p 80":                             "-t and -p go together",
+		"-s s -h h -x":                                "unknown option -x",
+		"-s s -h h --bogus":                           "unknown option --bogus",
+		"-s s -h h -k 99999999999":                    "-k: 99999999999 is out of range (at most 2147483647)",
+		"-s s -h h -c 2147483648":                     "-c: 2147483648 is out of range",
+		"-6 -s 192.0.2.1 -h h":                        "STUN server 192.0.2.1:3478 is not an IPv6 address",
+		"-6 -s ::ffff:192.0.2.1 -h h":                 "STUN server [::ffff:192.0.2.1]:3478 is not an IPv6 address",
+		"-s [2001:db8::1] -h h":                       "STUN server [2001:db8::1]:3478 is not an IPv4 address",
+		"-6 -s s -s 192.0.2.1 -h h":                   "STUN server 192.0.2.1:3478 is not an IPv6 address",
+		"-6 -s s -h 192.0.2.1":                        "keep-alive HTTP server 192.0.2.1:80 is not an IPv6 address",
+		"-s s -h h -k":                                "option -k needs a value",
+		"-s s -h h -k ten":                            "-k:",
+		"-s s -h h -k -5":                             "-k:",
+		"-s s -h h -c 1.5":                            "-c:",
+		"-s s -h h -b 70000":                          "-b:",
+		"-s s -h h -b 20-10":                          "-b:",
+		"-s s -h h -f 0xZ":                            "-f:",
+		"-s s -h h -p 65536 -t x":                     "-p:",
+		"-s s -h h stray":                             `unexpected argument "stray"`,
+		"-s s -h h -- stray":                          `unexpected argument "stray"`,
+		"-s s:0 -h h":                                 "-s:",
+		"-s s -h h:99999":                             "-h:",
+		"-s s -h h -6 -i 10.0.0.1":                    "not an IPv6 address",
+		"-s s -h h -i a/b":                            "not a valid interface",
+		"-s s -h h -C a/b -t x -p 1":                  "-C:",
+		"-s s -h h -T x -t x -p 1":                    "-T:",
+		"-s s -h h -s bad:port:x:::z":                 "-s:",
+		"-s s -h h --forward-mode kernel":             "--forward-mode kernel needs -t and -p",
+		"-s s -h h -t x -p 1 --forward-mode fast":     `--forward-mode: "fast"`,
+		"-s s -h h -t x -p 1 --forward-mode":          "--forward-mode needs a value",
+		"-s s -h h -t x -p 1 --forward":               "unknown option --forward",
+		"-s s -h h -t x -p 1 --forward-mode= kernel":  `--forward-mode: ""`,
+		"-s s -h h --upnp":                            "option --upnp needs a value",
+		"-s s -h h --upnp=1":                          `--upnp: "1": want auto, on or off`,
+		"-s s -h h --upnpx=on":                        "unknown option --upnpx",
+		"-s s -h h --reachability":                    "unknown option --reachability",
+		"-s s -h h --reachability-url":                "option --reachability-url needs a value",
+		"-s s -h h --reachability-url=ftp://x/{port}": "want http(s)://HOST",
 	} {
 		_, err := Parse(strings.Fields(line))
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -181,7 +184,25 @@ func TestForwardMode(t *testing.T) {
 	}
 }
 
+// --reachability-url is off by default and takes its value either way.
+func TestReachabilityURL(t *testing.T) {
+	for _, args := range [][]string{
+		{"-s", "s", "-h", "h", "--reachability-url", "http://c/{port}"},
+		{"-s", "s", "--reachability-url=http://c/{port}", "-h", "h"},
+	} {
+		c, err := Parse(args)
+		if err != nil || c.Mapping.ReachabilityURL != "http://c/{port}" {
+			t.Errorf("Parse(%q): %v, %+v", args, err, c)
+		}
+	}
+	c, err := Parse([]string{"-s", "s", "-h", "h"})
+	if err != nil || c.Mapping.ReachabilityURL != "" {
+		t.Errorf("default: %v, %q", err, c.Mapping.ReachabilityURL)
+	}
+}
+
 func FuzzParse(f *testing.F) {
+	f.Add("-s s -h h --reachability-url http://c/{ip}/{port}")
 	f.Add("-s s -h h -b 1000~2000 -f 0x10")
 	f.Add("-s s -h h -t x -p 0 --forward-mode=kernel")
 	f.Add("-u6d -k10 -s[::1]:3478")

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/portcheck"
 	"github.com/natmap-go/natmap/internal/portspec"
 )
 
@@ -50,6 +51,10 @@ type Mapping struct {
 	// UPnP: ask the router in front (a double NAT) to forward the bind
 	// port, with PCP, NAT-PMP or UPnP IGD (--upnp; UCI option upnp).
 	UPnP UPnPMode
+
+	// ReachabilityURL (--reachability-url): a port checker asked whether
+	// the public address is reachable (see package portcheck); "" is none.
+	ReachabilityURL string
 }
 
 // UPnPMode says whether natmap asks the router in front to forward the
@@ -146,6 +151,11 @@ func (m *Mapping) Validate() error {
 	}
 	if m.Device != "" {
 		if err := checkDevice(m.Device); err != nil {
+			return err
+		}
+	}
+	if m.ReachabilityURL != "" {
+		if _, err := portcheck.ParseURL(m.ReachabilityURL); err != nil {
 			return err
 		}
 	}

@@ -84,6 +84,27 @@ type MappingStatus struct {
 	History           []Event  `json:"history,omitempty"`      // the last events, oldest first
 	// Updaters are the section's built-in updaters, in its list's order.
 	Updaters []UpdaterStatus `json:"updaters,omitempty"`
+	Reach    *Reach          `json:"reach,omitempty"` // mapped sections, once checked
+}
+
+// Reach is the last check that outside hosts can reach the public address.
+type Reach struct {
+	State    string `json:"state"`              // "reachable", "unreachable" or "unknown" (nothing could tell)
+	Method   string `json:"method,omitempty"`   // what decided: "port-check", "hairpin" or "rfc5780"
+	Checked  int64  `json:"checked"`            // unix seconds
+	Verified int64  `json:"verified,omitempty"` // unix seconds: when last proven reachable
+	Detail   string `json:"detail,omitempty"`   // why not, or why nobody could tell
+	Summary  string `json:"summary"`            // one line for people, "reachable (verified 15:04, port-check)", in the daemon's time zone
+}
+
+// NewReach is a Reach from the engine's verdict; a zero verified time is
+// left out.
+func NewReach(state, method, detail, summary string, checked, verified time.Time) *Reach {
+	r := &Reach{State: state, Method: method, Checked: checked.Unix(), Detail: detail, Summary: summary}
+	if !verified.IsZero() {
+		r.Verified = verified.Unix()
+	}
+	return r
 }
 
 // Metrics count what happened to a mapping since its section started.

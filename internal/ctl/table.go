@@ -42,6 +42,14 @@ func WriteTable(w io.Writer, ms []MappingStatus, now time.Time) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("writing status table: %w", err)
 	}
+	// Below the table: a verdict is a sentence, too long for a column.
+	for _, m := range ms {
+		if m.Reach != nil && m.State == StateMapped {
+			if _, err := fmt.Fprintf(w, "%s: %s\n", cell(m.Section), cell(m.Reach.Summary)); err != nil {
+				return fmt.Errorf("writing status table: %w", err)
+			}
+		}
+	}
 	return writeUpdaters(w, ms, now)
 }
 

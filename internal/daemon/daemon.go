@@ -406,6 +406,9 @@ func (s *section) status() (st ctl.MappingStatus) {
 	if es.Front != "" && !es.FrontLeaseEnd.IsZero() {
 		st.FrontLeaseEnd = es.FrontLeaseEnd.Unix()
 	}
+	if r := es.Reach; r.State != "" && r.Public == es.Public {
+		st.Reach = ctl.NewReach(string(r.State), r.Method, r.Detail, r.Summary(), r.Checked, r.Verified)
+	}
 	if es.Private.IsValid() {
 		st.PrivateIP, st.PrivatePort = es.Private.Addr().String(), int(es.Private.Port())
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -26,6 +27,10 @@ type NATReport struct {
 	// server supports it; FilteringServer is the one that ran it.
 	Filtering       stun.Filtering
 	FilteringServer string
+	// Reach: whether an outside host reached the held port (see
+	// checkHeldPort); State is "" when the mapping depends on the
+	// destination (nothing to check).
+	Reach Reach
 }
 
 // STUNAnswer is one server's view of the local port.
@@ -86,7 +91,10 @@ func CheckNAT(ctx context.Context, cfg config.Mapping, log *slog.Logger) (*NATRe
 		addr = netip.AddrPortFrom(cfg.BindAddr, 0).String()
 	}
 	lc := net.ListenConfig{Control: e.sock.Control}
-	var local netip.AddrPort
+	var (
+		local netip.AddrPort
+		held  io.Closer
+	)
 	if cfg.UDP {
 		network = "udp" + network[3:]
 		pc, err := lc.ListenPacket(ctx, network, addr)
@@ -94,7 +102,7 @@ func CheckNAT(ctx context.Context, cfg config.Mapping, log *slog.Logger) (*NATRe
 			return nil, fmt.Errorf("hold a local port: %w", err)
 		}
 		defer pc.Close()
-		local = addrPort(pc.LocalAddr())
+		local, held = addrPort(pc.LocalAddr()), pc
 	} else {
 		lc.SetMultipathTCP(false)
 		ln, err := lc.Listen(ctx, network, addr)
@@ -102,7 +110,7 @@ func CheckNAT(ctx context.Context, cfg config.Mapping, log *slog.Logger) (*NATRe
 			return nil, fmt.Errorf("hold a local port: %w", err)
 		}
 		defer ln.Close()
-		local = addrPort(ln.Addr())
+		local, held = addrPort(ln.Addr()), ln
 	}
 
 	servers := cfg.STUN
@@ -135,6 +143,8 @@ func CheckNAT(ctx context.Context, cfg config.Mapping, log *slog.Logger) (*NATRe
 	}
 	if r.Mapping != MappingDependent { // a symmetric NAT fails already
 		r.Filtering, r.FilteringServer = e.runFilteringProbe(ctx)
+		public, _ := r.Public()
+		r.Reach = e.checkHeldPort(ctx, held, local, public, r.Filtering, r.FilteringServer)
 	}
 	return r, nil
 }

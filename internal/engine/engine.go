@@ -16,6 +16,7 @@ import (
 	"github.com/natmap-go/natmap/internal/portspec"
 	"github.com/natmap-go/natmap/internal/relay"
 	"github.com/natmap-go/natmap/internal/sockopt"
+	"github.com/natmap-go/natmap/internal/stun"
 )
 
 // State is where a mapping is in its life.
@@ -48,6 +49,8 @@ type Status struct {
 	Front         string
 	FrontExternal netip.AddrPort
 	FrontLeaseEnd time.Time
+
+	Reach Reach // whether outside hosts can reach Public (reach.go)
 }
 
 // Engine runs one mapping. Create it with New, then call Run once.
@@ -80,8 +83,12 @@ type Engine struct {
 	// session (see observe); nothing is notified until one holds.
 	perDest bool // guarded by mu
 
-	probes   sync.WaitGroup // filtering probes and STUN queries; Run waits for them
-	probedIP netip.Addr     // public address whose NAT filtering was probed
+	probes    sync.WaitGroup // reachability checks and STUN queries; Run waits for them
+	probedIP  netip.Addr     // public address whose NAT filtering was probed; guarded by mu
+	probed    stun.Filtering // its filtering; guarded by mu
+	probedSrv string         // the STUN server that tested it; guarded by mu
+
+	reach reacher // reachability checks (reach.go)
 
 	frontNone   netip.Addr // gateway where no router in front answered (guarded by mu)
 	frontNoneAt time.Time  // when
@@ -103,6 +110,7 @@ func New(cfg config.Mapping, log *slog.Logger, notify func(notify.Mapping)) *Eng
 		sock:   sockopt.Options{Device: cfg.Device, Mark: cfg.Mark},
 		status: Status{State: StateStarting, Protocol: cfg.Protocol(), Since: time.Now()},
 		kick:   make(chan struct{}, 1),
+		reach:  newReacher(cfg),
 
 		stunDown: make([]bool, len(cfg.STUN)),
 	}
@@ -259,6 +267,7 @@ func (e *Engine) mapped(private, public netip.AddrPort, server string) {
 		e.notified = m
 		e.status.Changed = now
 		e.status.Counters.AddressChanges++
+		e.newAddressLocked()
 	}
 	if old.State != StateMapped {
 		e.status.State = StateMapped

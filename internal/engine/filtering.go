@@ -9,49 +9,46 @@ import (
 	"github.com/natmap-go/natmap/internal/stun"
 )
 
-// probeFiltering checks, in the background and once per public address,
-// whether the NAT lets anyone reach a mapping (endpoint-independent
-// filtering) or only the hosts it has sent to (restricted cones), which STUN
-// alone cannot see. It needs a STUN server that answers from a second
-// address (RFC 5780); most public servers cannot, and then nothing is said.
-// It runs over UDP from a port of its own, so the service on the bind port
-// is not disturbed; NATs filter TCP the same way.
-func (e *Engine) probeFiltering(ctx context.Context, public netip.AddrPort) {
+// filtering checks, once per public address, whether the NAT lets anyone
+// reach a mapping (endpoint-independent filtering) or only the hosts it has
+// sent to (restricted cones), which STUN alone cannot see. It needs a STUN
+// server that answers from a second address (RFC 5780); most public servers
+// cannot, and then the answer is FilteringUnknown. It runs over UDP from a
+// port of its own, so the service on the bind port is not disturbed; NATs
+// filter TCP the same way. Later calls for the same address return the
+// first answer (and the server that gave it).
+func (e *Engine) filtering(ctx context.Context, public netip.AddrPort) (stun.Filtering, string) {
 	e.mu.Lock()
 	if e.probedIP == public.Addr() {
+		f, srv := e.probed, e.probedSrv
 		e.mu.Unlock()
-		return
+		return f, srv
 	}
-	e.probedIP = public.Addr()
 	e.mu.Unlock()
-	e.probes.Add(1)
-	go func() {
-		defer e.probes.Done()
-		f, srv := e.runFilteringProbe(ctx)
-		switch f {
-		case stun.FilteringUnknown:
-			if ctx.Err() != nil {
-				e.mu.Lock()
-				e.probedIP = netip.Addr{} // cut short: the next session tries again
-				e.mu.Unlock()
-				return
-			}
-			e.log.Debug("NAT filtering not checked: no STUN server answers from a second address (RFC 5780)")
-			return
-		case stun.EndpointIndependent:
-			e.setNAT("full cone")
-			e.log.Info("NAT filtering is endpoint-independent: a full cone", "stun", srv)
-		default:
-			nat := "restricted cone"
-			if f == stun.AddressPortDependent {
-				nat = "port-restricted cone"
-			}
-			e.setNAT(nat)
-			e.log.Warn("NAT is not full cone: its filtering is "+f.String()+
-				"; only hosts this one has sent to can reach the public address, natmap needs a full-cone (NAT-1) NAT",
-				"public", public, "stun", srv)
+	f, srv := e.runFilteringProbe(ctx)
+	if f == stun.FilteringUnknown && ctx.Err() != nil {
+		return f, srv // cut short: the next session tries again
+	}
+	e.mu.Lock()
+	e.probedIP, e.probed, e.probedSrv = public.Addr(), f, srv
+	e.mu.Unlock()
+	switch f {
+	case stun.FilteringUnknown:
+		e.log.Debug("NAT filtering not checked: no STUN server answers from a second address (RFC 5780)")
+	case stun.EndpointIndependent:
+		e.setNAT("full cone")
+		e.log.Info("NAT filtering is endpoint-independent: a full cone", "stun", srv)
+	default:
+		nat := "restricted cone"
+		if f == stun.AddressPortDependent {
+			nat = "port-restricted cone"
 		}
-	}()
+		e.setNAT(nat)
+		e.log.Warn("NAT is not full cone: its filtering is "+f.String()+
+			"; only hosts this one has sent to can reach the public address, natmap needs a full-cone (NAT-1) NAT",
+			"public", public, "stun", srv)
+	}
+	return f, srv
 }
 
 func (e *Engine) setNAT(nat string) {

@@ -57,7 +57,7 @@ func (e *Engine) establish(ctx context.Context, local netip.AddrPort, seen *chec
 		fwd.wait()
 		return nil, err
 	}
-	e.probeFiltering(ctx, public)
+	e.watchReach(ctx, local)
 	return fwd, nil
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/natmap-go/natmap/internal/cli"
 	"github.com/natmap-go/natmap/internal/config"
+	"github.com/natmap-go/natmap/internal/portcheck"
 	"github.com/natmap-go/natmap/internal/portspec"
 	"github.com/natmap-go/natmap/internal/uci"
 	"github.com/natmap-go/natmap/internal/updater"
@@ -87,6 +88,7 @@ type defaults struct {
 	stunCycle int
 	script    string
 	upnp      config.UPnPMode
+	reachURL  string
 }
 
 // Translate reads the natmap and global sections of a parsed file.
@@ -115,6 +117,13 @@ func Translate(f *uci.File) *Config {
 		if v := r.upnp(); v != "" {
 			def.upnp = v
 		}
+		if v := r.str("reachability_url"); v != "" {
+			_, err := portcheck.ParseURL(v)
+			r.fail("reachability_url", err)
+			if err == nil {
+				def.reachURL = v
+			}
+		}
 		r.unknown(globalOptions)
 		if r.err != nil {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("section %s: %v (ignored)", s.Ref(), r.err))
@@ -139,10 +148,10 @@ var sectionOptions = []string{
 	"enable", "family", "udp_mode", "interface", "interval", "stun_cycle", "stun_server",
 	"http_server", "fwmark", "port", "port_random", "forward_target", "forward_port",
 	"forward_timeout", "forward_congestion", "notify_script", "log_stdout", "log_stderr",
-	"comment", "firewall", "forward_mode", "updater", "upnp",
+	"comment", "firewall", "forward_mode", "updater", "upnp", "reachability_url",
 }
 
-var globalOptions = []string{"stun_server", "http_server", "interval", "stun_cycle", "notify_script", "upnp"}
+var globalOptions = []string{"stun_server", "http_server", "interval", "stun_cycle", "notify_script", "upnp", "reachability_url"}
 
 // updaterConfig reads an updater section as it is: package updater checks
 // its options when it builds the updater.
@@ -225,6 +234,10 @@ func translate(s *uci.Section, def defaults, c *Config, updaters map[string]upda
 	}
 	m.ForwardTimeout = r.seconds("forward_timeout")
 	m.Congestion = r.str("forward_congestion")
+	m.ReachabilityURL = r.str("reachability_url")
+	if m.ReachabilityURL == "" {
+		m.ReachabilityURL = def.reachURL
+	}
 	m.Script = r.str("notify_script")
 	if m.Script == "" {
 		m.Script = def.script

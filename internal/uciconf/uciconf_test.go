@@ -232,3 +232,55 @@ func TestUPnP(t *testing.T) {
 		t.Errorf("the other section: %v", c.Sections[1].Err)
 	}
 }
+
+// option reachability_url reaches the mapping; a bad one fails only its section.
+func TestReachabilityURL(t *testing.T) {
+	c := parse(t, `
+config natmap 'good'
+	option stun_server 's'
+	option http_server 'h'
+	option reachability_url 'http://checker.example/{ip}/{port}/{proto}'
+
+config natmap 'bad'
+	option stun_server 's'
+	option http_server 'h'
+	option reachability_url 'http://checker.example/{pot}'
+`)
+	if len(c.Sections) != 2 || len(c.Warnings) != 0 {
+		t.Fatalf("sections %+v warnings %v", c.Sections, c.Warnings)
+	}
+	if s := c.Sections[0]; s.Err != nil || s.Mapping.ReachabilityURL != "http://checker.example/{ip}/{port}/{proto}" {
+		t.Errorf("good: %+v", s)
+	}
+	if s := c.Sections[1]; s.Err == nil || !strings.Contains(s.Err.Error(), "unknown placeholder") {
+		t.Errorf("bad: %v", s.Err)
+	}
+}
+
+// config global's reachability_url is every section's default; a section's
+// own wins; a bad global one is ignored with a warning.
+func TestGlobalReachabilityURL(t *testing.T) {
+	c := parse(t, `
+config global
+	option reachability_url 'http://checker.example/{port}'
+
+config natmap 'a'
+	option stun_server 's'
+	option http_server 'h'
+
+config natmap 'b'
+	option stun_server 's'
+	option http_server 'h'
+	option reachability_url 'http://other.example/{ip}/{port}'
+`)
+	if got := c.Sections[0].Mapping.ReachabilityURL; got != "http://checker.example/{port}" {
+		t.Errorf("a: %q", got)
+	}
+	if got := c.Sections[1].Mapping.ReachabilityURL; got != "http://other.example/{ip}/{port}" {
+		t.Errorf("b: %q", got)
+	}
+	c = parse(t, "config global\n\toption reachability_url 'ftp://x/'\n\nconfig natmap 'a'\n\toption stun_server 's'\n\toption http_server 'h'\n")
+	if s := c.Sections[0]; s.Err != nil || s.Mapping.ReachabilityURL != "" || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "reachability_url") {
+		t.Errorf("bad global: %+v %v", s, c.Warnings)
+	}
+}

@@ -306,6 +306,9 @@ function renderState(sid, st) {
 			'style': 'color:#c62828;font-size:90%;max-width:32em;overflow-wrap:anywhere'
 		}, [ _('Notify script: %s').format(st.script_error) ]));
 
+	if (st.state == 'mapped' && L.isObject(st.reach))
+		nodes.push(renderReach(st.reach));
+
 	if (notApplied(sid, st))
 		nodes.push(E('div', { 'style': 'font-size:90%' }, [
 			E('em', {}, [ _('Changes not applied yet') ])
@@ -341,6 +344,18 @@ function renderHistory(st) {
 			: _('History') ]),
 		E('ul', { 'style': 'margin:0 0 0 1.5em' }, rows)
 	]);
+}
+
+/* The daemon's last check that outside hosts reach the public address. */
+function renderReach(r) {
+	if (r.state == 'reachable')
+		return E('div', { 'style': 'font-size:90%' }, [
+			_('reachable (verified %s)').format(new Date(r.verified * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }))
+		]);
+
+	return E('div', {
+		'style': 'color:%s;font-size:90%;max-width:32em;overflow-wrap:anywhere'.format(r.state == 'unreachable' ? '#c62828' : '#ef6c00')
+	}, [ (r.state == 'unreachable' ? _('Not reachable from outside: %s') : _('Reachability not verified: %s')).format(r.detail || '?') ]);
 }
 
 function renderTraffic(st) {
@@ -973,6 +988,10 @@ return view.extend({
 		o.validate = function(section_id, value) { return common.server(value, familyOf(this, section_id)) };
 		o.depends('udp_mode', '0');
 
+		o = s.taboption('servers', form.Value, 'reachability_url', _('Reachability check URL'),
+			_('A port checker that proves outside hosts reach the public address: an <code>http://</code> or <code>https://</code> URL in which natmap replaces <code>{ip}</code>, <code>{port}</code> and <code>{proto}</code>; it must answer <code>1</code> (reached) or <code>0</code>. Empty: natmap checks with RFC 5780 STUN servers and hairpinning only.'));
+		o.placeholder = 'http://host/check?ip={ip}&port={port}&proto={proto}';
+
 		o = s.taboption('servers', form.Value, 'interval', _('Keep-alive interval'),
 			_('Seconds between keep-alives and STUN checks. Default: 30 for TCP, 10 for UDP.'));
 		o.validate = function(section_id, value) { return common.count(value) };
@@ -1209,6 +1228,9 @@ return view.extend({
 		o.value('auto', _('Automatic: when it answers'));
 		o.value('1', _('Required: fail when none answers'));
 		o.value('0', _('Never'));
+
+		o = g.option(form.Value, 'reachability_url', _('Reachability check URL'));
+		o.placeholder = 'http://host/check?ip={ip}&port={port}&proto={proto}';
 
 		/* The status summary, above the form */
 
