@@ -13,6 +13,7 @@ import (
 
 	"github.com/natmap-go/natmap/internal/ctl"
 	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/mapping"
 )
 
 // natmapDaemon is `natmap daemon` running in the lab's lan namespace.
@@ -189,7 +190,7 @@ func TestDaemonSectionsReloadRestart(t *testing.T) {
 	}
 
 	st := d.status(t)
-	for name, want := range map[string]string{"tcpbind": "mapped", "tcpfwd": "mapped", "udp": "mapped", "broken": "error", "off": "disabled"} {
+	for name, want := range map[string]mapping.State{"tcpbind": "mapped", "tcpfwd": "mapped", "udp": "mapped", "broken": "error", "off": "disabled"} {
 		if st[name].State != want {
 			t.Errorf("status of %s: %+v, want state %s", name, st[name], want)
 		}

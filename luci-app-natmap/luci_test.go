@@ -23,10 +23,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/po2lmo"
 	"github.com/natmap-go/natmap/internal/testgate"
 	"github.com/natmap-go/natmap/internal/uci"
 	"github.com/natmap-go/natmap/internal/uciconf"
+	"github.com/natmap-go/natmap/internal/updater"
 )
 
 const (
@@ -846,6 +848,86 @@ func TestEditorCoversEveryUpdaterOption(t *testing.T) {
 	for _, f := range fields {
 		if !strings.HasPrefix(f, "_") && !slices.Contains(opts, f) {
 			t.Errorf("the updater editor writes option %q, which the daemon does not know", f)
+		}
+	}
+}
+
+// switchCases lists the string cases of the first switch in the function
+// name defines (`function name(` or `name: function(`) in any view.
+func switchCases(t *testing.T, name string) []string {
+	t.Helper()
+	def := regexp.MustCompile(`\bfunction\s+` + name + `\s*\(|\b` + name + `\s*:\s*function\s*\(`)
+	for _, f := range jsFiles(t) {
+		src := read(t, f)
+		loc := def.FindStringIndex(src)
+		if loc == nil {
+			continue
+		}
+		sw := strings.Index(src[loc[1]:], "switch")
+		if sw < 0 {
+			t.Fatalf("%s: %s has no switch", f, name)
+		}
+		body := src[loc[1]+sw:]
+		open := strings.Index(body, "{")
+		depth, end := 0, -1
+		for i := open; i < len(body) && end < 0; i++ {
+			switch body[i] {
+			case '{':
+				depth++
+			case '}':
+				if depth--; depth == 0 {
+					end = i
+				}
+			}
+		}
+		if open < 0 || end < 0 {
+			t.Fatalf("%s: %s: switch not closed", f, name)
+		}
+		var out []string
+		for _, m := range regexp.MustCompile(`\bcase\s+'([^']*)'\s*:`).FindAllStringSubmatch(body[open:end], -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	t.Fatalf("no view defines %s", name)
+	return nil
+}
+
+// TestLabelsFollowTheDaemon checks that the views label every mapping state
+// and NAT type of internal/mapping, and no other: a state added there fails
+// here until LuCI can show it.
+func TestLabelsFollowTheDaemon(t *testing.T) {
+	labels := switchCases(t, "stateLabel")
+	for _, s := range mapping.States() {
+		if !slices.Contains(labels, string(s)) {
+			t.Errorf("stateLabel has no label for state %q (internal/mapping)", s)
+		}
+	}
+	// stateLabel labels the updaters' states too (error: bad configuration).
+	updaterStates := []string{updater.StateIdle, updater.StateRunning, updater.StateOK, updater.StateRetrying, updater.StateFailed, "error"}
+	for _, l := range append(labels, switchCases(t, "stateColor")...) {
+		if !slices.Contains(mapping.States(), mapping.State(l)) && !slices.Contains(updaterStates, l) {
+			t.Errorf("the views know a state %q that neither internal/mapping nor internal/updater does", l)
+		}
+	}
+
+	// natName names the NATs that are not a full cone ("The NAT is %s, not
+	// full cone"); the full cone is told apart where the status is drawn.
+	names := switchCases(t, "natName")
+	for _, n := range mapping.NATs() {
+		if n == mapping.FullCone {
+			if !strings.Contains(read(t, viewJS), `'`+string(n)+`'`) {
+				t.Errorf("%s never tells %q apart", viewJS, n)
+			}
+			continue
+		}
+		if !slices.Contains(names, string(n)) {
+			t.Errorf("natName has no name for NAT %q (internal/mapping)", n)
+		}
+	}
+	for _, n := range names {
+		if !slices.Contains(mapping.NATs(), mapping.NAT(n)) || mapping.NAT(n) == mapping.FullCone {
+			t.Errorf("natName names a NAT %q that internal/mapping does not list as not full cone", n)
 		}
 	}
 }

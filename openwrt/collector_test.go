@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/natmap-go/natmap/internal/ctl"
+	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/testgate"
 )
 
@@ -52,11 +53,11 @@ func TestPrometheusCollector(t *testing.T) {
 		testgate.Unmet(t, "prometheus collector: lua5.1 cannot load cjson (Debian package lua-cjson)")
 	}
 	status := ctl.Response{OK: true, Mappings: []ctl.MappingStatus{
-		{Section: "web", Protocol: "tcp", Mode: "forward", State: ctl.StateMapped, PublicIP: "203.0.113.7", PublicPort: 4000,
+		{Section: "web", Protocol: "tcp", Mode: "forward", State: mapping.Mapped, PublicIP: "203.0.113.7", PublicPort: 4000,
 			IP4P: "2001::fa0:0:cb00:7107", LastChange: 1700000000,
 			Metrics: &ctl.Metrics{Sessions: 3, Failures: 2, AddressChanges: 1},
 			Relay:   &ctl.RelayStats{Active: 1, Total: 9, BytesUp: 100, BytesDown: 2000}},
-		{Section: "bad", Protocol: "udp", Mode: "bind", State: ctl.StateError, LastError: "option port: bad"},
+		{Section: "bad", Protocol: "udp", Mode: "bind", State: mapping.Error, LastError: "option port: bad"},
 	}}
 	b, err := json.Marshal(status)
 	if err != nil {

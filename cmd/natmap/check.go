@@ -19,6 +19,7 @@ import (
 	"github.com/natmap-go/natmap/internal/ctl"
 	"github.com/natmap-go/natmap/internal/engine"
 	"github.com/natmap-go/natmap/internal/logx"
+	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/portcheck"
 	"github.com/natmap-go/natmap/internal/portmap"
 	"github.com/natmap-go/natmap/internal/sockopt"
@@ -254,11 +255,11 @@ const (
 
 // judgement is what a report means for natmap.
 type judgement struct {
-	lines   []string // the text report's lines after the servers' answers
-	summary string   // one line for humans
-	verdict string   // one of the verdict constants
-	nat     string   // "full cone", "restricted cone", "port-restricted cone", "symmetric", or "" when not known
-	code    int      // the exit status
+	lines   []string    // the text report's lines after the servers' answers
+	summary string      // one line for humans
+	verdict string      // one of the verdict constants
+	nat     mapping.NAT // "" when not known
+	code    int         // the exit status
 }
 
 // judge tells what r means for natmap; isLocal reports whether an address
@@ -296,34 +297,34 @@ func judgeNAT(r *engine.NATReport, isLocal func(netip.Addr) bool) judgement {
 			verdict: verdictUnknown, code: checkFailed,
 		}
 	case engine.MappingDependent:
-		s := "symmetric NAT: nobody outside can use a mapping, natmap cannot open a port here"
+		s := "symmetric NAT: nobody outside can use a mapLine, natmap cannot open a port here"
 		return judgement{
 			lines:   []string{"mapping:   endpoint-dependent: each destination sees another public port", s},
-			summary: s, verdict: verdictNotFullCone, nat: "symmetric", code: checkNotFullCone,
+			summary: s, verdict: verdictNotFullCone, nat: mapping.Symmetric, code: checkNotFullCone,
 		}
 	}
-	mapping := fmt.Sprintf("mapping:   endpoint-independent, public port %s", port)
+	mapLine := fmt.Sprintf("mapping:   endpoint-independent, public port %s", port)
 	switch r.Filtering {
 	case stun.FilteringUnknown:
 		s := "natmap can open a port here if the NAT lets anyone in (a full cone); give an RFC 5780 server to be sure"
 		return judgement{
-			lines:   []string{mapping, "filtering: not tested: no STUN server here answers from a second address (RFC 5780)", s},
+			lines:   []string{mapLine, "filtering: not tested: no STUN server here answers from a second address (RFC 5780)", s},
 			summary: s, verdict: verdictMaybeFullCone,
 		}
 	case stun.EndpointIndependent:
 		s := "full cone (NAT-1): natmap can open a port here"
 		return judgement{
-			lines:   []string{mapping, fmt.Sprintf("filtering: endpoint-independent (tested over UDP with %s)", r.FilteringServer), s},
-			summary: s, verdict: verdictFullCone, nat: "full cone",
+			lines:   []string{mapLine, fmt.Sprintf("filtering: endpoint-independent (tested over UDP with %s)", r.FilteringServer), s},
+			summary: s, verdict: verdictFullCone, nat: mapping.FullCone,
 		}
 	}
 	s := "not a full cone: only hosts this one has sent to get in, natmap cannot open a port here"
-	nat := "restricted cone"
+	nat := mapping.RestrictedCone
 	if r.Filtering == stun.AddressPortDependent {
-		nat = "port-restricted cone"
+		nat = mapping.PortRestrictedCone
 	}
 	return judgement{
-		lines:   []string{mapping, fmt.Sprintf("filtering: %s (tested over UDP with %s)", r.Filtering, r.FilteringServer), s},
+		lines:   []string{mapLine, fmt.Sprintf("filtering: %s (tested over UDP with %s)", r.Filtering, r.FilteringServer), s},
 		summary: s, verdict: verdictNotFullCone, nat: nat, code: checkNotFullCone,
 	}
 }
@@ -347,9 +348,8 @@ type checkResult struct {
 	// FilteringServer is the server that tested it.
 	Filtering       string `json:"filtering"`
 	FilteringServer string `json:"filtering_server,omitempty"`
-	// NAT: "full cone", "restricted cone", "port-restricted cone" or
-	// "symmetric", as in natmap status; absent when not known.
-	NAT string `json:"nat,omitempty"`
+	// NAT: as in natmap status; absent when not known.
+	NAT mapping.NAT `json:"nat,omitempty"`
 	// Reach: whether an outside host reached the checked port, as in
 	// natmap status; absent when not checked (a symmetric NAT).
 	Reach      *ctl.Reach `json:"reach,omitempty"`

@@ -15,6 +15,8 @@ package ctl
 import (
 	"context"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/mapping"
 )
 
 // DefaultPath is where the daemon listens when no other path is given.
@@ -37,38 +39,28 @@ const (
 	CmdFirewallSync = "firewall-sync" // re-apply firewall rules (after a firewall reload)
 )
 
-// States, the values of MappingStatus.State.
-const (
-	StateStarting = "starting" // first session under way
-	StateMapped   = "mapped"   // public address known and kept alive
-	StateRetrying = "retrying" // a session ended; the next one is paced
-	StateError    = "error"    // bad configuration: not running
-	StateDisabled = "disabled" // the section has enabled '0'
-	StateStopped  = "stopped"  // ended (daemon shutting down)
-)
-
 // MappingStatus is one configured mapping as the daemon sees it. The JSON
 // field names are an interface: LuCI and the rpcd plugin read them, so they
 // only ever get added to, never renamed.
 type MappingStatus struct {
-	Section     string      `json:"section"` // UCI section name
-	Comment     string      `json:"comment"` // the section's comment option
-	Enabled     bool        `json:"enabled"`
-	State       string      `json:"state"`    // one of the State constants
-	Protocol    string      `json:"protocol"` // "tcp" or "udp"
-	Mode        string      `json:"mode"`     // "bind" or "forward"
-	PrivateIP   string      `json:"private_ip"`
-	PrivatePort int         `json:"private_port"`
-	PublicIP    string      `json:"public_ip"` // empty until mapped
-	PublicPort  int         `json:"public_port"`
-	IP4P        string      `json:"ip4p"`        // empty for IPv6
-	Since       int64       `json:"since"`       // unix seconds: when State was entered
-	LastChange  int64       `json:"last_change"` // unix seconds: when the public address last changed (0: never)
-	LastError   string      `json:"last_error"`
-	Retries     int         `json:"retries"` // sessions that failed in a row
-	STUNServer  string      `json:"stun_server"`
-	NAT         string      `json:"nat,omitempty"`   // "full cone", "restricted cone", "port-restricted cone", "symmetric"; absent when untested
-	Relay       *RelayStats `json:"relay,omitempty"` // forward mode's relay only
+	Section     string        `json:"section"` // UCI section name
+	Comment     string        `json:"comment"` // the section's comment option
+	Enabled     bool          `json:"enabled"`
+	State       mapping.State `json:"state"`
+	Protocol    string        `json:"protocol"` // "tcp" or "udp"
+	Mode        string        `json:"mode"`     // "bind" or "forward"
+	PrivateIP   string        `json:"private_ip"`
+	PrivatePort int           `json:"private_port"`
+	PublicIP    string        `json:"public_ip"` // empty until mapped
+	PublicPort  int           `json:"public_port"`
+	IP4P        string        `json:"ip4p"`        // empty for IPv6
+	Since       int64         `json:"since"`       // unix seconds: when State was entered
+	LastChange  int64         `json:"last_change"` // unix seconds: when the public address last changed (0: never)
+	LastError   string        `json:"last_error"`
+	Retries     int           `json:"retries"` // sessions that failed in a row
+	STUNServer  string        `json:"stun_server"`
+	NAT         mapping.NAT   `json:"nat,omitempty"`   // absent when untested
+	Relay       *RelayStats   `json:"relay,omitempty"` // forward mode's relay only
 	// The router in front (a double NAT), while it forwards the port:
 	// the protocol ("pcp", "nat-pmp" or "upnp") and when its lease ends
 	// (unix seconds; absent when permanent).
@@ -116,11 +108,11 @@ type Metrics struct {
 
 // Event is one step in a mapping's life (see MappingStatus.History).
 type Event struct {
-	Time       int64  `json:"time"` // unix seconds
-	State      string `json:"state"`
-	PublicIP   string `json:"public_ip,omitempty"`
-	PublicPort int    `json:"public_port,omitempty"`
-	Error      string `json:"error,omitempty"`
+	Time       int64         `json:"time"` // unix seconds
+	State      mapping.State `json:"state"`
+	PublicIP   string        `json:"public_ip,omitempty"`
+	PublicPort int           `json:"public_port,omitempty"`
+	Error      string        `json:"error,omitempty"`
 }
 
 // UpdaterStatus is one built-in updater of a mapping. It never holds a

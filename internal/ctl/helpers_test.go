@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/mapping"
 )
 
 // testHandler is the daemon side: a fixed list of mappings.
@@ -59,7 +61,7 @@ func newHandler(n int) *testHandler {
 	h := &testHandler{}
 	for i := range n {
 		h.ms = append(h.ms, MappingStatus{
-			Section: fmt.Sprintf("map%d", i), Enabled: true, State: StateMapped,
+			Section: fmt.Sprintf("map%d", i), Enabled: true, State: mapping.Mapped,
 			Protocol: "tcp", Mode: "bind", PrivateIP: "192.168.1.2", PrivatePort: 8080 + i,
 			PublicIP: "198.51.100.1", PublicPort: 20000 + i, IP4P: "2001::4e20:c633:6401",
 			Since: 1700000000, LastChange: 1700000000, STUNServer: "stun.example.org:3478",

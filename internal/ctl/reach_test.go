@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/mapping"
 )
 
 // Each mapped section's reachability verdict follows the table, one line
@@ -11,16 +13,16 @@ import (
 func TestWriteTableReach(t *testing.T) {
 	now := time.Unix(1700000000, 0)
 	ms := []MappingStatus{{
-		Section: "web", State: StateMapped, Protocol: "tcp", Mode: "bind", PublicIP: "198.51.100.1", PublicPort: 8080,
+		Section: "web", State: mapping.Mapped, Protocol: "tcp", Mode: "bind", PublicIP: "198.51.100.1", PublicPort: 8080,
 		Reach: &Reach{State: "reachable", Method: "port-check", Summary: "reachable (verified 15:04, port-check)"},
 	}, {
-		Section: "game", State: StateMapped, Protocol: "udp", Mode: "bind", PublicIP: "198.51.100.1", PublicPort: 3074,
+		Section: "game", State: mapping.Mapped, Protocol: "udp", Mode: "bind", PublicIP: "198.51.100.1", PublicPort: 3074,
 		Reach: &Reach{State: "unreachable", Summary: "NOT reachable from outside: the port checker\ncould not reach it"},
 	}, {
-		Section: "gone", State: StateRetrying, Protocol: "tcp", Mode: "bind",
+		Section: "gone", State: mapping.Retrying, Protocol: "tcp", Mode: "bind",
 		Reach: &Reach{State: "reachable", Summary: "reachable (verified 15:00, hairpin)"},
 	}, {
-		Section: "new", State: StateMapped, Protocol: "tcp", Mode: "bind",
+		Section: "new", State: mapping.Mapped, Protocol: "tcp", Mode: "bind",
 	}}
 	var b strings.Builder
 	if err := WriteTable(&b, ms, now); err != nil {

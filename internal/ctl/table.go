@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode"
+
+	"github.com/natmap-go/natmap/internal/mapping"
 )
 
 // maxErrorWidth keeps a table line readable on a terminal; the whole
@@ -44,7 +46,7 @@ func WriteTable(w io.Writer, ms []MappingStatus, now time.Time) error {
 	}
 	// Below the table: a verdict is a sentence, too long for a column.
 	for _, m := range ms {
-		if m.Reach != nil && m.State == StateMapped {
+		if m.Reach != nil && m.State == mapping.Mapped {
 			if _, err := fmt.Fprintf(w, "%s: %s\n", cell(m.Section), cell(m.Reach.Summary)); err != nil {
 				return fmt.Errorf("writing status table: %w", err)
 			}
@@ -86,10 +88,10 @@ func writeUpdaters(w io.Writer, ms []MappingStatus, now time.Time) error {
 }
 
 func state(m MappingStatus) string {
-	if m.State == StateRetrying && m.Retries > 0 {
+	if m.State == mapping.Retrying && m.Retries > 0 {
 		return fmt.Sprintf("%s (%d)", m.State, m.Retries)
 	}
-	return m.State
+	return string(m.State)
 }
 
 // proto is the protocol, and in forward mode who forwards: tcp/forward
@@ -171,7 +173,7 @@ func bytesize(n int64) string {
 // error is history; then the notify script's, if it failed.
 func lastError(m MappingStatus) string {
 	msg := m.LastError
-	if m.State == StateMapped || m.State == StateDisabled {
+	if m.State == mapping.Mapped || m.State == mapping.Disabled {
 		msg = ""
 	}
 	if msg == "" && m.ScriptError != "" {
@@ -209,7 +211,7 @@ func WriteDetail(w io.Writer, m MappingStatus, loc *time.Location) error {
 	if len(m.History) > 0 {
 		fmt.Fprintln(tw, "\nTIME\tSTATE\tPUBLIC\tERROR")
 		for _, ev := range m.History {
-			cells := []string{time.Unix(ev.Time, 0).In(loc).Format(time.DateTime), ev.State, addr(ev.PublicIP, ev.PublicPort), ev.Error}
+			cells := []string{time.Unix(ev.Time, 0).In(loc).Format(time.DateTime), string(ev.State), addr(ev.PublicIP, ev.PublicPort), ev.Error}
 			for i, c := range cells {
 				cells[i] = cell(c)
 			}

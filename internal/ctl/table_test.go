@@ -4,34 +4,36 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/mapping"
 )
 
 func TestWriteTable(t *testing.T) {
 	now := time.Unix(1700000000, 0)
 	ms := []MappingStatus{{
-		Section: "web", Enabled: true, State: StateMapped, Protocol: "tcp", Mode: "bind",
+		Section: "web", Enabled: true, State: mapping.Mapped, Protocol: "tcp", Mode: "bind",
 		PrivateIP: "192.168.1.2", PrivatePort: 8080, PublicIP: "198.51.100.1", PublicPort: 24936,
 		Since:     now.Add(-3*time.Hour - 12*time.Minute - 7*time.Second).Unix(),
 		LastError: "old news: not shown",
 	}, {
-		Section: "game", Enabled: true, State: StateMapped, Protocol: "udp", Mode: "forward",
+		Section: "game", Enabled: true, State: mapping.Mapped, Protocol: "udp", Mode: "forward",
 		PrivateIP: "2001:db8::2", PrivatePort: 3074, PublicIP: "2001:db8::1", PublicPort: 3074,
 		Since: now.Add(-50 * time.Hour).Unix(),
 		Relay: &RelayStats{Active: 3, Total: 120, BytesUp: 1234567, BytesDown: 42 << 30}, ForwardMode: "relay",
 	}, {
-		Section: "nas", Enabled: true, State: StateMapped, Protocol: "tcp", Mode: "forward", ForwardMode: "kernel",
+		Section: "nas", Enabled: true, State: mapping.Mapped, Protocol: "tcp", Mode: "forward", ForwardMode: "kernel",
 		PrivateIP: "192.168.1.2", PrivatePort: 5000, PublicIP: "198.51.100.1", PublicPort: 5000,
 		Since: now.Add(-10 * time.Second).Unix(),
 	}, {
-		Section: "bad\tname", Enabled: true, State: StateError, Protocol: "tcp", Mode: "bind",
+		Section: "bad\tname", Enabled: true, State: mapping.Error, Protocol: "tcp", Mode: "bind",
 		Since:     now.Add(-5 * time.Second).Unix(),
 		LastError: "option stun_server: lookup stun.example.invalid on 127.0.0.1:53: no such host\nand more",
 	}, {
-		Section: "flaky", Enabled: true, State: StateRetrying, Protocol: "tcp", Mode: "bind",
+		Section: "flaky", Enabled: true, State: mapping.Retrying, Protocol: "tcp", Mode: "bind",
 		PrivatePort: 8443, Retries: 4, Since: now.Add(-75 * time.Second).Unix(),
 		LastError: "keep-alive: connection reset by peer",
 	}, {
-		Section: "old", State: StateDisabled, Protocol: "tcp", Mode: "bind",
+		Section: "old", State: mapping.Disabled, Protocol: "tcp", Mode: "bind",
 	}}
 	var b strings.Builder
 	if err := WriteTable(&b, ms, now); err != nil {
@@ -65,8 +67,8 @@ func TestWriteDetail(t *testing.T) {
 	m := MappingStatus{
 		Metrics: &Metrics{Sessions: 3, Failures: 2, AddressChanges: 1},
 		History: []Event{
-			{Time: 1700000000, State: StateMapped, PublicIP: "203.0.113.7", PublicPort: 4000},
-			{Time: 1700000060, State: StateRetrying, Error: "keep-alive:\tEOF"},
+			{Time: 1700000000, State: mapping.Mapped, PublicIP: "203.0.113.7", PublicPort: 4000},
+			{Time: 1700000060, State: mapping.Retrying, Error: "keep-alive:\tEOF"},
 		},
 	}
 	var b strings.Builder
@@ -92,7 +94,7 @@ TIME                 STATE     PUBLIC            ERROR
 // A mapping that works but whose notify script failed says so.
 func TestWriteTableScriptError(t *testing.T) {
 	var b strings.Builder
-	WriteTable(&b, []MappingStatus{{Section: "web", State: StateMapped, ScriptError: "exit status 3", LastError: "old"}}, time.Unix(0, 0))
+	WriteTable(&b, []MappingStatus{{Section: "web", State: mapping.Mapped, ScriptError: "exit status 3", LastError: "old"}}, time.Unix(0, 0))
 	if !strings.Contains(b.String(), "notify script: exit status 3") {
 		t.Fatalf("table:\n%s", b.String())
 	}
@@ -100,7 +102,7 @@ func TestWriteTableScriptError(t *testing.T) {
 
 func TestWriteTableUpdaters(t *testing.T) {
 	now := time.Unix(1000, 0)
-	ms := []MappingStatus{{Section: "nas", State: StateMapped, Updaters: []UpdaterStatus{
+	ms := []MappingStatus{{Section: "nas", State: mapping.Mapped, Updaters: []UpdaterStatus{
 		{Name: "dns", Type: "rfc2136", State: "ok", LastRun: 990, Attempts: 1},
 		{Name: "hook", Type: "webhook", State: "retrying", LastRun: 995, Attempts: 3, LastError: "webhook: connection refused"},
 		{Name: "gone", State: "error", LastError: "updater gone: no \"config updater 'gone'\" section"},
@@ -122,8 +124,8 @@ func TestWriteTableFront(t *testing.T) {
 	end := now.Add(time.Hour)
 	var b strings.Builder
 	err := WriteTable(&b, []MappingStatus{
-		{Section: "a", State: StateMapped, Protocol: "tcp", Mode: "bind", Front: "upnp", FrontLeaseEnd: end.Unix()},
-		{Section: "b", State: StateMapped, Protocol: "udp", Mode: "forward", Front: "pcp"},
+		{Section: "a", State: mapping.Mapped, Protocol: "tcp", Mode: "bind", Front: "upnp", FrontLeaseEnd: end.Unix()},
+		{Section: "b", State: mapping.Mapped, Protocol: "udp", Mode: "forward", Front: "pcp"},
 	}, now)
 	if err != nil {
 		t.Fatal(err)

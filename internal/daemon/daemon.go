@@ -20,6 +20,7 @@ import (
 	"github.com/natmap-go/natmap/internal/firewall"
 	"github.com/natmap-go/natmap/internal/ip4p"
 	"github.com/natmap-go/natmap/internal/logx"
+	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/notify"
 	"github.com/natmap-go/natmap/internal/uciconf"
 )
@@ -69,7 +70,7 @@ type Daemon struct {
 // section is one running (or not runnable) section.
 type section struct {
 	conf     uciconf.Section // with Mapping.Device resolved
-	state    string          // for sections without an engine: error, disabled
+	state    mapping.State   // for sections without an engine: Error, Disabled
 	err      string
 	since    time.Time
 	eng      *engine.Engine
@@ -250,19 +251,19 @@ func (d *Daemon) start(ctx context.Context, c uciconf.Section) *section {
 	switch {
 	case !c.Enabled:
 		// Disabled; a problem is still reported, for whoever enables it.
-		s.state = "disabled"
+		s.state = mapping.Disabled
 		if err != nil {
 			s.err = err.Error()
 		}
 		return s
 	case err != nil:
-		s.state, s.err = "error", err.Error()
+		s.state, s.err = mapping.Error, err.Error()
 		log.Error("section not started", "err", err)
 		return s
 	}
 	kp, err := d.planForward(ctx, c)
 	if err != nil {
-		s.state, s.err = "error", err.Error()
+		s.state, s.err = mapping.Error, err.Error()
 		log.Error("section not started", "err", err)
 		return s
 	}
@@ -365,7 +366,7 @@ func (d *Daemon) Status() []ctl.MappingStatus {
 	d.mu.Unlock()
 	out := make([]ctl.MappingStatus, 0, len(secs)+1)
 	if cfgErr != nil {
-		out = append(out, ctl.MappingStatus{Section: "(config)", State: "error", LastError: cfgErr.Error(), Since: time.Now().Unix()})
+		out = append(out, ctl.MappingStatus{Section: "(config)", State: mapping.Error, LastError: cfgErr.Error(), Since: time.Now().Unix()})
 	}
 	for _, s := range secs {
 		out = append(out, s.status())
@@ -395,7 +396,7 @@ func (s *section) status() (st ctl.MappingStatus) {
 	}()
 	st.Updaters = s.updaters.status()
 	es := s.eng.Status()
-	st.State = string(es.State)
+	st.State = es.State
 	st.Since = es.Since.Unix()
 	st.LastError = es.LastError
 	st.Retries = es.Retries
@@ -433,7 +434,7 @@ func (s *section) status() (st ctl.MappingStatus) {
 }
 
 func event(ev engine.Event) ctl.Event {
-	out := ctl.Event{Time: ev.Time.Unix(), State: string(ev.State), Error: ev.Error}
+	out := ctl.Event{Time: ev.Time.Unix(), State: ev.State, Error: ev.Error}
 	if ev.Public.IsValid() {
 		out.PublicIP, out.PublicPort = ev.Public.Addr().String(), int(ev.Public.Port())
 	}

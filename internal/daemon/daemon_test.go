@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/mapping"
 )
 
 // A reload or restart that reaches the control socket before Run has
@@ -54,7 +56,7 @@ config natmap 'noscript'
 		time.Sleep(10 * time.Millisecond)
 	}
 	st := d.Status()
-	want := map[string]string{"off": "disabled", "bad": "error", "noscript": "running"}
+	want := map[string]mapping.State{"off": "disabled", "bad": "error", "noscript": "running"}
 	for _, s := range st {
 		running := s.State == "starting" || s.State == "retrying"
 		if want[s.Section] != s.State && !(want[s.Section] == "running" && running) {

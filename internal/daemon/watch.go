@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/engine"
+	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/netwatch"
 )
 
@@ -79,7 +80,7 @@ func affected(batch []netwatch.Event, device string, st engine.Status) bool {
 			return true // events were lost: assume the worst
 		case device != "" && ev.Name == device:
 			return true
-		case st.State != engine.StateMapped && (ev.Kind == netwatch.AddrAdded || ev.Kind == netwatch.LinkUp):
+		case st.State != mapping.Mapped && (ev.Kind == netwatch.AddrAdded || ev.Kind == netwatch.LinkUp):
 			return true
 		case ev.Kind == netwatch.AddrRemoved && ev.Addr.Addr() == local:
 			return true

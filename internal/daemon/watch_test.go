@@ -5,12 +5,13 @@ import (
 	"testing"
 
 	"github.com/natmap-go/natmap/internal/engine"
+	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/netwatch"
 )
 
 func TestAffected(t *testing.T) {
-	mapped := engine.Status{State: engine.StateMapped, Private: netip.MustParseAddrPort("192.0.2.7:8080")}
-	retrying := engine.Status{State: engine.StateRetrying}
+	mapped := engine.Status{State: mapping.Mapped, Private: netip.MustParseAddrPort("192.0.2.7:8080")}
+	retrying := engine.Status{State: mapping.Retrying}
 	ev := func(k netwatch.Kind, name, addr string) netwatch.Event {
 		e := netwatch.Event{Kind: k, Name: name}
 		if addr != "" {

@@ -60,14 +60,6 @@ func (r *NATReport) Public() (netip.AddrPort, bool) {
 	return netip.AddrPort{}, false
 }
 
-// FullCone reports whether natmap can work here: mapping independent of
-// the destination, and filtering that lets anyone in (or not known to stop
-// them: most STUN servers cannot test it).
-func (r *NATReport) FullCone() bool {
-	return r.Mapping == MappingIndependent &&
-		(r.Filtering == stun.FilteringUnknown || r.Filtering == stun.EndpointIndependent)
-}
-
 // CheckNAT asks every one of cfg's STUN servers for the public address of
 // one local port (all of them: the user listed them to see each one's
 // answer, and after the first they are asked at once, so more cost no

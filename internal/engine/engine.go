@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/config"
+	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/notify"
 	"github.com/natmap-go/natmap/internal/portspec"
 	"github.com/natmap-go/natmap/internal/relay"
@@ -19,18 +20,9 @@ import (
 	"github.com/natmap-go/natmap/internal/stun"
 )
 
-// State is where a mapping is in its life.
-type State string
-
-const (
-	StateStarting State = "starting" // first session under way
-	StateMapped   State = "mapped"   // public address known and kept alive
-	StateRetrying State = "retrying" // a session ended; the next one is paced
-)
-
 // Status is a snapshot of a mapping, for logs, the status API and LuCI.
 type Status struct {
-	State      State
+	State      mapping.State // Starting, Mapped or Retrying
 	Protocol   string
 	Private    netip.AddrPort // local address the NAT maps
 	Public     netip.AddrPort // what the STUN server saw
@@ -38,8 +30,8 @@ type Status struct {
 	Since      time.Time      // when State was entered
 	Changed    time.Time      // when Public last changed
 	LastError  string
-	Retries    int    // sessions that failed in a row
-	NAT        string // the NAT's type as far as natmap could tell; "" if untested
+	Retries    int         // sessions that failed in a row
+	NAT        mapping.NAT // the NAT's type as far as natmap could tell; "" if untested
 	Counters   Counters
 	History    []Event // the last HistoryLen events, oldest first
 
@@ -108,7 +100,7 @@ func New(cfg config.Mapping, log *slog.Logger, notify func(notify.Mapping)) *Eng
 		log:    log,
 		notify: notify,
 		sock:   sockopt.Options{Device: cfg.Device, Mark: cfg.Mark},
-		status: Status{State: StateStarting, Protocol: cfg.Protocol(), Since: time.Now()},
+		status: Status{State: mapping.Starting, Protocol: cfg.Protocol(), Since: time.Now()},
 		kick:   make(chan struct{}, 1),
 		reach:  newReacher(cfg),
 
@@ -169,7 +161,7 @@ func (e *Engine) Run(ctx context.Context) {
 			// to the next port; a lost session retries the same one.
 			ports.Advance()
 		}
-		if e.Status().State == StateMapped {
+		if e.Status().State == mapping.Mapped {
 			delay = minRetry // the session worked: come back fast
 			if brief := e.countBrief(time.Since(start) < e.cfg.Keepalive && !errors.Is(err, errRepunch)); brief >= 2 {
 				// ...unless it keeps ending at once: double the wait
@@ -222,17 +214,17 @@ func (e *Engine) countBrief(brief bool) int {
 func (e *Engine) retrying(err error, delay time.Duration, port uint16) {
 	e.mu.Lock()
 	brief := e.brief
-	wasMapped := e.status.State == StateMapped
-	e.status.State = StateRetrying
+	wasMapped := e.status.State == mapping.Mapped
+	e.status.State = mapping.Retrying
 	e.status.Since = time.Now()
 	e.status.LastError = err.Error()
 	e.status.Retries++
 	e.status.Counters.Failures++
 	if errors.As(err, new(*natError)) || errors.As(err, new(*perDestError)) {
-		e.status.NAT = "symmetric"
+		e.status.NAT = mapping.Symmetric
 	}
 	retries := e.status.Retries
-	ev := Event{Time: e.status.Since, State: StateRetrying, Error: e.status.LastError}
+	ev := Event{Time: e.status.Since, State: mapping.Retrying, Error: e.status.LastError}
 	e.hist.add(ev)
 	e.mu.Unlock()
 	e.event(ev)
@@ -269,15 +261,15 @@ func (e *Engine) mapped(private, public netip.AddrPort, server string) {
 		e.status.Counters.AddressChanges++
 		e.newAddressLocked()
 	}
-	if old.State != StateMapped {
-		e.status.State = StateMapped
+	if old.State != mapping.Mapped {
+		e.status.State = mapping.Mapped
 		e.status.Since = now
 	}
 	e.status.Private, e.status.Public, e.status.STUNServer = private, public, server
 	e.status.Retries = 0
 	var ev Event
-	if changed || old.State != StateMapped {
-		ev = Event{Time: now, State: StateMapped, Public: public}
+	if changed || old.State != mapping.Mapped {
+		ev = Event{Time: now, State: mapping.Mapped, Public: public}
 		e.hist.add(ev)
 	}
 	e.mu.Unlock()
@@ -291,9 +283,9 @@ func (e *Engine) mapped(private, public netip.AddrPort, server string) {
 		log.Info("mapping changed", "old", old.Public)
 	case changed:
 		log.Info("mapping up")
-	case old.State != StateMapped && brief >= 2:
+	case old.State != mapping.Mapped && brief >= 2:
 		log.Debug("mapping re-established, unchanged") // said once in retrying
-	case old.State != StateMapped:
+	case old.State != mapping.Mapped:
 		log.Info("mapping re-established, unchanged")
 	}
 	if changed {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/config"
+	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/notify"
 	"github.com/natmap-go/natmap/internal/portspec"
 )
@@ -62,7 +63,7 @@ func TestRetriesArePacedAndAdvancePorts(t *testing.T) {
 		}
 	}
 	st := e.Status()
-	if st.State != StateRetrying || st.Retries != 3 || !strings.Contains(st.LastError, "keep-alive connect") {
+	if st.State != mapping.Retrying || st.Retries != 3 || !strings.Contains(st.LastError, "keep-alive connect") {
 		t.Fatalf("status %+v", st)
 	}
 	if c := st.Counters; c.Sessions != 3 || c.Failures != 3 || len(st.History) != 3 {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/stun"
 )
 
@@ -36,12 +37,12 @@ func (e *Engine) filtering(ctx context.Context, public netip.AddrPort) (stun.Fil
 	case stun.FilteringUnknown:
 		e.log.Debug("NAT filtering not checked: no STUN server answers from a second address (RFC 5780)")
 	case stun.EndpointIndependent:
-		e.setNAT("full cone")
+		e.setNAT(mapping.FullCone)
 		e.log.Info("NAT filtering is endpoint-independent: a full cone", "stun", srv)
 	default:
-		nat := "restricted cone"
+		nat := mapping.RestrictedCone
 		if f == stun.AddressPortDependent {
-			nat = "port-restricted cone"
+			nat = mapping.PortRestrictedCone
 		}
 		e.setNAT(nat)
 		e.log.Warn("NAT is not full cone: its filtering is "+f.String()+
@@ -51,7 +52,7 @@ func (e *Engine) filtering(ctx context.Context, public netip.AddrPort) (stun.Fil
 	return f, srv
 }
 
-func (e *Engine) setNAT(nat string) {
+func (e *Engine) setNAT(nat mapping.NAT) {
 	e.mu.Lock()
 	e.status.NAT = nat
 	e.mu.Unlock()

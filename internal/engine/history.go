@@ -3,15 +3,17 @@ package engine
 import (
 	"net/netip"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/mapping"
 )
 
 // Event is one step in a mapping's life: it entered a state, or its public
 // address changed.
 type Event struct {
 	Time   time.Time
-	State  State
-	Public netip.AddrPort // the address it was mapped to (StateMapped)
-	Error  string         // why the session ended (StateRetrying)
+	State  mapping.State
+	Public netip.AddrPort // the address it was mapped to (mapping.Mapped)
+	Error  string         // why the session ended (mapping.Retrying)
 }
 
 // Counters count what happened to a mapping since its engine started.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/natmap-go/natmap/internal/config"
+	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/notify"
 )
 
@@ -38,16 +39,16 @@ func TestHistoryAndCounters(t *testing.T) {
 	if len(st.History) != HistoryLen {
 		t.Fatalf("%d events kept, want %d", len(st.History), HistoryLen)
 	}
-	if first, last := st.History[0], st.History[HistoryLen-1]; first.Public != pub(2005) || last.Public != pub(2024) || last.State != StateMapped {
+	if first, last := st.History[0], st.History[HistoryLen-1]; first.Public != pub(2005) || last.Public != pub(2024) || last.State != mapping.Mapped {
 		t.Errorf("history from %+v to %+v, want 2005 .. 2024", first, last)
 	}
 	if len(seen) != 28 {
 		t.Fatalf("OnEvent saw %d events, want 28", len(seen))
 	}
-	if ev := seen[1]; ev.State != StateRetrying || ev.Error != "keep-alive: EOF" {
+	if ev := seen[1]; ev.State != mapping.Retrying || ev.Error != "keep-alive: EOF" {
 		t.Errorf("second event %+v", ev)
 	}
-	if ev := seen[2]; ev.State != StateMapped || ev.Public != pub(1000) {
+	if ev := seen[2]; ev.State != mapping.Mapped || ev.Public != pub(1000) {
 		t.Errorf("third event %+v", ev)
 	}
 	// The snapshot is a copy.

@@ -336,7 +336,6 @@ return baseclass.extend({
 		case 'retrying': return _('Retrying');
 		case 'error':    return _('Error');
 		case 'disabled': return _('Disabled');
-		case 'stopped':  return _('Stopped');
 		case 'ok':       return _('OK');
 		case 'running':  return _('Running');
 		case 'failed':   return _('Failed');
