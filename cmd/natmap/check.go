@@ -113,12 +113,12 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "natmap check: %v\n", err)
 		return checkFailed
 	}
-	j := judge(r, local)
-	for _, l := range j.lines {
+	j := engine.Judge(r, local)
+	for _, l := range j.Lines {
 		fmt.Fprintln(stdout, l)
 	}
 	printFront(stdout, front)
-	return j.code
+	return exitStatus(j)
 }
 
 // frontReport is what natmap check found out about the router in front:
@@ -244,89 +244,15 @@ func printReport(w io.Writer, m *config.Mapping, r *engine.NATReport) {
 	}
 }
 
-// Verdicts of natmap check --json.
-const (
-	verdictFullCone      = "full-cone"       // tested: natmap can open a port here
-	verdictMaybeFullCone = "maybe-full-cone" // mapping fine, filtering not testable: natmap can work if the NAT lets anyone in
-	verdictNotFullCone   = "not-full-cone"   // symmetric or restricted: natmap cannot open a port here
-	verdictNoNAT         = "no-nat"          // the servers see this host's own address
-	verdictUnknown       = "unknown"         // no answer, or too few to tell
-)
-
-// judgement is what a report means for natmap.
-type judgement struct {
-	lines   []string    // the text report's lines after the servers' answers
-	summary string      // one line for humans
-	verdict string      // one of the verdict constants
-	nat     mapping.NAT // "" when not known
-	code    int         // the exit status
-}
-
-// judge tells what r means for natmap; isLocal reports whether an address
-// is this host's own.
-func judge(r *engine.NATReport, isLocal func(netip.Addr) bool) judgement {
-	j := judgeNAT(r, isLocal)
-	if r.Reach.State == "" || j.verdict == verdictNoNAT {
-		return j
+// exitStatus is natmap check's exit status for a judgement.
+func exitStatus(j engine.Judgement) int {
+	switch {
+	case j.Verdict == engine.VerdictNotFullCone || j.Unreachable:
+		return checkNotFullCone
+	case j.Verdict == engine.VerdictUnknown:
+		return checkFailed
 	}
-	j.lines = append(j.lines, "reach:     "+r.Reach.Summary())
-	if r.Reach.State == engine.Unreachable {
-		// Whatever the NAT's type looked like, an outside host did not get in.
-		j.summary += "; " + r.Reach.Summary()
-		j.code = checkNotFullCone
-	}
-	return j
-}
-
-// judgeNAT is judge's verdict on the NAT's type alone.
-func judgeNAT(r *engine.NATReport, isLocal func(netip.Addr) bool) judgement {
-	public, _ := r.Public()
-	if isLocal(public.Addr()) {
-		s := fmt.Sprintf("no NAT: %s is this host's own address; open the port in the firewall instead", public.Addr())
-		return judgement{lines: []string{s}, summary: s, verdict: verdictNoNAT}
-	}
-	port := "translated"
-	if public.Port() == r.Local.Port() {
-		port = "preserved"
-	}
-	switch r.Mapping {
-	case engine.MappingUnknown:
-		return judgement{
-			lines:   []string{"mapping:   not checked: only one STUN server answered, two are needed"},
-			summary: "cannot tell: only one STUN server answered, two are needed",
-			verdict: verdictUnknown, code: checkFailed,
-		}
-	case engine.MappingDependent:
-		s := "symmetric NAT: nobody outside can use a mapLine, natmap cannot open a port here"
-		return judgement{
-			lines:   []string{"mapping:   endpoint-dependent: each destination sees another public port", s},
-			summary: s, verdict: verdictNotFullCone, nat: mapping.Symmetric, code: checkNotFullCone,
-		}
-	}
-	mapLine := fmt.Sprintf("mapping:   endpoint-independent, public port %s", port)
-	switch r.Filtering {
-	case stun.FilteringUnknown:
-		s := "natmap can open a port here if the NAT lets anyone in (a full cone); give an RFC 5780 server to be sure"
-		return judgement{
-			lines:   []string{mapLine, "filtering: not tested: no STUN server here answers from a second address (RFC 5780)", s},
-			summary: s, verdict: verdictMaybeFullCone,
-		}
-	case stun.EndpointIndependent:
-		s := "full cone (NAT-1): natmap can open a port here"
-		return judgement{
-			lines:   []string{mapLine, fmt.Sprintf("filtering: endpoint-independent (tested over UDP with %s)", r.FilteringServer), s},
-			summary: s, verdict: verdictFullCone, nat: mapping.FullCone,
-		}
-	}
-	s := "not a full cone: only hosts this one has sent to get in, natmap cannot open a port here"
-	nat := mapping.RestrictedCone
-	if r.Filtering == stun.AddressPortDependent {
-		nat = mapping.PortRestrictedCone
-	}
-	return judgement{
-		lines:   []string{mapLine, fmt.Sprintf("filtering: %s (tested over UDP with %s)", r.Filtering, r.FilteringServer), s},
-		summary: s, verdict: verdictNotFullCone, nat: nat, code: checkNotFullCone,
-	}
+	return 0
 }
 
 // checkResult is natmap check --json's report.
@@ -352,11 +278,11 @@ type checkResult struct {
 	NAT mapping.NAT `json:"nat,omitempty"`
 	// Reach: whether an outside host reached the checked port, as in
 	// natmap status; absent when not checked (a symmetric NAT).
-	Reach      *ctl.Reach `json:"reach,omitempty"`
-	Verdict    string     `json:"verdict"`
-	Summary    string     `json:"summary"`
-	Error      string     `json:"error,omitempty"`
-	ExitStatus int        `json:"exit_status"`
+	Reach      *ctl.Reach     `json:"reach,omitempty"`
+	Verdict    engine.Verdict `json:"verdict"`
+	Summary    string         `json:"summary"`
+	Error      string         `json:"error,omitempty"`
+	ExitStatus int            `json:"exit_status"`
 	// Front: a router in front (the gateway is a private address: a
 	// double NAT) and which protocols it offers; absent when none.
 	Front *frontReport `json:"front,omitempty"`
@@ -411,12 +337,12 @@ func checkJSON(m *config.Mapping, r *engine.NATReport, err error, isLocal func(n
 		if err == nil {
 			err = errors.New("no report")
 		}
-		res.Verdict, res.Summary, res.Error, res.ExitStatus = verdictUnknown, err.Error(), err.Error(), checkFailed
+		res.Verdict, res.Summary, res.Error, res.ExitStatus = engine.VerdictUnknown, err.Error(), err.Error(), checkFailed
 		return res
 	}
-	j := judge(r, isLocal)
-	res.Verdict, res.Summary, res.NAT, res.ExitStatus = j.verdict, j.summary, j.nat, j.code
-	if rr := r.Reach; rr.State != "" && j.verdict != verdictNoNAT {
+	j := engine.Judge(r, isLocal)
+	res.Verdict, res.Summary, res.NAT, res.ExitStatus = j.Verdict, j.Summary, j.NAT, exitStatus(j)
+	if rr := r.Reach; rr.State != "" && j.Verdict != engine.VerdictNoNAT {
 		res.Reach = ctl.NewReach(string(rr.State), rr.Method, rr.Detail, rr.Summary(), rr.Checked, rr.Verified)
 	}
 	return res

@@ -125,8 +125,8 @@ func TestCheckJSON(t *testing.T) {
 			}
 			// The text report says the same and exits the same.
 			if c.err == nil {
-				j := judge(c.r, c.isLocal)
-				if j.code != int(v["exit_status"].(float64)) || !slices.Contains(j.lines, j.summary) && j.verdict != verdictUnknown {
+				j := engine.Judge(c.r, c.isLocal)
+				if exitStatus(j) != int(v["exit_status"].(float64)) || !slices.Contains(j.Lines, j.Summary) && j.Verdict != engine.VerdictUnknown {
 					t.Errorf("text judgement %+v disagrees with %s", j, b)
 				}
 			}
