@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/natmap-go/natmap/internal/daemon"
 	"github.com/natmap-go/natmap/internal/logx"
 	"github.com/natmap-go/natmap/internal/notify"
-	"github.com/natmap-go/natmap/internal/ubusevent"
 )
 
 const defaultConfig = "/etc/config/natmap"
@@ -71,59 +69,14 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
-	opts := daemon.Options{ConfigPath: *cfgPath, Log: log, Firewall: *fw, FirewallConfig: *fwConfig, StatusDir: *statusDir}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	if ev := ubusevent.New("natmap.mapping", log); ev != nil {
-		opts.Event = func(m ctl.MappingStatus) { ev.Send(m) }
-		wg.Go(func() { ev.Run(ctx) })
+	opts := daemon.ServeOptions{
+		Options: daemon.Options{ConfigPath: *cfgPath, Log: log, Firewall: *fw, FirewallConfig: *fwConfig, StatusDir: *statusDir},
+		Socket:  *socket, Version: version, Watch: *watch,
 	}
-	d := daemon.New(opts)
-
-	// The socket first: a second daemon must fail before it runs anything.
-	ready := make(chan struct{})
-	srvErr := make(chan error, 1)
-	srv := &ctl.Server{Path: *socket, Handler: d.Control(), Log: log, Version: version, Ready: func() { close(ready) }}
-	wg.Add(1)
-	go func() { defer wg.Done(); srvErr <- srv.Serve(ctx) }()
-	select {
-	case err := <-srvErr:
-		log.Error("control socket", "err", err)
+	if err := daemon.Serve(ctx, opts); err != nil {
 		fmt.Fprintf(stderr, "natmap: %v\n", err)
 		return 1
-	case <-ready:
 	}
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := d.Reload(); err != nil {
-					log.Error("reload failed; running sections unchanged", "err", err)
-				}
-			}
-		}
-	}()
-	if *watch {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := d.WatchNetwork(ctx); err != nil && ctx.Err() == nil {
-				log.Warn("not watching the network: mappings re-punch on keep-alive failure only", "err", err)
-			}
-		}()
-	}
-	log.Info("natmap daemon starting", "version", version, "config", *cfgPath, "socket", *socket)
-	d.Run(ctx)
-	stop()
-	log.Info("natmap daemon stopped")
 	return 0
 }
 
