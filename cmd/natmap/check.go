@@ -66,11 +66,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		usage()
 		return 2
 	}
-	if a, err := netip.ParseAddr(*iface); err == nil {
-		m.BindAddr = a.Unmap()
-	} else {
-		m.Device = *iface
-	}
+	m.BindAddr, m.Device = config.ParseInterface(*iface)
 	if m.ReachabilityURL != "" {
 		if _, err := portcheck.ParseURL(m.ReachabilityURL); err != nil {
 			fmt.Fprintf(stderr, "natmap check: --reachability-url: %v\n", err)

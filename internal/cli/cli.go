@@ -6,7 +6,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -105,7 +104,7 @@ func Parse(args []string) (*Command, error) {
 			}
 			m.Script = val
 		case 'f':
-			m.Mark, err = ParseMark(val)
+			m.Mark, err = config.ParseMark(val)
 		case 'b':
 			m.Ports, err = portspec.Parse(val)
 		case 'C':
@@ -169,14 +168,9 @@ func Parse(args []string) (*Command, error) {
 	if m.Kernel && m.ForwardTarget == "" {
 		return nil, errors.New("--forward-mode kernel needs -t and -p")
 	}
-	// Like the C natmap, -i is an address when it parses as one.
-	if a, err := netip.ParseAddr(iface); err == nil {
-		m.BindAddr = a.Unmap()
-	} else {
-		m.Device = iface
-	}
+	m.BindAddr, m.Device = config.ParseInterface(iface)
 	if err := m.Validate(); err != nil {
-		return nil, err
+		return nil, config.Word(err, flagName)
 	}
 	m.SetDefaults()
 	return &c, nil
@@ -278,19 +272,13 @@ func count(s string) (int, error) {
 // maxCount is the largest value count accepts (31 bits: an int everywhere).
 const maxCount = 1<<31 - 1
 
-// ParseMark reads an fwmark as C's strtoul(s, NULL, 0) does: hex with 0x,
-// octal with a leading 0, else decimal.
-func ParseMark(s string) (uint32, error) {
-	base, digits := 10, s
-	switch {
-	case strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X"):
-		base, digits = 16, s[2:]
-	case len(s) > 1 && s[0] == '0':
-		base, digits = 8, s[1:]
+// flagName names the flag that sets a field.
+func flagName(f config.Field) string {
+	switch f {
+	case config.FieldSTUN:
+		return "-s"
+	case config.FieldHTTP:
+		return "-h"
 	}
-	n, err := strconv.ParseUint(digits, base, 32)
-	if err != nil || digits == "" || digits[0] == '+' || strings.Contains(digits, "_") {
-		return 0, fmt.Errorf("%q is not a mark (hex: 0x1, dec: 1, oct: 01)", s)
-	}
-	return uint32(n), nil
+	return ""
 }

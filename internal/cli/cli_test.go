@@ -103,20 +103,6 @@ func TestInterfaceOrAddress(t *testing.T) {
 	}
 }
 
-func TestMark(t *testing.T) {
-	for in, want := range map[string]uint32{"0x1": 1, "0XfF": 255, "1": 1, "01": 1, "010": 8, "0": 0, "4294967295": 1<<32 - 1} {
-		got, err := ParseMark(in)
-		if err != nil || got != want {
-			t.Errorf("ParseMark(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "0x", "08", "x1", "1_0", "0b1", "4294967296", "-1", "+1", "0x+1"} {
-		if _, err := ParseMark(bad); err == nil {
-			t.Errorf("ParseMark(%q): want error", bad)
-		}
-	}
-}
-
 func TestErrors(t *testing.T) {
 	for line, want := range map[string]string{
 		"-h h":                                        "STUN server is required",

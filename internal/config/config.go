@@ -125,14 +125,14 @@ func (m *Mapping) SetDefaults() {
 	}
 }
 
-// Validate reports the first thing that makes the mapping unusable, in the
-// words of the option that sets it.
+// Validate reports the first thing that makes the mapping unusable; a
+// missing setting is a FieldError, for the front end to name its option.
 func (m *Mapping) Validate() error {
 	if len(m.STUN) == 0 {
-		return errors.New("a STUN server is required (-s)")
+		return &FieldError{FieldSTUN, errors.New("a STUN server is required")}
 	}
 	if !m.UDP && m.HTTP.Host == "" {
-		return errors.New("TCP mode needs a keep-alive HTTP server (-h)")
+		return &FieldError{FieldHTTP, errors.New("TCP mode needs a keep-alive HTTP server")}
 	}
 	if m.BindAddr.IsValid() {
 		if m.BindAddr.Is4() == m.IPv6 {

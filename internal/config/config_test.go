@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
 )
@@ -68,5 +69,52 @@ func TestDefaultsAndValidate(t *testing.T) {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("%s: want error", name)
 		}
+	}
+}
+
+func TestMark(t *testing.T) {
+	for in, want := range map[string]uint32{"0x1": 1, "0XfF": 255, "1": 1, "01": 1, "010": 8, "0": 0, "4294967295": 1<<32 - 1} {
+		got, err := ParseMark(in)
+		if err != nil || got != want {
+			t.Errorf("ParseMark(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0x", "08", "x1", "1_0", "0b1", "4294967296", "-1", "+1", "0x+1"} {
+		if _, err := ParseMark(bad); err == nil {
+			t.Errorf("ParseMark(%q): want error", bad)
+		}
+	}
+}
+
+func TestParseInterface(t *testing.T) {
+	if a, n := ParseInterface("::ffff:192.0.2.1"); a != netip.MustParseAddr("192.0.2.1") || n != "" {
+		t.Errorf("an address: %v %q", a, n)
+	}
+	if a, n := ParseInterface("pppoe-wan"); a.IsValid() || n != "pppoe-wan" {
+		t.Errorf("a name: %v %q", a, n)
+	}
+	if a, n := ParseInterface(""); a.IsValid() || n != "" {
+		t.Errorf("nothing: %v %q", a, n)
+	}
+}
+
+func TestWordNamesTheField(t *testing.T) {
+	name := func(f Field) string {
+		if f == FieldSTUN {
+			return "-s"
+		}
+		return ""
+	}
+	err := (&Mapping{}).Validate()
+	if got := Word(err, name).Error(); got != "a STUN server is required (-s)" {
+		t.Errorf("got %q", got)
+	}
+	err = (&Mapping{STUN: []HostPort{{"s", 3478}}}).Validate()
+	if got := Word(err, name).Error(); got != "TCP mode needs a keep-alive HTTP server" {
+		t.Errorf("a field without a name: %q", got)
+	}
+	plain := errors.New("plain")
+	if Word(plain, name) != plain {
+		t.Error("an error that is not a FieldError changed")
 	}
 }

@@ -7,14 +7,12 @@ package uciconf
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/cli"
 	"github.com/natmap-go/natmap/internal/config"
 	"github.com/natmap-go/natmap/internal/portcheck"
 	"github.com/natmap-go/natmap/internal/portspec"
@@ -185,10 +183,7 @@ func translate(s *uci.Section, def defaults, c *Config, updaters map[string]upda
 	}
 	m.UDP = r.bool("udp_mode", false)
 	sec.Interface = r.str("interface")
-	if a, err := netip.ParseAddr(sec.Interface); err == nil {
-		m.BindAddr = a.Unmap() // like -i, an address binds to it
-		sec.Interface = ""
-	}
+	m.BindAddr, sec.Interface = config.ParseInterface(sec.Interface) // like -i, an address binds to it
 	m.Keepalive = r.seconds("interval")
 	if m.Keepalive == 0 {
 		m.Keepalive = def.interval
@@ -207,7 +202,7 @@ func translate(s *uci.Section, def defaults, c *Config, updaters map[string]upda
 		m.HTTP = def.http
 	}
 	if v := r.str("fwmark"); v != "" {
-		mark, err := cli.ParseMark(v)
+		mark, err := config.ParseMark(v)
 		r.fail("fwmark", err)
 		m.Mark = mark
 	}
@@ -291,7 +286,7 @@ func translate(s *uci.Section, def defaults, c *Config, updaters map[string]upda
 
 	if r.err == nil {
 		if err := m.Validate(); err != nil {
-			r.err = errors.New(uciWords(err.Error()))
+			r.err = config.Word(err, optionName)
 		}
 	}
 	m.SetDefaults()
@@ -299,9 +294,15 @@ func translate(s *uci.Section, def defaults, c *Config, updaters map[string]upda
 	return sec
 }
 
-// uciWords rewords a command-line validation message for a UCI user.
-func uciWords(msg string) string {
-	return strings.NewReplacer("(-s)", "(option stun_server)", "(-h)", "(option http_server)").Replace(msg)
+// optionName names the option that sets a field.
+func optionName(f config.Field) string {
+	switch f {
+	case config.FieldSTUN:
+		return "option stun_server"
+	case config.FieldHTTP:
+		return "option http_server"
+	}
+	return ""
 }
 
 // reader reads one section's options, remembering the first error.
