@@ -54,14 +54,28 @@ type Daemon struct {
 	opts Options
 	log  *slog.Logger
 
-	reloadMu sync.Mutex // one reload or restart at a time
-	mu       sync.Mutex
-	ctx      context.Context // Run's; sections live under it
-	sections []*section      // in config order
-	cfgErr   error           // the config file could not be read
+	// reloadMu serialises whatever starts or stops sections: Reload,
+	// Restart and the end of Run. So d.sections (or an element of it) is
+	// only ever replaced under reloadMu, and a holder of reloadMu may let
+	// go of mu and find the list as it left it.
+	reloadMu sync.Mutex
+
+	// mu guards ctx, sections, cfgErr and fw. Sections and cfgErr are
+	// written under reloadMu too; readers that do not hold reloadMu
+	// (Status, the firewall sync, the network watcher) take mu alone.
+	mu sync.Mutex
+	// ctx is Run's, set when Run starts: the sections and the work to
+	// start one (resolving its interface, planning kernel forwarding) end
+	// with it. Reload and Restart come from the control socket and
+	// SIGHUP, outside Run, so they find it here.
+	ctx      context.Context
+	sections []*section // in config order
+	cfgErr   error      // the config file could not be read
 	fw       firewall.Backend
 
-	fwMu   sync.Mutex // one firewall sync at a time
+	// fwMu: one change of the firewall at a time (a sync, or the removal
+	// of every rule at the end), so two syncs never interleave commands.
+	fwMu   sync.Mutex
 	fwKick chan struct{}
 
 	kf kernelFwd // kernel forwarding (kfwd.go)
@@ -143,11 +157,9 @@ func (d *Daemon) Run(ctx context.Context) {
 func (d *Daemon) Reload() error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	d.mu.Lock()
-	ctx := d.ctx
-	d.mu.Unlock()
-	if ctx == nil {
-		return errors.New("the daemon is still starting")
+	ctx, err := d.runCtx()
+	if err != nil {
+		return err
 	}
 	cfg, err := uciconf.Load(d.opts.ConfigPath)
 	d.mu.Lock()
@@ -205,15 +217,16 @@ func (d *Daemon) Reload() error {
 func (d *Daemon) Restart(ref string) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	d.mu.Lock()
-	ctx := d.ctx
-	if ctx == nil {
-		d.mu.Unlock()
-		return errors.New("the daemon is still starting")
+	ctx, err := d.runCtx()
+	if err != nil {
+		return err
 	}
+	d.mu.Lock()
 	var refs []string
 	for i, s := range d.sections {
 		if s.conf.Ref == ref {
+			// Without mu while the section stops (Status must not wait
+			// for it); reloadMu keeps d.sections[i] the same meanwhile.
 			d.mu.Unlock()
 			s.stop()
 			ns := d.start(ctx, s.conf)
@@ -227,6 +240,22 @@ func (d *Daemon) Restart(ref string) error {
 	}
 	d.mu.Unlock()
 	return fmt.Errorf("no section %q (sections: %s)", ref, strings.Join(refs, ", "))
+}
+
+// runCtx returns Run's context, or why no section can start now: Run has
+// not started, or it is ending (then a section started would outlive it).
+// The caller holds reloadMu.
+func (d *Daemon) runCtx() (context.Context, error) {
+	d.mu.Lock()
+	ctx := d.ctx
+	d.mu.Unlock()
+	switch {
+	case ctx == nil:
+		return nil, errors.New("the daemon is still starting")
+	case ctx.Err() != nil:
+		return nil, errors.New("the daemon is stopping")
+	}
+	return ctx, nil
 }
 
 // resolve turns the section's interface into a device; failing that, the
