@@ -72,4 +72,14 @@ config natmap 'noscript'
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not end with its context")
 	}
+	// Once Run has ended, nothing starts a section it would not stop.
+	if err := d.Reload(); err == nil || !strings.Contains(err.Error(), "stopping") {
+		t.Errorf("Reload after Run: %v", err)
+	}
+	if err := d.Restart("noscript"); err == nil || !strings.Contains(err.Error(), "stopping") {
+		t.Errorf("Restart after Run: %v", err)
+	}
+	if st := d.Status(); len(st) != 0 {
+		t.Errorf("status after Run: %+v", st)
+	}
 }
