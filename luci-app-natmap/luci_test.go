@@ -23,6 +23,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/natmap-go/natmap/internal/engine"
 	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/po2lmo"
 	"github.com/natmap-go/natmap/internal/testgate"
@@ -894,8 +895,8 @@ func switchCases(t *testing.T, name string) []string {
 }
 
 // TestLabelsFollowTheDaemon checks that the views label every mapping state
-// and NAT type of internal/mapping, and no other: a state added there fails
-// here until LuCI can show it.
+// and NAT type of internal/mapping, and every verdict of natmap check, and
+// no other: a state added there fails here until LuCI can show it.
 func TestLabelsFollowTheDaemon(t *testing.T) {
 	labels := switchCases(t, "stateLabel")
 	for _, s := range mapping.States() {
@@ -928,6 +929,19 @@ func TestLabelsFollowTheDaemon(t *testing.T) {
 	for _, n := range names {
 		if !slices.Contains(mapping.NATs(), mapping.NAT(n)) || mapping.NAT(n) == mapping.FullCone {
 			t.Errorf("natName names a NAT %q that internal/mapping does not list as not full cone", n)
+		}
+	}
+
+	// checkVerdict words natmap check's verdicts; "unknown" is its default.
+	verdicts := switchCases(t, "checkVerdict")
+	for _, v := range engine.Verdicts() {
+		if v != engine.VerdictUnknown && !slices.Contains(verdicts, string(v)) {
+			t.Errorf("checkVerdict has no words for verdict %q (internal/engine)", v)
+		}
+	}
+	for _, v := range verdicts {
+		if !slices.Contains(engine.Verdicts(), engine.Verdict(v)) {
+			t.Errorf("checkVerdict knows a verdict %q that internal/engine does not", v)
 		}
 	}
 }

@@ -21,6 +21,11 @@ const (
 	VerdictUnknown       Verdict = "unknown"         // no answer, or too few to tell
 )
 
+// Verdicts lists every Verdict, in the order above.
+func Verdicts() []Verdict {
+	return []Verdict{VerdictFullCone, VerdictMaybeFullCone, VerdictNotFullCone, VerdictNoNAT, VerdictUnknown}
+}
+
 // Judgement is what a report means for natmap, in words.
 type Judgement struct {
 	Lines   []string // the text report's lines after the servers' answers
