@@ -1,7 +1,7 @@
 // Package daemon runs natmap on OpenWrt: one mapping per enabled section of
 // /etc/config/natmap, reloaded in place (only changed sections restart),
 // re-punched when the network changes, with status and control for the
-// unix socket.
+// unix socket. Serve is `natmap daemon`: it supervises all of it.
 package daemon
 
 import (
