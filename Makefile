@@ -45,7 +45,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDNATListings$$' -fuzztime=$(FUZZTIME) ./internal/firewall/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAnswer$$' -fuzztime=$(FUZZTIME) ./internal/updater/
 	$(GO) test -run='^$$' -fuzz='^FuzzReadResponse$$' -fuzztime=$(FUZZTIME) ./internal/httpc/
-	$(GO) test -run='^$$' -fuzz='^FuzzParseSecret$$' -fuzztime=$(FUZZTIME) ./internal/usign/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseSecret$$' -fuzztime=$(FUZZTIME) ./internal/pkgtools/usign/
 	$(GO) test -run='^$$' -fuzz='^FuzzParsePCP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseNATPMP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseSSDP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // BenchmarkKernelForward compares forward mode's two ways through the same

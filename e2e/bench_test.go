@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // BenchmarkTimeToFirstNotify measures natmap's start to its first notify

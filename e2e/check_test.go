@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // natmap check tells each of the lab's NATs apart, over TCP and UDP, with

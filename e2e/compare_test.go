@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // TestCompareWithC runs the same lab scenarios with this natmap and with

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/ctl"
-	"github.com/natmap-go/natmap/internal/lab"
 	"github.com/natmap-go/natmap/internal/mapping"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // natmapDaemon is `natmap daemon` running in the lab's lan namespace.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // TestDemo is `make demo`: natmap behind a port-translating full-cone NAT,

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // Issue 13: a double NAT. natmap runs on a host behind a home router

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/ctl"
-	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // fw4Ruleset has the structure of OpenWrt's fw4 on the lan host, whose

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/natmap-go/natmap/internal/netns"
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/netns"
 	"github.com/natmap-go/natmap/internal/testkit/owlab"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 // On OpenWrt's real userspace (owlab: procd, fw4 with the default config),

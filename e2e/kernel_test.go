@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // Kernel forwarding (--forward-mode kernel, forward_mode): the kernel

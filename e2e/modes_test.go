@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // Forward mode: natmap listens on the bind port and relays to a target on

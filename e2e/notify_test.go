@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // A stock-package user's script: "-e notify.sh" (in the current directory,

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/ip4p"
-	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // bindArgs is a TCP bind-mode command line for the lab, with a short

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/lab"
+	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
 // The daemon runs a section's updaters after its notify script with the

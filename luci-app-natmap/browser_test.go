@@ -23,8 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/testgate"
 	"github.com/natmap-go/natmap/internal/testkit/owlab"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 const browserScript = "test/browser.js"

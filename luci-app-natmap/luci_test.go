@@ -25,8 +25,8 @@ import (
 
 	"github.com/natmap-go/natmap/internal/engine"
 	"github.com/natmap-go/natmap/internal/mapping"
-	"github.com/natmap-go/natmap/internal/po2lmo"
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/pkgtools/po2lmo"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 	"github.com/natmap-go/natmap/internal/uci"
 	"github.com/natmap-go/natmap/internal/uciconf"
 	"github.com/natmap-go/natmap/internal/updater"

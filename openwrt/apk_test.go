@@ -2,7 +2,7 @@ package openwrt_test
 
 // Tests of the apk v3 packages `make apk` builds (scripts/ipk.sh -f apk),
 // read with a decoder written here from apk-tools' format description
-// (doc/apk-v3.5, src/adb.h, src/apk_adb.h), not with internal/apk.
+// (doc/apk-v3.5, src/adb.h, src/apk_adb.h), not with internal/pkgtools/apk.
 
 import (
 	"archive/tar"

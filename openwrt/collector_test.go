@@ -9,7 +9,7 @@ import (
 
 	"github.com/natmap-go/natmap/internal/ctl"
 	"github.com/natmap-go/natmap/internal/mapping"
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 const collector = filesDir + "/natmap.prometheus.lua"

@@ -23,7 +23,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/natmap-go/natmap/internal/po2lmo"
+	"github.com/natmap-go/natmap/internal/pkgtools/po2lmo"
 )
 
 // arches are the packages `make ipk` builds, with what their binary must be.

@@ -22,13 +22,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/pkgtools/usign"
 	"github.com/natmap-go/natmap/internal/testkit/owlab"
-	"github.com/natmap-go/natmap/internal/usign"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 // verifyFeed checks Packages.sig against the public key file, reading
-// usign's formats here (not with internal/usign, which wrote them):
+// usign's formats here (not with internal/pkgtools/usign, which wrote them):
 // "untrusted comment: ..." then base64 of "Ed", the 8-byte fingerprint and
 // the 32-byte key or 64-byte signature.
 func verifyFeed(t *testing.T, dir string, public []byte) {

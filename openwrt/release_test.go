@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/natmap-go/natmap/internal/usign"
+	"github.com/natmap-go/natmap/internal/pkgtools/usign"
 )
 
 // releaseClone clones this repository's HEAD into a temporary directory

@@ -1,6 +1,6 @@
 // Command mkapk writes an unsigned apk v3 package (OpenWrt 25's format) from
 // a directory, taking the arguments OpenWrt's build hands `apk mkpkg`, so
-// packages can be built without apk-tools (see internal/apk):
+// packages can be built without apk-tools (see internal/pkgtools/apk):
 //
 //	mkapk --info name:NAME --info version:VERSION [--info KEY:VALUE...]
 //	      [--script TYPE:FILE...] --files DIR --output FILE.apk
@@ -23,7 +23,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/natmap-go/natmap/internal/apk"
+	"github.com/natmap-go/natmap/internal/pkgtools/apk"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stderr)) }

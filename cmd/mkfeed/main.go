@@ -29,7 +29,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/natmap-go/natmap/internal/usign"
+	"github.com/natmap-go/natmap/internal/pkgtools/usign"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }

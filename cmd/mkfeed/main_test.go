@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/natmap-go/natmap/internal/usign"
+	"github.com/natmap-go/natmap/internal/pkgtools/usign"
 )
 
 // targz packs files (name -> content) as ipkg-build does.

@@ -1,5 +1,5 @@
 // Command po2lmo compiles a gettext .po file into LuCI's .lmo format, as
-// LuCI's own po2lmo does (see internal/po2lmo for the format and the few
+// LuCI's own po2lmo does (see internal/pkgtools/po2lmo for the format and the few
 // differences).
 //
 //	po2lmo input.po output.lmo   compile; no output file when nothing is translated
@@ -12,7 +12,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/natmap-go/natmap/internal/po2lmo"
+	"github.com/natmap-go/natmap/internal/pkgtools/po2lmo"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }

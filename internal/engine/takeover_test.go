@@ -15,7 +15,7 @@ import (
 	"github.com/natmap-go/natmap/internal/config"
 	"github.com/natmap-go/natmap/internal/notify"
 	"github.com/natmap-go/natmap/internal/sockopt"
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 	"golang.org/x/sys/unix"
 )
 

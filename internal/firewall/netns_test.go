@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/netns"
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/netns"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 // The test router and its wan side: two network namespaces joined by a

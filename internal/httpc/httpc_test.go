@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 func echoServer(t *testing.T, tls bool) *httptest.Server {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/netns"
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/netns"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 	"golang.org/x/sys/unix"
 )
 
@@ -198,7 +198,7 @@ func TestWatchCarrier(t *testing.T) {
 	requireNetns(t)
 	ns, peer := newNetns(t), newNetns(t)
 	// Distinct indexes: the kernel delays carrier news for a veth whose
-	// peer has its own index (see internal/lab).
+	// peer has its own index (see internal/testkit/lab).
 	ip(t, ns, "link", "add", "v0", "index", "10", "type", "veth", "peer", "name", "v0p", "netns", peer, "index", "11")
 	ip(t, ns, "link", "add", "br0", "type", "bridge")
 	ip(t, peer, "link", "set", "v0p", "up")

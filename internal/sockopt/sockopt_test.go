@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 	"golang.org/x/sys/unix"
 )
 

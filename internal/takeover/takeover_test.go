@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/sockopt"
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 	"golang.org/x/sys/unix"
 )
 

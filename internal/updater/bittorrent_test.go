@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/httpc"
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 func waitListening(t *testing.T, what string, port int) {

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 // cfStandIn implements the Cloudflare API v4 endpoints natmap uses, as

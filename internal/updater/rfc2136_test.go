@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 const testKey = "natmap-key"

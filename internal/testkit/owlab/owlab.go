@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 // CacheDir holds the built rootfs per LuCI snapshot and the locks.

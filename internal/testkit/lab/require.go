@@ -3,7 +3,7 @@ package lab
 import (
 	"testing"
 
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 // Require skips the test unless the machine can build labs: root (or at

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 // A home router in front of the lab's NAT: a double NAT, as when an

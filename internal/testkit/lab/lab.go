@@ -37,7 +37,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natmap-go/natmap/internal/netns"
+	"github.com/natmap-go/natmap/internal/testkit/netns"
 	"golang.org/x/sys/unix"
 )
 
