@@ -41,16 +41,20 @@ if ((${#need[@]})); then
 fi
 
 # OpenWrt's userspace for the tests on it (internal/testkit/owlab), from the
-# openwrt-lab tool beside the repository: built once into the harness's
-# cache (its build.sh installs its own Debian build dependencies, waiting
-# for the dpkg lock; about 2.5 min cold on 2 cores, then instant).
+# openwrt-lab tool beside the repository, with both LuCI snapshots the LuCI
+# app is tested on: built once into the harness's cache (its build.sh
+# installs its own Debian build dependencies, waiting for the dpkg lock;
+# about 2.5 min cold each on 2 cores, then instant), here rather than under
+# a test's timeout.
 lab=${NATMAP_OPENWRT_LAB:-$(cd "$(dirname "$0")/../.." && pwd)/shared/openwrt-lab}
 if [ -x "$lab/build.sh" ] && [ "$(id -u)" = 0 ]; then
 	cache=/var/tmp/natmap-owlab
-	mkdir -p "$cache/2026"
-	echo "deps: OpenWrt's userspace ($lab/build.sh into $cache/2026)"
-	flock "$cache/build-2026.lock" env OPENWRT_LAB_DIR="$cache/2026" OPENWRT_LAB_LUCI=2026 "$lab/build.sh" >"$cache/build-2026.log" 2>&1 || {
-		tail -n 40 "$cache/build-2026.log" >&2
-		exit 1
-	}
+	for luci in 2026 2024; do
+		mkdir -p "$cache/$luci"
+		echo "deps: OpenWrt's userspace, LuCI $luci ($lab/build.sh into $cache/$luci)"
+		flock "$cache/build-$luci.lock" env OPENWRT_LAB_DIR="$cache/$luci" OPENWRT_LAB_LUCI=$luci "$lab/build.sh" >"$cache/build-$luci.log" 2>&1 || {
+			tail -n 40 "$cache/build-$luci.log" >&2
+			exit 1
+		}
+	done
 fi
