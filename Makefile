@@ -30,7 +30,7 @@ vet:
 # Every test: unit tests, fuzz seeds, and the namespace-lab end-to-end tests
 # (those need root and the lab's tools: scripts/deps.sh installs them).
 test: vet
-	scripts/deps.sh
+	scripts/deps.sh --openwrt
 	$(GO) test -count=1 -timeout 20m ./...
 
 # Fuzz each target for a while (FUZZTIME=1m make fuzz).

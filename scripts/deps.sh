@@ -46,8 +46,9 @@ fi
 # installs its own Debian build dependencies, waiting for the dpkg lock;
 # about 2.5 min cold each on 2 cores, then instant), here rather than under
 # a test's timeout.
+# Only for the tests (--openwrt): the demo and the benchmarks need none.
 lab=${NATMAP_OPENWRT_LAB:-$(cd "$(dirname "$0")/../.." && pwd)/shared/openwrt-lab}
-if [ -x "$lab/build.sh" ] && [ "$(id -u)" = 0 ]; then
+if [ "${1:-}" = --openwrt ] && [ -x "$lab/build.sh" ] && [ "$(id -u)" = 0 ]; then
 	cache=/var/tmp/natmap-owlab
 	for luci in 2026 2024; do
 		mkdir -p "$cache/$luci"
