@@ -12,18 +12,11 @@ import (
 	"testing"
 )
 
-// procdHarness stands in for /etc/rc.common, lib/functions.sh and procd.sh:
-// it sources the init script with config_* reading a test UCI file (its
-// statements are shell commands, as `uci export` output is for
-// functions.sh) and procd_* recording their calls, then runs one action.
-const procdHarness = `
-LOG=$HARNESS_LOG
-rec() {
-	{ printf '%s' "$1"; shift; for a in "$@"; do printf '\037%s' "$a"; done; printf '\n'; } >>"$LOG"
-}
-
-extra_command() { rec extra_command "$@"; }
-
+// fakeFunctionsSh stands in for lib/functions.sh's config_*: config_load
+// sources the UCI file $FAKE_UCI_CONFIG (its statements are shell commands,
+// as `uci export` output is for functions.sh; no file, no sections), lists
+// joined with a space as LIST_SEP does.
+const fakeFunctionsSh = `
 config() {
 	_n=$((_n + 1))
 	_cur=${2:-cfg$_n}
@@ -32,12 +25,12 @@ config() {
 }
 option() { eval "CONFIG_${_cur}_$1=\$2"; }
 list() { eval "CONFIG_${_cur}_$1=\"\${CONFIG_${_cur}_$1:+\${CONFIG_${_cur}_$1} }\$2\""; }
-config_load() {
-	rec config_load "$@"
+fake_config_load() {
 	CONFIG_SECTIONS=
 	_n=0
-	. "$HARNESS_CONFIG"
+	[ ! -e "$FAKE_UCI_CONFIG" ] || . "$FAKE_UCI_CONFIG"
 }
+config_load() { fake_config_load; }
 config_get() {
 	eval "_v=\${CONFIG_${2}_${3}:-}"
 	[ -n "$_v" ] || _v=$4
@@ -61,6 +54,23 @@ config_foreach() {
 		[ "$_t" = "$_type" ] && "$_fn" "$_s" "$@"
 	done
 	return 0
+}
+`
+
+// procdHarness stands in for /etc/rc.common, lib/functions.sh
+// (fakeFunctionsSh) and procd.sh: it sources the init script with config_*
+// reading a test UCI file and procd_* recording their calls, then runs one
+// action.
+const procdHarness = fakeFunctionsSh + `
+LOG=$HARNESS_LOG
+rec() {
+	{ printf '%s' "$1"; shift; for a in "$@"; do printf '\037%s' "$a"; done; printf '\n'; } >>"$LOG"
+}
+
+extra_command() { rec extra_command "$@"; }
+config_load() {
+	rec config_load "$@"
+	fake_config_load
 }
 
 procd_open_instance() { rec procd_open_instance "$@"; }
@@ -138,7 +148,7 @@ func newHarness(t *testing.T, sh []string, config string) *harness {
 	writeFile(t, cfg, config, 0o600)
 	h := filepath.Join(dir, "harness.sh")
 	writeFile(t, h, procdHarness, 0o644)
-	return &harness{t: t, sh: sh, config: cfg, env: []string{"HARNESS_CONFIG=" + cfg, "HARNESS_INIT=" + absPath(t, initScript)}}
+	return &harness{t: t, sh: sh, config: cfg, env: []string{"FAKE_UCI_CONFIG=" + cfg, "HARNESS_INIT=" + absPath(t, initScript)}}
 }
 
 // run runs the init script's function with args; it returns the recorded

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -414,6 +415,86 @@ config natmap 'b'
 			out, _ := l.Exec(strings.NewReader(in), "/usr/libexec/rpcd/natmap call restart")
 			if !strings.Contains(out, "not a JSON object") {
 				t.Errorf("plugin restart with %q: %s", in, out)
+			}
+		}
+	})
+
+	// check without servers: the plugin reads /etc/config/natmap once with
+	// the real functions.sh (config_load, config_foreach). The servers it
+	// chose are the report's answers: the lab's coturn and closed ports of
+	// the host (refused at once).
+	t.Run("ubus check's servers from the config", func(t *testing.T) {
+		l.Sh("cp /etc/config/natmap /root/natmap.saved")
+		defer l.Sh("cp /root/natmap.saved /etc/config/natmap")
+		d1, d2, d3 := fmt.Sprintf("%s:%d", host, freePort(t, host)), fmt.Sprintf("%s:%d", host, freePort(t, host)), fmt.Sprintf("%s:%d", host, freePort(t, host))
+		for _, c := range []struct {
+			name, conf string
+			want       []string // the servers asked, in order; nil: an error
+		}{
+			{"first enabled section, a list", `
+config global
+	option stun_server '` + d3 + `'
+config natmap 'off'
+	option enable '0'
+	option stun_server '` + d1 + `'
+config natmap 'on'
+	option enable '1'
+	list stun_server '` + stun + `'
+	list stun_server '` + d2 + `'
+config natmap 'later'
+	option enable '1'
+	option stun_server '` + d3 + `'
+`, []string{stun, d2}},
+			{"a disabled first section, the global default", `
+config natmap
+	option enable '0'
+	option stun_server '` + d1 + `'
+config natmap
+	option enable 'yes'
+config global
+	option stun_server '` + stun + `,` + d3 + `'
+`, []string{stun, d3}},
+			{"nothing enabled: the first section's own", `
+config global
+	option stun_server '` + d1 + `'
+config natmap
+	option enable '0'
+config natmap
+	option enable 'off'
+	option stun_server '` + stun + `'
+config natmap
+	option enable '0'
+	option stun_server '` + d2 + `'
+`, []string{stun}},
+			{"the global section only", `
+config global
+	list stun_server '` + d2 + `'
+	list stun_server '` + stun + `'
+`, []string{d2, stun}},
+			{"none", `
+config natmap
+	option enable '1'
+`, nil},
+		} {
+			l.Sh("cat > /etc/config/natmap <<'EOF'\n" + c.conf + "EOF")
+			v := ubusJSON(t, l, "ubus call natmap check '{}'")
+			if c.want == nil {
+				if v["ok"] != false || !strings.Contains(fmt.Sprint(v["error"]), "no STUN server") {
+					t.Errorf("%s: %v, want the error no STUN server", c.name, v)
+				}
+				continue
+			}
+			var asked []string
+			ans, _ := v["answers"].([]any)
+			for _, a := range ans {
+				m, _ := a.(map[string]any)
+				asked = append(asked, fmt.Sprint(m["server"]))
+			}
+			if !slices.Equal(asked, c.want) {
+				t.Errorf("%s: check asked %q, want %q (report %v)", c.name, asked, c.want, v)
+			}
+			if c.want[0] == stun && (len(ans) == 0 || ans[0].(map[string]any)["public_ip"] != l.Addr()) {
+				t.Errorf("%s: coturn's answer: %v", c.name, v)
 			}
 		}
 	})

@@ -177,11 +177,11 @@ func newPlugin(t *testing.T) *plugin {
 	natmap := rec.stub(t, "natmap", `[ -z "$FAKE_OUT" ] || printf '%s\n' "$FAKE_OUT"
 [ -z "$FAKE_ERR" ] || printf '%s\n' "$FAKE_ERR" >&2
 exit "${FAKE_RC:-0}"`)
-	// uci -q get KEY answers from $FAKE_UCI, lines "KEY<TAB>VALUE".
-	uci := rec.stub(t, "uci", `[ "$1 $2" = "-q get" ] && [ $# -eq 3 ] || exit 1
-printf '%s\n' "$FAKE_UCI" | awk -F '\t' -v k="$3" '$1 == k { sub(/^[^\t]*\t/, ""); print; f = 1 } END { exit !f }'`)
+	// config_load reads the UCI file $FAKE_UCI_CONFIG.
+	functions := filepath.Join(dir, "functions.sh")
+	writeFile(t, functions, fakeFunctionsSh, 0o644)
 	p := rewrite(t, rpcdPlugin, filepath.Join(dir, "natmap"),
-		"/usr/share/libubox/jshn.sh", jshn, "/usr/bin/natmap", natmap, "/sbin/uci", uci)
+		"/usr/share/libubox/jshn.sh", jshn, "/usr/bin/natmap", natmap, "/lib/functions.sh", functions)
 	return &plugin{path: p, rec: rec, sock: filepath.Join(dir, "natmap.sock")}
 }
 
@@ -307,13 +307,15 @@ func natmapArgv(args ...string) string {
 	return strings.Join(append([]string{"natmap"}, args...), "\x1f")
 }
 
-// uciConfig is the fake uci's answers: "KEY\tVALUE" lines.
-func uciConfig(kv ...string) string {
-	var b strings.Builder
-	for i := 0; i < len(kv); i += 2 {
-		b.WriteString(kv[i] + "\t" + kv[i+1] + "\n")
+// uciConfig is the environment that has the fake config_load read
+// /etc/config/natmap's text conf ("" for no file).
+func uciConfig(t *testing.T, conf string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "natmap")
+	if conf != "" {
+		writeFile(t, path, conf, 0o644)
 	}
-	return "FAKE_UCI=" + b.String()
+	return "FAKE_UCI_CONFIG=" + path
 }
 
 func TestRpcdPluginCheck(t *testing.T) {
@@ -395,30 +397,52 @@ func TestRpcdPluginCheck(t *testing.T) {
 			// No stun: the servers of /etc/config/natmap.
 			for _, c := range []struct {
 				name string
-				uci  []string
+				conf string // /etc/config/natmap
 				want string // the natmap call, or "error: ..."
 			}{
-				{"first enabled section", []string{
-					"natmap.@natmap[0]", "natmap", "natmap.@natmap[0].enable", "0", "natmap.@natmap[0].stun_server", "off.example",
-					"natmap.@natmap[1]", "natmap", "natmap.@natmap[1].enable", "yes", "natmap.@natmap[1].stun_server", "s1.example s2.example:3478",
-					"natmap.@natmap[2]", "natmap", "natmap.@natmap[2].enable", "1", "natmap.@natmap[2].stun_server", "later.example",
-				}, check("-s", "s1.example", "-s", "s2.example:3478")},
-				{"global default", []string{
-					"natmap.@natmap[0]", "natmap", "natmap.@natmap[0].enable", "1",
-					"natmap.@global[-1]", "global", "natmap.@global[-1].stun_server", "g1.example,g2.example:19302",
-				}, check("-s", "g1.example", "-s", "g2.example:19302")},
-				{"nothing enabled", []string{
-					"natmap.@natmap[0]", "natmap", "natmap.@natmap[0].enable", "0",
-					"natmap.@natmap[1]", "natmap", "natmap.@natmap[1].enable", "0", "natmap.@natmap[1].stun_server", "stunserver.stunprotocol.org",
-					"natmap.@global[-1].stun_server", "g.example",
-				}, check("-s", "stunserver.stunprotocol.org")},
-				{"global only", []string{"natmap.@global[-1].stun_server", "g.example"}, check("-s", "g.example")},
-				{"no config", nil, "error: no STUN server"},
-				{"bad config", []string{"natmap.@natmap[0]", "natmap", "natmap.@natmap[0].enable", "1", "natmap.@natmap[0].stun_server", "ok.example $(reboot)"},
+				{"first enabled section", `
+config natmap
+	option enable '0'
+	option stun_server 'off.example'
+config natmap
+	option enable 'yes'
+	list stun_server 's1.example'
+	list stun_server 's2.example:3478'
+config natmap
+	option enable '1'
+	option stun_server 'later.example'
+`, check("-s", "s1.example", "-s", "s2.example:3478")},
+				{"global default", `
+config natmap
+	option enable '1'
+config global
+	option stun_server 'g1.example,g2.example:19302'
+`, check("-s", "g1.example", "-s", "g2.example:19302")},
+				{"nothing enabled", `
+config natmap
+	option enable '0'
+config natmap
+	option enable '0'
+	option stun_server 'stunserver.stunprotocol.org'
+config global
+	option stun_server 'g.example'
+`, check("-s", "stunserver.stunprotocol.org")},
+				{"global only", "config global\n\toption stun_server 'g.example'\n", check("-s", "g.example")},
+				{"the last global section", `
+config global
+	option stun_server 'g1.example'
+config global
+	list stun_server 'g2.example'
+	list stun_server 'g3.example'
+config natmap
+	option enable 'on'
+`, check("-s", "g2.example", "-s", "g3.example")},
+				{"no config", "", "error: no STUN server"},
+				{"bad config", "config natmap\n\toption enable '1'\n\toption stun_server 'ok.example $(reboot)'\n",
 					"error: not a STUN server: $(reboot)"},
 			} {
 				before = len(p.rec.calls(t))
-				got := p.call(t, sh, `{"udp":false}`, env("FAKE_OUT="+report, uciConfig(c.uci...)), "call", "check")
+				got := p.call(t, sh, `{"udp":false}`, env("FAKE_OUT="+report, uciConfig(t, c.conf)), "call", "check")
 				calls := p.natmapCalls(t, before)
 				if w, ok := strings.CutPrefix(c.want, "error: "); ok {
 					if e, _ := got["error"].(string); got["ok"] != false || !strings.Contains(e, w) || len(calls) != 0 {
@@ -432,7 +456,7 @@ func TestRpcdPluginCheck(t *testing.T) {
 			}
 			// Empty input is no argument at all.
 			before = len(p.rec.calls(t))
-			got = p.call(t, sh, "", env("FAKE_OUT="+report, uciConfig("natmap.@global[-1].stun_server", "g.example")), "call", "check")
+			got = p.call(t, sh, "", env("FAKE_OUT="+report, uciConfig(t, "config global\n\toption stun_server 'g.example'\n")), "call", "check")
 			if c := p.natmapCalls(t, before); !reflect.DeepEqual(got, want) || len(c) != 1 || c[0] != check("-s", "g.example") {
 				t.Errorf("check without input: %v, natmap calls %q", got, c)
 			}
