@@ -51,7 +51,6 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseSSDP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDescription$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseSOAP$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
-	$(GO) test -run='^$$' -fuzz='^FuzzReadHTTPResponse$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 	$(GO) test -run='^$$' -fuzz='^FuzzXMLScanner$$' -fuzztime=$(FUZZTIME) ./internal/portmap/
 	$(GO) test -run='^$$' -fuzz='^FuzzAnswer$$' -fuzztime=$(FUZZTIME) ./internal/portcheck/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseURL$$' -fuzztime=$(FUZZTIME) ./internal/portcheck/

@@ -39,7 +39,7 @@ func (c *Client) curl(ctx context.Context, u *URL, req *Request) (*Response, err
 	cmd := exec.CommandContext(ctx, path, "--config", "-", "--silent", "--show-error", "--include", "--http1.1", "--proto", "=https")
 	cmd.Stdin = &cfg
 	var out, errOut bytes.Buffer
-	cmd.Stdout = &limitedWriter{w: &out, n: MaxBody + maxHead}
+	cmd.Stdout = &limitedWriter{w: &out, n: c.Limits.header() + c.Limits.body() + 1}
 	cmd.Stderr = &limitedWriter{w: &errOut, n: 4096}
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
@@ -53,7 +53,7 @@ func (c *Client) curl(ctx context.Context, u *URL, req *Request) (*Response, err
 	}
 	// curl --include: the headers of each response, then the body, which
 	// curl has already decoded.
-	return readResponse(bufio.NewReader(&out), false, true)
+	return readResponse(bufio.NewReader(&out), false, true, c.Limits)
 }
 
 // curlQuote quotes a value for a curl config file.

@@ -1,6 +1,8 @@
-// Package httpc is a small HTTP/1.1 client for the updaters: one request
-// per connection, bodies read whole and bounded. It exists because net/http
-// (and crypto/tls) would take natmap's router package over its size budget.
+// Package httpc is natmap's small HTTP/1.1 client (the updaters, the port
+// checker, UPnP's description and SOAP calls): one request per connection,
+// responses read whole, strictly, within each caller's limits. It exists
+// because net/http (and crypto/tls) would take natmap's router package over
+// its size budget.
 // http:// URLs are served in-process; https:// URLs through curl, when it
 // is installed (OpenWrt: opkg install curl), with the request (headers,
 // secrets included) handed over on curl's standard input, never in its
@@ -20,9 +22,6 @@ import (
 	"strings"
 )
 
-// MaxBody bounds a response body; an updater's answers are small.
-const MaxBody = 1 << 20
-
 // Request is one HTTP request.
 type Request struct {
 	Method string
@@ -33,6 +32,7 @@ type Request struct {
 
 // Response is an answer, its body read whole.
 type Response struct {
+	Proto  string // HTTP/1.1 or HTTP/1.0
 	Status int
 	Header [][2]string
 	Body   []byte
@@ -63,6 +63,11 @@ func (r *Response) Values(name string) []string {
 type Client struct {
 	Curl   string // curl's path for https; "" finds it on PATH
 	CACert string // for curl: trust this CA file too (tests)
+	// Dial opens an http:// request's connection (natmap's socket
+	// options: interface, mark); nil dials plain TCP.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Limits bound each response; zero fields are the defaults.
+	Limits Limits
 }
 
 // URL is a parsed http(s) URL.
@@ -191,12 +196,15 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 	if u.HTTPS {
 		return c.curl(ctx, u, req)
 	}
-	return plain(ctx, u, req)
+	return c.plain(ctx, u, req)
 }
 
-func plain(ctx context.Context, u *URL, req *Request) (*Response, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", u.Host)
+func (c *Client) plain(ctx context.Context, u *URL, req *Request) (*Response, error) {
+	dial := c.Dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	conn, err := dial(ctx, "tcp", u.Host)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +213,7 @@ func plain(ctx context.Context, u *URL, req *Request) (*Response, error) {
 	defer stop()
 
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nUser-Agent: natmap\r\n", req.Method, u.Path, u.HostName)
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: natmap\r\nConnection: close\r\n", req.Method, u.Path, u.HostName)
 	if u.HasUser && !hasHeader(req.Header, "Authorization") {
 		fmt.Fprintf(&b, "Authorization: Basic %s\r\n", base64.StdEncoding.EncodeToString([]byte(u.User+":"+u.Password)))
 	}
@@ -220,7 +228,7 @@ func plain(ctx context.Context, u *URL, req *Request) (*Response, error) {
 	if _, err := conn.Write(b.Bytes()); err != nil {
 		return nil, ctxErr(ctx, err)
 	}
-	resp, err := ReadResponse(bufio.NewReader(conn), req.Method == "HEAD")
+	resp, err := ReadResponse(bufio.NewReader(io.LimitReader(conn, c.Limits.wire())), req.Method == "HEAD", c.Limits)
 	return resp, ctxErr(ctx, err)
 }
 
@@ -238,145 +246,4 @@ func hasHeader(h [][2]string, name string) bool {
 		}
 	}
 	return false
-}
-
-// ReadResponse reads one response: status line, headers (1xx answers
-// skipped), and a body framed by chunked encoding, Content-Length, or the
-// end of the connection. noBody is for HEAD.
-func ReadResponse(r *bufio.Reader, noBody bool) (*Response, error) {
-	return readResponse(r, noBody, false)
-}
-
-// readResponse is ReadResponse; decoded says the body is already unframed
-// and runs to the end (curl's output).
-func readResponse(r *bufio.Reader, noBody, decoded bool) (*Response, error) {
-	for {
-		resp, err := readHead(r)
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case resp.Status >= 100 && resp.Status < 200:
-			continue
-		case decoded:
-			resp.Body, err = io.ReadAll(io.LimitReader(r, MaxBody))
-		case noBody || resp.Status == 204 || resp.Status == 304:
-		default:
-			resp.Body, err = readBody(r, resp)
-		}
-		return resp, err
-	}
-}
-
-const maxHead = 64 << 10
-
-func readHead(r *bufio.Reader) (*Response, error) {
-	var lines []string
-	size := 0
-	for {
-		line, err := r.ReadString('\n')
-		size += len(line)
-		if size > maxHead {
-			return nil, errors.New("HTTP response: header too long")
-		}
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, fmt.Errorf("HTTP response: %w", err)
-		}
-		line = strings.TrimRight(line, "\r\n")
-		if line == "" {
-			if len(lines) == 0 {
-				continue // stray blank line before the status
-			}
-			break
-		}
-		lines = append(lines, line)
-	}
-	proto, rest, _ := strings.Cut(lines[0], " ")
-	code, _, _ := strings.Cut(rest, " ")
-	n, err := strconv.Atoi(code)
-	if !strings.HasPrefix(proto, "HTTP/") || err != nil || n < 100 || n > 999 {
-		return nil, fmt.Errorf("HTTP response: bad status line %q", trunc(lines[0]))
-	}
-	resp := &Response{Status: n}
-	for _, l := range lines[1:] {
-		k, v, ok := strings.Cut(l, ":")
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return nil, fmt.Errorf("HTTP response: bad header line %q", trunc(l))
-		}
-		resp.Header = append(resp.Header, [2]string{k, strings.TrimSpace(v)})
-	}
-	return resp, nil
-}
-
-func trunc(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
-}
-
-func readBody(r *bufio.Reader, resp *Response) ([]byte, error) {
-	if strings.EqualFold(resp.Get("Transfer-Encoding"), "chunked") {
-		return readChunked(r)
-	}
-	if cl := resp.Get("Content-Length"); cl != "" {
-		n, err := strconv.ParseInt(cl, 10, 64)
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("HTTP response: bad Content-Length %q", trunc(cl))
-		}
-		if n > MaxBody {
-			return nil, fmt.Errorf("HTTP response: body of %d bytes, over %d", n, MaxBody)
-		}
-		b := make([]byte, n)
-		if _, err := io.ReadFull(r, b); err != nil {
-			return nil, fmt.Errorf("HTTP response body: %w", err)
-		}
-		return b, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(r, MaxBody+1))
-	if err != nil {
-		return nil, fmt.Errorf("HTTP response body: %w", err)
-	}
-	if len(b) > MaxBody {
-		return nil, fmt.Errorf("HTTP response: body over %d bytes", MaxBody)
-	}
-	return b, nil
-}
-
-func readChunked(r *bufio.Reader) ([]byte, error) {
-	var out []byte
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil || len(line) > 1024 {
-			return nil, errors.New("HTTP response: bad chunk size line")
-		}
-		size, _, _ := strings.Cut(strings.TrimSpace(line), ";")
-		n, err := strconv.ParseUint(size, 16, 32)
-		if err != nil {
-			return nil, fmt.Errorf("HTTP response: bad chunk size %q", trunc(size))
-		}
-		if n == 0 {
-			// Trailers, up to the blank line.
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil || strings.TrimRight(l, "\r\n") == "" {
-					return out, nil
-				}
-			}
-		}
-		if uint64(len(out))+n > MaxBody {
-			return nil, fmt.Errorf("HTTP response: body over %d bytes", MaxBody)
-		}
-		chunk := make([]byte, n)
-		if _, err := io.ReadFull(r, chunk); err != nil {
-			return nil, fmt.Errorf("HTTP response body: %w", err)
-		}
-		out = append(out, chunk...)
-		if l, err := r.ReadString('\n'); err != nil || strings.TrimRight(l, "\r\n") != "" {
-			return nil, errors.New("HTTP response: chunk not followed by a line break")
-		}
-	}
 }

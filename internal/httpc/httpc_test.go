@@ -1,10 +1,10 @@
 package httpc
 
 import (
-	"bufio"
 	"context"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -86,6 +86,11 @@ func TestDoHTTPSThroughCurl(t *testing.T) {
 	if resp.Status != 201 || string(resp.Body) != "line1\nline2 \"@x\"|more" || resp.Get("X-Token") != `q"uo\te` || resp.Get("X-Method") != "PATCH" {
 		t.Errorf("got %d %q %v", resp.Status, resp.Body, resp.Header)
 	}
+	// The caller's body limit holds for curl's output too.
+	small := Client{CACert: ca, Limits: Limits{Body: 3}}
+	if _, err := small.Do(ctx, &Request{Method: "POST", URL: s.URL, Body: []byte("abcd")}); err == nil || !strings.Contains(err.Error(), "over 3 bytes") {
+		t.Errorf("a 4-byte body through curl with a 3-byte limit: %v", err)
+	}
 	// Without the CA, curl refuses, and says so.
 	_, err = (&Client{}).Do(ctx, &Request{Method: "GET", URL: s.URL})
 	if err == nil || !strings.Contains(err.Error(), "curl") {
@@ -119,34 +124,35 @@ func TestDoErrors(t *testing.T) {
 	}
 }
 
-func TestReadResponse(t *testing.T) {
-	for _, tc := range []struct{ in, body string }{
-		{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiXX", "hi"},
-		{"HTTP/1.0 200 OK\r\n\r\nto the end", "to the end"},
-		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\nab\r\n1\r\nc\r\n0\r\nT: v\r\n\r\n", "abc"},
-	} {
-		resp, err := ReadResponse(bufio.NewReader(strings.NewReader(tc.in)), false)
-		if err != nil || string(resp.Body) != tc.body {
-			t.Errorf("%q: %v %+v", tc.in, err, resp)
+// Dial opens the connection (natmap's socket options), and the caller's
+// limits hold.
+func TestDoDialAndLimits(t *testing.T) {
+	s := echoServer(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var dialed []string
+	c := Client{
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dialed = append(dialed, network+" "+addr)
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+		Limits: Limits{Header: 4096, Body: 5},
+	}
+	resp, err := c.Do(ctx, &Request{Method: "POST", URL: s.URL + "/", Body: []byte("12345")})
+	if err != nil || string(resp.Body) != "12345" {
+		t.Fatalf("%v %+v", err, resp)
+	}
+	if want := "tcp " + strings.TrimPrefix(s.URL, "http://"); len(dialed) != 1 || dialed[0] != want {
+		t.Errorf("dialed %q, want %q", dialed, want)
+	}
+	for _, u := range []string{s.URL + "/", s.URL + "/?chunked=1"} {
+		if _, err := c.Do(ctx, &Request{Method: "POST", URL: u, Body: []byte("123456")}); err == nil || !strings.Contains(err.Error(), "over 5") {
+			t.Errorf("%s: a 6-byte body within a 5-byte limit: %v", u, err)
 		}
 	}
-	for _, in := range []string{"", "garbage\r\n\r\n", "HTTP/1.1 abc\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "HTTP/1.1 200 OK\r\nbad header\r\n\r\n"} {
-		if _, err := ReadResponse(bufio.NewReader(strings.NewReader(in)), false); err == nil {
-			t.Errorf("%q: no error", in)
-		}
+	c.Limits = Limits{Header: 100}
+	if _, err := c.Do(ctx, &Request{Method: "GET", URL: s.URL + "/"}); err == nil || !strings.Contains(err.Error(), "header too long") {
+		t.Errorf("headers over 100 bytes: %v", err)
 	}
-}
-
-func FuzzReadResponse(f *testing.F) {
-	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"))
-	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"))
-	f.Add([]byte("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 409 Conflict\r\nX-Transmission-Session-Id: abc\r\n\r\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		resp, err := ReadResponse(bufio.NewReader(strings.NewReader(string(b))), false)
-		if err == nil && (resp.Status < 200 || resp.Status > 999 || len(resp.Body) > MaxBody) {
-			t.Errorf("accepted %d with %d bytes", resp.Status, len(resp.Body))
-		}
-		readResponse(bufio.NewReader(strings.NewReader(string(b))), false, true)
-	})
 }

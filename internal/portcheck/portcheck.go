@@ -13,7 +13,7 @@
 //   - natmap sends "GET <path> HTTP/1.1" with Host, User-Agent: natmap and
 //     Connection: close (http:// in-process, with natmap's interface and
 //     mark; https:// through curl, see package httpc), and reads at most
-//     4 KiB.
+//     4 KiB of header and a body of at most 64 bytes.
 //   - The checker connects to ip:port (TCP) or sends a datagram there (UDP:
 //     the service must answer, a checker cannot see a datagram arrive
 //     otherwise) and answers status 200 with a body that, without
@@ -22,15 +22,12 @@
 package portcheck
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/natmap-go/natmap/internal/httpc"
 )
@@ -126,23 +123,20 @@ func (u *URL) Target(public netip.AddrPort, proto string) string {
 // options: interface, mark).
 type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// maxResponse bounds what is read from a checker.
-const maxResponse = 4096
+// limits bound what is read from a checker: a short header, and an answer
+// of "1" or "0" and some white space.
+var limits = httpc.Limits{Header: 4096, Body: maxAnswer}
 
 // Check asks the checker at u whether public accepts proto from outside.
 // ctx bounds the whole exchange. dial serves http:// URLs; https:// ones
-// go through httpc (curl).
+// go through httpc's curl.
 func Check(ctx context.Context, dial Dialer, u *URL, public netip.AddrPort, proto string) (bool, error) {
-	target := u.Target(public, proto)
-	var (
-		resp *httpc.Response
-		err  error
-	)
+	scheme := "http://"
 	if u.https {
-		resp, err = (&httpc.Client{}).Do(ctx, &httpc.Request{Method: "GET", URL: "https://" + u.name + target})
-	} else {
-		resp, err = get(ctx, dial, u, target)
+		scheme = "https://"
 	}
+	c := httpc.Client{Dial: dial, Limits: limits}
+	resp, err := c.Do(ctx, &httpc.Request{Method: "GET", URL: scheme + u.name + u.Target(public, proto)})
 	if err != nil {
 		return false, fmt.Errorf("port checker %s: %w", u.host, err)
 	}
@@ -151,34 +145,6 @@ func Check(ctx context.Context, dial Dialer, u *URL, public netip.AddrPort, prot
 		return false, fmt.Errorf("port checker %s: %w", u.host, err)
 	}
 	return ok, nil
-}
-
-// get fetches target from u's host over a connection from dial.
-func get(ctx context.Context, dial Dialer, u *URL, target string) (*httpc.Response, error) {
-	c, err := dial(ctx, "tcp", u.host)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d)
-	}
-	req := "GET " + target + " HTTP/1.1\r\nHost: " + u.name +
-		"\r\nUser-Agent: natmap\r\nConnection: close\r\n\r\n"
-	if _, err := io.WriteString(c, req); err != nil {
-		return nil, ctxErr(ctx, err)
-	}
-	resp, err := httpc.ReadResponse(bufio.NewReader(io.LimitReader(c, maxResponse)), false)
-	return resp, ctxErr(ctx, err)
-}
-
-func ctxErr(ctx context.Context, err error) error {
-	if err != nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return err
 }
 
 // maxAnswer bounds the body of an answer: "1" or "0" and some white space.

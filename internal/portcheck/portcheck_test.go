@@ -46,7 +46,7 @@ func TestParseURL(t *testing.T) {
 
 // parse reads b as a checker's whole response.
 func parse(b []byte) (bool, error) {
-	resp, err := httpc.ReadResponse(bufio.NewReader(bytes.NewReader(b)), false)
+	resp, err := httpc.ReadResponse(bufio.NewReader(bytes.NewReader(b)), false, limits)
 	if err != nil {
 		return false, err
 	}

@@ -1,8 +1,6 @@
 package portmap
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -93,28 +91,6 @@ func FuzzParseSOAP(f *testing.F) {
 			}
 		}
 	})
-}
-
-func FuzzReadHTTPResponse(f *testing.F) {
-	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
-	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"))
-	f.Add([]byte("HTTP/1.0 500 Internal Server Error\r\n\r\n<x/>"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := readHTTPResponse(bufio.NewReader(bytes.NewReader(b)))
-		if err != nil {
-			return
-		}
-		if len(r.Body) > maxBodyBytes || r.Status < 100 || r.Status > 999 {
-			t.Fatalf("accepted status %d with %d bytes", r.Status, len(r.Body))
-		}
-	})
-}
-
-func TestReadHTTPResponseChunked(t *testing.T) {
-	r, err := readHTTPResponse(bufio.NewReader(bytes.NewReader([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6; x=y\r\n world\r\n0\r\n\r\n"))))
-	if err != nil || r.Status != 200 || string(r.Body) != "hello world" {
-		t.Fatalf("%+v %v", r, err)
-	}
 }
 
 func TestResolveURL(t *testing.T) {

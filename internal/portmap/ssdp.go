@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/httpc"
 )
 
 const (
@@ -30,31 +32,20 @@ func parseSSDP(b []byte) (ssdpReply, error) {
 	if len(b) > maxHeaderBytes {
 		return r, errors.New("ssdp: reply too long")
 	}
-	br := bufio.NewReader(bytes.NewReader(b))
-	line := func() (string, error) {
-		s, err := br.ReadString('\n')
-		if err != nil && s == "" {
-			return "", errors.New("reply ends before the empty line")
-		}
-		return strings.TrimRight(s, "\r\n"), nil
-	}
-	status, _ := line()
-	proto, rest, _ := strings.Cut(status, " ")
-	code, _, _ := strings.Cut(rest, " ")
-	if proto != "HTTP/1.1" || code != "200" {
-		return r, fmt.Errorf("ssdp: status line %q", truncate(status))
-	}
-	h, err := readHeaders(line)
+	resp, err := httpc.ReadResponse(bufio.NewReader(bytes.NewReader(b)), true, limits)
 	if err != nil {
 		return r, fmt.Errorf("ssdp: %w", err)
 	}
-	r.ST = h["st"]
+	if resp.Proto != "HTTP/1.1" || resp.Status != 200 {
+		return r, fmt.Errorf("ssdp: status %s %d", resp.Proto, resp.Status)
+	}
+	r.ST = resp.Get("ST")
 	if !strings.HasPrefix(r.ST, "urn:schemas-upnp-org:device:InternetGatewayDevice:") &&
 		!strings.HasPrefix(r.ST, "urn:schemas-upnp-org:service:WANIPConnection:") &&
 		!strings.HasPrefix(r.ST, "urn:schemas-upnp-org:service:WANPPPConnection:") {
 		return r, fmt.Errorf("ssdp: ST %q is not an Internet gateway", truncate(r.ST))
 	}
-	if r.Location, err = parseHTTPURL(h["location"]); err != nil {
+	if r.Location, err = parseHTTPURL(resp.Get("Location")); err != nil {
 		return r, fmt.Errorf("ssdp: LOCATION: %w", err)
 	}
 	return r, nil

@@ -69,9 +69,9 @@ func (c *UPnPClient) Method() string { return UPnP }
 func (c *UPnPClient) Service() string { return c.service.Type }
 
 func (c *UPnPClient) call(ctx context.Context, action string, args []soapArg) (map[string]string, error) {
-	header := map[string]string{
-		"Content-Type": `text/xml; charset="utf-8"`,
-		"SOAPAction":   `"` + c.service.Type + "#" + action + `"`,
+	header := [][2]string{
+		{"Content-Type", `text/xml; charset="utf-8"`},
+		{"SOAPAction", `"` + c.service.Type + "#" + action + `"`},
 	}
 	resp, err := doHTTP(ctx, c.opts, "POST", c.control, header, soapRequest(c.service.Type, action, args))
 	if err != nil {
