@@ -4,10 +4,10 @@
 //
 //   node browser.js CONFIG_JSON
 //
-// CONFIG_JSON: { tool, base, out, lab, stun: [host:port, ...], http }:
+// CONFIG_JSON: { tool, base, out, lab, stun: [host:port, ...], http, port }:
 // the openwrt-lab directory (its browser/luci.js drives Chromium), LuCI's
 // URL, the screenshot directory, the lab's address, the STUN and keep-alive
-// servers for the new mapping.
+// servers and the bind port for the new mapping.
 //
 // What the router must do between the browser's steps (stop the daemon,
 // read /etc/config/natmap...) the Go test does: this script prints
