@@ -1,5 +1,6 @@
-// Tests of the LuCI app: the JavaScript parses, the validators accept only
-// what the daemon accepts, the ACL grants exactly what the views call, the
+// Tests of the LuCI app: the JavaScript parses, the validators (ours, and
+// LuCI's datatypes where a field uses one) accept only what the daemon
+// accepts, the ACL grants exactly what the views call, the
 // menu points at a view that exists, the translations are complete, and the
 // editor covers every UCI option the daemon reads.
 //

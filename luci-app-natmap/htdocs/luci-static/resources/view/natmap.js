@@ -7,10 +7,10 @@
 'require network';
 'require tools.widgets as widgets';
 'require natmap.common as common';
-'require natmap.rpc as natrpc';
 'require natmap.status as status';
 'require natmap.render as render';
 'require natmap.check as check';
+'require natmap.actions as actions';
 
 /*
  * Services -> NATMap: the status summary, the NAT check, the mappings
@@ -19,7 +19,8 @@
  * updater) with their live results, and the global defaults (config
  * global). This file assembles the page and the form; the live status is
  * natmap/status.js (fetching, section names) and natmap/render.js (cells,
- * summary, history), the NAT check natmap/check.js, the ubus methods
+ * summary, history), the Restart and Reload buttons' work
+ * natmap/actions.js, the NAT check natmap/check.js, the ubus methods
  * natmap/rpc.js, the validators and labels natmap/common.js.
  */
 
@@ -35,57 +36,6 @@ function globalValue(option) {
 	      v = g.length ? g[g.length - 1][option] : null;
 
 	return Array.isArray(v) ? v.join(', ') : (v || null);
-}
-
-function refresh() {
-	return status.refresh().then(() => render.update());
-}
-
-/*
- * Restart one mapping. The daemon restarts a disabled mapping too (into
- * the same disabled state), so the page says why there is nothing to
- * restart instead of asking it.
- */
-function handleRestart(sid) {
-	/* The status and the pending changes as they are now, not at the last poll. */
-	return status.refresh().then(() => {
-		const ref = status.ref(sid),
-		      st = status.of(sid),
-		      label = status.label(sid),
-		      enabled = st ? !!st.enabled : (common.bool(uci.get('natmap', sid, 'enable')) === true);
-
-		if (!ref)
-			return render.notify(_('Mapping "%s" is new: save and apply it first.').format(label), true);
-
-		if (!enabled)
-			return render.notify(_('Mapping "%s" is disabled: enable it, then save and apply.').format(label), true);
-
-		if (!st && (status.ok !== false || status.pending[sid]))
-			return render.notify(_('Mapping "%s" is not applied yet: save and apply first.').format(label), true);
-
-		if (status.ok === false)
-			return render.notify(_('Cannot restart "%s": %s').format(label, status.error), true);
-
-		return natrpc.restart(ref).then((res) => {
-			if (L.isObject(res) && res.ok)
-				render.notify(_('Mapping "%s" restarted.').format(label));
-			else
-				render.notify(_('Restart failed: %s').format((L.isObject(res) && res.error) || _('no answer')), true);
-		}).catch((err) => {
-			render.notify(_('Restart failed: %s').format(natrpc.errorText(err)), true);
-		});
-	}).then(() => render.update());
-}
-
-function handleReload() {
-	return natrpc.reload().then((res) => {
-		if (L.isObject(res) && res.ok)
-			render.notify(_('The daemon re-read /etc/config/natmap.'));
-		else
-			render.notify(_('Reload failed: %s').format((L.isObject(res) && res.error) || _('no answer')), true);
-	}).catch((err) => {
-		render.notify(_('Reload failed: %s').format(natrpc.errorText(err)), true);
-	}).then(refresh);
 }
 
 /* Booleans as the daemon reads them (yes/on/true...), shown as 1/0. */
@@ -194,7 +144,7 @@ const MappingGrid = form.GridSection.extend({
 		box.insertBefore(E('button', {
 			'class': 'cbi-button cbi-button-action',
 			'title': _('Restart this mapping now (a new session; the public port may change)'),
-			'click': ui.createHandlerFn(this, handleRestart, section_id),
+			'click': ui.createHandlerFn(actions, 'restart', section_id),
 			'disabled': this.map.readonly || null
 		}, [ _('Restart') ]), box.firstChild);
 
@@ -603,7 +553,7 @@ return view.extend({
 				E('button', {
 					'class': 'cbi-button cbi-button-action',
 					'title': _('Make the daemon re-read /etc/config/natmap; only changed mappings restart'),
-					'click': ui.createHandlerFn(this, handleReload)
+					'click': ui.createHandlerFn(actions, 'reload')
 				}, [ _('Reload configuration') ])
 			])
 		]);
@@ -616,7 +566,7 @@ return view.extend({
 				for (const b of [ ...summary.querySelectorAll('button'), ...nat.querySelectorAll('button') ])
 					b.disabled = true;
 
-			poll.add(refresh, 5);
+			poll.add(() => actions.refresh(), 5);
 
 			return E([
 				E('h2', { 'name': 'content' }, [ _('NATMap') ]),
