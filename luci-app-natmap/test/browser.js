@@ -182,18 +182,20 @@ async function textColours() {
 			}
 			return [ { r: 255, g: 255, b: 255, a: 1 } ];
 		};
-		const place = (e) => {
-			const path = [];
-			for (let n = e; n && n != document.body; n = n.parentElement)
-				path.unshift(`${n.tagName}:${n.parentElement ? [...n.parentElement.children].indexOf(n) : 0}`);
-			return path.join('/');
+		// the part (its data-natmap-* attributes), then the path inside it
+		const place = (root, e) => {
+			const path = [...root.attributes].filter((a) => a.name.startsWith('data-natmap')).map((a) => `${a.name}=${a.value}`);
+			const inner = [];
+			for (let n = e; n && n != root; n = n.parentElement)
+				inner.unshift(`${n.tagName}:${[...n.parentElement.children].indexOf(n)}`);
+			return path.concat(inner).join('/');
 		};
 		const out = [];
 		for (const root of document.querySelectorAll(parts))
 			for (const e of [ root, ...root.querySelectorAll('*') ]) {
 				const own = [...e.childNodes].some((c) => c.nodeType == 3 && c.textContent.trim() != '');
 				if (!own || !e.getClientRects().length) continue;
-				out.push({ key: place(e), text: e.innerText.slice(0, 60), color: rgb(getComputedStyle(e).color), bg: under(e) });
+				out.push({ key: place(root, e), text: e.innerText.slice(0, 60), color: rgb(getComputedStyle(e).color), bg: under(e) });
 			}
 		return out;
 	}, appParts);
@@ -238,7 +240,8 @@ async function lightAndDark(where) {
 			`${where}: "${d.text}" has the same colour in light and dark (${JSON.stringify(d.color)}): a colour of its own, not the theme's`);
 	}
 	check(compared >= seen.dark.length / 2, `${where}: only ${compared} of ${seen.dark.length} texts found again in the light scheme`);
-	log(`${where}: ${compared} texts follow the theme in light and dark`);
+	// on stdout: the Go test logs it
+	process.stdout.write(`${where}: ${compared} of ${seen.dark.length} texts follow the theme in light and dark\n`);
 }
 
 // Open the page, check the order of its parts.

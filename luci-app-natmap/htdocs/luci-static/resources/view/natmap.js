@@ -81,7 +81,7 @@ const IfaceSelect = widgets.NetworkSelect.extend({
 			optional: true,
 			create: true,
 			custom_placeholder: _('-- custom: device or local address --'),
-			validate: L.bind(this.validate, this, section_id),
+			validate: (value) => this.validate(section_id, value),
 			disabled: (this.readonly != null) ? this.readonly : this.map.readonly,
 			display_items: 3,
 			dropdown_items: 8
