@@ -1,5 +1,6 @@
-// Tests of the LuCI app: the JavaScript parses, the validators accept only
-// what the daemon accepts, the ACL grants exactly what the views call, the
+// Tests of the LuCI app: the JavaScript parses, the validators (ours, and
+// LuCI's datatypes where a field uses one) accept only what the daemon
+// accepts, the ACL grants exactly what the views call, the
 // menu points at a view that exists, the translations are complete, and the
 // editor covers every UCI option the daemon reads.
 //
@@ -8,10 +9,13 @@
 package luciapp_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -26,6 +30,7 @@ import (
 	"github.com/natmap-go/natmap/internal/engine"
 	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/pkgtools/po2lmo"
+	"github.com/natmap-go/natmap/internal/testkit/owlab"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
 	"github.com/natmap-go/natmap/internal/uci"
 	"github.com/natmap-go/natmap/internal/uciconf"
@@ -795,17 +800,18 @@ func TestValidatorsAgreeWithDaemon(t *testing.T) {
 	own := []struct {
 		fn, value string
 		want      bool
+		arg       string
 	}{
-		{"host", "192.168.1.10", true}, {"host", "nas.lan", true}, {"host", "2001:db8::10", true},
-		{"host", "nas.lan:80", false}, {"host", "[2001:db8::10]", false}, {"host", "a b", false},
-		{"congestion", "bbr", true}, {"congestion", "cubic", true}, {"congestion", "b b", false},
-		{"congestion", "averyveryverylongname", false},
-		{"script", "/etc/natmap/notify.sh", true}, {"script", "notify.sh", false},
-		{"serverList", "", true}, {"portSpec", "", true}, {"fwmark", "", true},
+		{"congestion", "bbr", true, ""}, {"congestion", "cubic", true, ""}, {"congestion", "b b", false, ""},
+		{"congestion", "averyveryverylongname", false, ""},
+		{"script", "/etc/natmap/notify.sh", true, ""}, {"script", "notify.sh", false, ""},
+		{"serverList", "", true, ""}, {"portSpec", "", true, ""}, {"fwmark", "", true, ""},
+		// an updater's timeout: at most an hour (updater's opts.seconds)
+		{"count", "3600", true, "3600"}, {"count", "3601", false, "3600"}, {"count", "-0", false, "3600"},
 	}
 	cases := make([]jsCase, len(own))
 	for i, c := range own {
-		cases[i] = jsCase{Fn: c.fn, Value: c.value}
+		cases[i] = jsCase{Fn: c.fn, Value: c.value, Arg: c.arg}
 	}
 	for i, ok := range jsValidate(t, cases) {
 		if ok != own[i].want {
@@ -854,10 +860,11 @@ func TestEditorCoversEveryUpdaterOption(t *testing.T) {
 }
 
 // switchCases lists the string cases of the first switch in the function
-// name defines (`function name(` or `name: function(`) in any view.
+// name defines (`function name(`, `name: function(` or the method
+// shorthand `name(...) {`) in any of the app's JavaScript files.
 func switchCases(t *testing.T, name string) []string {
 	t.Helper()
-	def := regexp.MustCompile(`\bfunction\s+` + name + `\s*\(|\b` + name + `\s*:\s*function\s*\(`)
+	def := regexp.MustCompile(`\bfunction\s+` + name + `\s*\(|\b` + name + `\s*:\s*function\s*\(|(?m)^\s*` + name + `\s*\([\w\s,]*\)\s*\{`)
 	for _, f := range jsFiles(t) {
 		src := read(t, f)
 		loc := def.FindStringIndex(src)
@@ -894,6 +901,40 @@ func switchCases(t *testing.T, name string) []string {
 	return nil
 }
 
+// objectKeys lists the keys of the object literal `const name = {...}` in
+// any of the app's JavaScript files.
+func objectKeys(t *testing.T, name string) []string {
+	t.Helper()
+	def := regexp.MustCompile(`(?s)\bconst\s+` + name + `\s*=\s*\{([^}]*)\}`)
+	for _, f := range jsFiles(t) {
+		m := def.FindStringSubmatch(read(t, f))
+		if m == nil {
+			continue
+		}
+		var out []string
+		for _, k := range regexp.MustCompile(`(\w+)\s*:`).FindAllStringSubmatch(m[1], -1) {
+			out = append(out, k[1])
+		}
+		if len(out) == 0 {
+			t.Fatalf("%s: %s has no keys", f, name)
+		}
+		return out
+	}
+	t.Fatalf("no view defines %s", name)
+	return nil
+}
+
+// allJS is every JavaScript file of the app, one after the other.
+func allJS(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, f := range jsFiles(t) {
+		b.WriteString(read(t, f))
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
 // TestLabelsFollowTheDaemon checks that the views label every mapping state
 // and NAT type of internal/mapping, and every verdict of natmap check, and
 // no other: a state added there fails here until LuCI can show it.
@@ -904,9 +945,10 @@ func TestLabelsFollowTheDaemon(t *testing.T) {
 			t.Errorf("stateLabel has no label for state %q (internal/mapping)", s)
 		}
 	}
-	// stateLabel labels the updaters' states too (error: bad configuration).
+	// stateLabel labels the updaters' states too (error: bad configuration);
+	// stateClasses gives some of them the theme's label colours.
 	updaterStates := []string{updater.StateIdle, updater.StateRunning, updater.StateOK, updater.StateRetrying, updater.StateFailed, "error"}
-	for _, l := range append(labels, switchCases(t, "stateColor")...) {
+	for _, l := range append(labels, objectKeys(t, "stateClasses")...) {
 		if !slices.Contains(mapping.States(), mapping.State(l)) && !slices.Contains(updaterStates, l) {
 			t.Errorf("the views know a state %q that neither internal/mapping nor internal/updater does", l)
 		}
@@ -917,8 +959,8 @@ func TestLabelsFollowTheDaemon(t *testing.T) {
 	names := switchCases(t, "natName")
 	for _, n := range mapping.NATs() {
 		if n == mapping.FullCone {
-			if !strings.Contains(read(t, viewJS), `'`+string(n)+`'`) {
-				t.Errorf("%s never tells %q apart", viewJS, n)
+			if !strings.Contains(allJS(t), `'`+string(n)+`'`) {
+				t.Errorf("no view tells %q apart", n)
 			}
 			continue
 		}
@@ -942,6 +984,117 @@ func TestLabelsFollowTheDaemon(t *testing.T) {
 	for _, v := range verdicts {
 		if !slices.Contains(engine.Verdicts(), engine.Verdict(v)) {
 			t.Errorf("checkVerdict knows a verdict %q that internal/engine does not", v)
+		}
+	}
+}
+
+// Where a field uses one of LuCI's datatypes instead of a validator of its
+// own, LuCI's validation.js of both snapshots of the lab (openwrt-lab's
+// sources) must judge the field's cases as the daemon does.
+
+const datatypeScript = `
+const fs = require('fs');
+String.prototype.format = function() { let i = 0, a = arguments; return this.replace(/%[sdfh]/g, () => String(a[i++])); };
+const baseclass = { extend(proto) {
+	const C = function(...a) { if (this.__init__) this.__init__(...a); };
+	C.prototype = Object.assign(Object.create(this.prototype || Object.prototype), proto);
+	C.extend = baseclass.extend;
+	return C;
+} };
+class CustomEvent { constructor(t, d) { this.type = t; this.detail = d; } }
+const L = { raise(t, m) { throw new Error(t + ': ' + m); } };
+const src = fs.readFileSync(process.argv[1], 'utf8');
+const Factory = new Function('baseclass', '_', 'L', 'findParent', 'CustomEvent', src)(baseclass, (s) => s, L, () => true, CustomEvent);
+const factory = new Factory();
+const cases = JSON.parse(fs.readFileSync(0, 'utf8'));
+const noop = () => {};
+process.stdout.write(JSON.stringify(cases.map((c) => {
+	const field = { value: c.value, classList: { add: noop, remove: noop }, setAttribute: noop, removeAttribute: noop, dispatchEvent: noop };
+	return factory.create(field, c.type, true).validate() === true;
+})));
+`
+
+// luciFile reads a file of LuCI's sources from openwrt-lab's tarball of a
+// LuCI snapshot.
+func luciFile(t *testing.T, snapshot, name string) []byte {
+	t.Helper()
+	tarball := filepath.Join(owlab.ToolDir(t), "src", "luci-"+snapshot+".tar.gz")
+	f, err := os.Open(tarball)
+	if err != nil {
+		testgate.Unmet(t, fmt.Sprintf("LuCI's sources: %v", err))
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", tarball, err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s: no %s (%v)", tarball, name, err)
+		}
+		if h.Name == name {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", tarball, name, err)
+			}
+			return b
+		}
+	}
+}
+
+func TestDatatypesAgreeWithDaemon(t *testing.T) {
+	// Each datatype a field uses, with the cases it must judge as the
+	// daemon does: forward_target is resolved at each connection, so
+	// the daemon takes any host name or address, and no port.
+	want := map[string]struct {
+		option    string
+		good, bad []string
+	}{
+		"host": {option: "forward_target",
+			good: []string{"192.168.1.10", "nas.lan", "2001:db8::10", "nas", "10.0.0.1"},
+			bad:  []string{"nas.lan:80", "[2001:db8::10]", "a b", "10.0.0.1:22", "nas/lan"}},
+	}
+	used := map[string]string{}
+	src := read(t, viewJS)
+	re := regexp.MustCompile(`(?s)form\.\w+,\s*'(\w+)'[^;]*\);(?:\s*(?:/\*[^*]*\*/|o\.\w+\s*=[^;]*;|o\.\w+\([^;]*\);))*?\s*o\.datatype\s*=\s*'([^']+)'`)
+	for _, m := range re.FindAllStringSubmatch(src, -1) {
+		used[m[2]] = m[1]
+	}
+	if n := strings.Count(src, ".datatype ="); n != len(used) || n == 0 {
+		t.Fatalf("%s: %d datatypes set, %d understood: %v", viewJS, n, len(used), used)
+	}
+	for dt, opt := range used {
+		if w, ok := want[dt]; !ok || w.option != opt {
+			t.Errorf("option %s uses datatype %q, which this test has no cases for", opt, dt)
+		}
+	}
+	const validation = "luci/modules/luci-base/htdocs/luci-static/resources/validation.js"
+	for _, snap := range []string{"2026", "2024"} {
+		file := filepath.Join(t.TempDir(), "validation.js")
+		if err := os.WriteFile(file, luciFile(t, snap, validation), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for dt, w := range want {
+			type c struct {
+				Type  string `json:"type"`
+				Value string `json:"value"`
+			}
+			var cases []c
+			for _, v := range append(slices.Clone(w.good), w.bad...) {
+				cases = append(cases, c{dt, v})
+			}
+			in, _ := json.Marshal(cases)
+			var res []bool
+			if err := json.Unmarshal(runNode(t, datatypeScript, in, file), &res); err != nil || len(res) != len(cases) {
+				t.Fatalf("LuCI %s: datatype results: %v (%d for %d cases)", snap, err, len(res), len(cases))
+			}
+			for i, ok := range res {
+				if wantOK := i < len(w.good); ok != wantOK {
+					t.Errorf("LuCI %s: datatype %s(%q) = %v, want %v (option %s)", snap, dt, cases[i].Value, ok, wantOK, w.option)
+				}
+			}
 		}
 	}
 }

@@ -4,10 +4,10 @@
 //
 //   node browser.js CONFIG_JSON
 //
-// CONFIG_JSON: { tool, base, out, lab, stun: [host:port, ...], http }:
+// CONFIG_JSON: { tool, base, out, lab, stun: [host:port, ...], http, port }:
 // the openwrt-lab directory (its browser/luci.js drives Chromium), LuCI's
 // URL, the screenshot directory, the lab's address, the STUN and keep-alive
-// servers for the new mapping.
+// servers and the bind port for the new mapping.
 //
 // What the router must do between the browser's steps (stop the daemon,
 // read /etc/config/natmap...) the Go test does: this script prints
@@ -133,15 +133,115 @@ async function selectsFit(scope, where) {
 	check(cut.length == 0, `${where}: select text cut off: ${cut.join('; ')}`);
 }
 
-// Wait until the mapping's row shows state (the page polls every 5 s).
+// Wait until the mapping's row shows state (the page polls every 5 s). The
+// badge is the theme's label, which may show it in capitals: its text is
+// compared, not how it looks.
 async function waitState(comment, label, timeout = 60000) {
 	const sel = await row(comment);
 	await s.page.waitForFunction(([sel, label]) => {
 		const b = document.querySelector(sel + ' td[data-name="_state"] .natmap-state');
-		return b && b.innerText == label;
+		return b && b.textContent.trim() == label;
 	}, [sel, label], { timeout }).catch(async () => {
 		throw new Error(`mapping ${comment}: state ${JSON.stringify(await text(sel + ' td[data-name="_state"]'))}, want ${label}`);
 	});
+}
+
+// No element in scope carries a colour or background of its own: colours
+// come from the theme's classes, so a dark theme keeps them readable.
+async function noInlineColours(scope, where) {
+	const bad = await s.page.evaluate((scope) => {
+		const out = [];
+		for (const root of document.querySelectorAll(scope))
+			for (const e of [ root, ...root.querySelectorAll('[style]') ])
+				if (e.style && (e.style.color || e.style.background || e.style.backgroundColor || e.style.backgroundImage))
+					out.push(`<${e.tagName.toLowerCase()} class="${e.className}" style="${e.getAttribute('style')}">${(e.innerText || '').slice(0, 60)}`);
+		return out;
+	}, scope);
+	check(bad.length == 0, `${where}: inline colours in ${scope}: ${bad.join('; ')}`);
+}
+
+// The text of the app's live parts with its colour and the background
+// under it (a gradient's colours, or the nearest solid background), keyed
+// by the element's place in the page (the polls redraw the elements).
+const appParts = '[data-natmap-summary], [data-natmap-check], [data-natmap-cell]';
+async function textColours() {
+	return s.page.evaluate((parts) => {
+		const rgb = (c) => {
+			const m = /rgba?\(([^)]*)\)/.exec(c || '');
+			if (!m) return null;
+			const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(Number);
+			return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+		};
+		const under = (e) => {
+			for (let n = e; n && n.nodeType == 1; n = n.parentElement) {
+				const cs = getComputedStyle(n);
+				if (/gradient/.test(cs.backgroundImage))
+					return (cs.backgroundImage.match(/rgba?\([^)]*\)/g) || []).map(rgb);
+				const bg = rgb(cs.backgroundColor);
+				if (bg && bg.a >= 0.5) return [ bg ];
+			}
+			return [ { r: 255, g: 255, b: 255, a: 1 } ];
+		};
+		// the part (its data-natmap-* attributes), then the path inside it
+		const place = (root, e) => {
+			const path = [...root.attributes].filter((a) => a.name.startsWith('data-natmap')).map((a) => `${a.name}=${a.value}`);
+			const inner = [];
+			for (let n = e; n && n != root; n = n.parentElement)
+				inner.unshift(`${n.tagName}:${[...n.parentElement.children].indexOf(n)}`);
+			return path.concat(inner).join('/');
+		};
+		const out = [];
+		for (const root of document.querySelectorAll(parts))
+			for (const e of [ root, ...root.querySelectorAll('*') ]) {
+				const own = [...e.childNodes].some((c) => c.nodeType == 3 && c.textContent.trim() != '');
+				if (!own || !e.getClientRects().length) continue;
+				out.push({ key: place(root, e), text: e.innerText.slice(0, 60), color: rgb(getComputedStyle(e).color), bg: under(e) });
+			}
+		return out;
+	}, appParts);
+}
+
+// WCAG's contrast ratio of two colours.
+function contrast(a, b) {
+	const lum = (c) => [ c.r, c.g, c.b ].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+		.reduce((s, v, i) => s + v * [ 0.2126, 0.7152, 0.0722 ][i], 0);
+	const [ x, y ] = [ lum(a), lum(b) ].sort((p, q) => q - p);
+	return (x + 0.05) / (y + 0.05);
+}
+
+// The page in the browser's light and dark colour scheme (LuCI's bootstrap
+// theme follows prefers-color-scheme): no inline colours, and every text of
+// the app's live parts follows the theme (its colour changes with the
+// scheme, as the theme's text colours all do, where a fixed colour would
+// not) and stays legible on its background in both.
+async function lightAndDark(where) {
+	await noInlineColours('#view', where);
+	const seen = {};
+	for (const scheme of [ 'dark', 'light' ]) {
+		await s.page.emulateMedia({ colorScheme: scheme });
+		await s.page.waitForFunction((dark) => document.documentElement.getAttribute('data-darkmode') == String(dark), scheme == 'dark')
+			.catch(() => { throw new Error(`${where}: the theme did not switch to ${scheme} (html data-darkmode)`); });
+		seen[scheme] = await textColours();
+		check(seen[scheme].length > 0, `${where}: no text in ${appParts}`);
+		for (const t of seen[scheme]) {
+			const worst = Math.min(...t.bg.map((b) => contrast(t.color, b)));
+			check(worst >= 2.5, `${where}, ${scheme}: "${t.text}" has contrast ${worst.toFixed(2)} on its background (${JSON.stringify(t)})`);
+		}
+		await noInlineColours('#view', `${where}, ${scheme}`);
+		await screenshot(`${where.replace(/\W+/g, '-')}-${scheme}`);
+	}
+	const light = new Map(seen.light.map((t) => [ t.key, t ]));
+	let compared = 0;
+	for (const d of seen.dark) {
+		const l = light.get(d.key);
+		if (!l) continue;
+		compared++;
+		check(JSON.stringify(d.color) != JSON.stringify(l.color),
+			`${where}: "${d.text}" has the same colour in light and dark (${JSON.stringify(d.color)}): a colour of its own, not the theme's`);
+	}
+	check(compared >= seen.dark.length / 2, `${where}: only ${compared} of ${seen.dark.length} texts found again in the light scheme`);
+	// on stdout: the Go test logs it
+	process.stdout.write(`${where}: ${compared} of ${seen.dark.length} texts follow the theme in light and dark\n`);
 }
 
 // Open the page, check the order of its parts.
@@ -234,6 +334,10 @@ async function main() {
 	await screenshot('check');
 	noProblems('NAT check');
 
+	// 4b. The status and the check in light and dark.
+	await lightAndDark('status and check');
+	noProblems('light and dark');
+
 	// 5. The daemon is down.
 	await host('stop-daemon');
 	await openPage('daemon down');
@@ -241,6 +345,7 @@ async function main() {
 	n = await clickForNotice((await row('web')) + ' .cbi-button-action', /Cannot restart "web": natmap daemon is not running/);
 	log(`restart while down: ${n}`);
 	await noStackText('daemon down');
+	await noInlineColours('#view', 'daemon down');
 	await screenshot('daemon-down');
 	noProblems('daemon down');
 
@@ -253,6 +358,7 @@ async function main() {
 	await s.page.click('.cbi-section:has([data-natmap-check]) button');
 	await s.page.waitForFunction(() => /The check failed/.test((document.querySelector('[data-natmap-check]') || {}).innerText || ''));
 	await noStackText('no ubus object');
+	await noInlineColours('#view', 'no ubus object');
 	await screenshot('no-ubus-object');
 	// the failed ubus calls are answered, not thrown: nothing else to report
 	noProblems('no ubus object');
@@ -265,7 +371,10 @@ async function main() {
 			if (/Public address/.test(t.innerText) && /\bweb\b/.test(t.innerText)) return t.innerText;
 		return null;
 	}, null, { timeout: 30000 }).then((h) => h.jsonValue()).catch(() => '');
-	check(block.includes(`${cfg.lab}:${cfg.port}`) && /\bTCP\b/.test(block) && /Mapped/.test(block), `overview block: ${JSON.stringify(block)}`);
+	check(block.includes(`${cfg.lab}:${cfg.port}`) && /\bTCP\b/.test(block) && /Mapped/i.test(block), `overview block: ${JSON.stringify(block)}`);
+	const badges = await s.page.evaluate(() => [...document.querySelectorAll('table .natmap-state')].map((e) => e.textContent.trim()));
+	check(badges.includes('Mapped'), `overview states: ${JSON.stringify(badges)}`);
+	await noInlineColours('#view table:has(.natmap-state)', 'overview');
 	await screenshot('overview');
 	noProblems('overview');
 

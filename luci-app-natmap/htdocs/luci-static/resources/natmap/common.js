@@ -3,21 +3,22 @@
 
 /*
  * Shared by the NATMap page and its Status -> Overview block: the
- * validators (each accepts only what the natmap daemon accepts: see
- * internal/config, internal/portspec and internal/cli in the natmap
- * sources; luci_test.go checks them against those parsers) and the
- * formatting of the daemon's status.
+ * validators of the options where LuCI's datatypes differ from the
+ * daemon's rules (each accepts only what the natmap daemon accepts: see
+ * internal/config, internal/portspec and internal/uciconf in the natmap
+ * sources; luci_test.go checks them against those parsers), the labels of
+ * the daemon's states and NAT types, and the formatting of its status.
  *
  * A validator returns true, or the error message to show.
  */
 
 function isIPv4(s) {
-	var m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+	const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
 
 	if (!m)
 		return false;
 
-	for (var i = 1; i <= 4; i++)
+	for (let i = 1; i <= 4; i++)
 		if (+m[i] > 255 || (m[i].length > 1 && m[i].charAt(0) == '0'))
 			return false;
 
@@ -25,7 +26,7 @@ function isIPv4(s) {
 }
 
 function isIPv6(s) {
-	var zone = s.indexOf('%');
+	const zone = s.indexOf('%');
 
 	if (zone >= 0) {
 		if (!/^[A-Za-z0-9_.-]+$/.test(s.slice(zone + 1)))
@@ -33,21 +34,21 @@ function isIPv6(s) {
 		s = s.slice(0, zone);
 	}
 
-	var halves = s.split('::');
+	const halves = s.split('::');
 
 	if (halves.length > 2)
 		return false;
 
-	var groups = 0;
+	let groups = 0;
 
-	for (var h = 0; h < halves.length; h++) {
+	for (let h = 0; h < halves.length; h++) {
 		if (halves[h] == '')
 			continue;
 
-		var parts = halves[h].split(':');
+		const parts = halves[h].split(':');
 
-		for (var i = 0; i < parts.length; i++) {
-			var last = (h == halves.length - 1 && i == parts.length - 1);
+		for (let i = 0; i < parts.length; i++) {
+			const last = (h == halves.length - 1 && i == parts.length - 1);
 
 			if (last && parts[i].indexOf('.') >= 0) {
 				if (!isIPv4(parts[i]))
@@ -70,25 +71,20 @@ function isHostname(s) {
 	if (s.length == 0 || s.length > 253)
 		return false;
 
-	var labels = s.replace(/\.$/, '').split('.');
+	const labels = s.replace(/\.$/, '').split('.');
 
-	for (var i = 0; i < labels.length; i++)
-		if (!/^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(labels[i]))
-			return false;
+	if (!labels.every((l) => /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(l)))
+		return false;
 
 	/* all digits and dots: that is an IPv4 address or nothing */
 	return !/^[0-9.]+$/.test(s) || isIPv4(s);
-}
-
-function isHost(s) {
-	return isIPv4(s) || isIPv6(s) || isHostname(s);
 }
 
 function isPortNumber(s, zeroOK) {
 	if (!/^[0-9]+$/.test(s))
 		return false;
 
-	var n = parseInt(s, 10);
+	const n = parseInt(s, 10);
 	return (n <= 65535) && (zeroOK || n > 0);
 }
 
@@ -98,18 +94,18 @@ function isPortNumber(s, zeroOK) {
  * the daemon asks; 'any' (the global defaults) takes either.
  */
 function checkServer(s, family) {
-	var res = checkServerSyntax(s);
+	const res = checkServerSyntax(s);
 
 	if (res !== true || family == 'any')
 		return res;
 
-	var host = s.replace(/^\[([^\]]*)\].*$/, '$1');
+	let host = s.replace(/^\[([^\]]*)\].*$/, '$1');
 
 	if (host == s && s.split(':').length == 2)
 		host = s.slice(0, s.indexOf(':'));
 
 	/* ::ffff:1.2.3.4 is IPv4 to the daemon; a zone may hold dots */
-	var v4 = isIPv4(host) || (isIPv6(host) && host.split('%')[0].indexOf('.') >= 0);
+	const v4 = isIPv4(host) || (isIPv6(host) && host.split('%')[0].indexOf('.') >= 0);
 
 	if (v4 && family == 'ipv6')
 		return _('An IPv4 address needs the IPv4 address family');
@@ -121,17 +117,18 @@ function checkServer(s, family) {
 }
 
 function checkServerSyntax(s) {
-	var host = s, port = null, colons = s.split(':').length - 1;
+	const colons = s.split(':').length - 1;
+	let host = s, port = null;
 
 	if (s.charAt(0) == '[') {
-		var end = s.indexOf(']');
+		const end = s.indexOf(']');
 
 		if (end < 0)
 			return _('Missing "]" after the IPv6 address');
 
 		host = s.slice(1, end);
 
-		var rest = s.slice(end + 1);
+		const rest = s.slice(end + 1);
 
 		if (rest != '') {
 			if (rest.charAt(0) != ':')
@@ -163,25 +160,33 @@ function checkServerSyntax(s) {
 	return true;
 }
 
-return baseclass.extend({
-	isIPv4: isIPv4,
-	isIPv6: isIPv6,
-	isHost: isHost,
+/* The theme's label class of each state: LuCI themes colour these for light and dark. */
+const stateClasses = {
+	mapped: 'success', ok: 'success',
+	starting: 'notice', running: 'notice',
+	retrying: 'warning',
+	error: 'important', failed: 'important'
+};
 
-	/* stun_server: one server, or several separated by commas. */
-	serverList: function(value, family) {
+return baseclass.extend({
+	isIPv4,
+	isIPv6,
+
+	/*
+	 * stun_server: one server, or several separated by commas. LuCI's
+	 * hostport needs a port and knows no [IPv6]:port, lists or families.
+	 */
+	serverList(value, family) {
 		if (value == null || value === '')
 			return true;
 
-		var items = String(value).split(',');
-
-		for (var i = 0; i < items.length; i++) {
-			var item = items[i].replace(/^\s+|\s+$/g, '');
+		for (const raw of String(value).split(',')) {
+			const item = raw.trim();
 
 			if (item == '')
 				return _('Empty server name');
 
-			var res = checkServer(item, family);
+			const res = checkServer(item, family);
 
 			if (res !== true)
 				return res;
@@ -190,28 +195,19 @@ return baseclass.extend({
 		return true;
 	},
 
-	/* http_server: exactly one server. */
-	server: function(value, family) {
+	/* http_server: exactly one server, the port optional. */
+	server(value, family) {
 		if (value == null || value === '')
 			return true;
 
 		return checkServer(String(value), family);
 	},
 
-	/* forward_target: a host name or an IP address, no port. */
-	host: function(value) {
-		if (value == null || value === '')
-			return true;
-
-		return isHost(String(value)) ? true
-			: _('Expecting a host name or an IP address (without port)');
-	},
-
 	/*
 	 * interface: a logical network (wan), a device (eth1) or a local
 	 * address of the mapping's address family ('' and ipv4: IPv4).
 	 */
-	iface: function(value, family) {
+	iface(value, family) {
 		if (value == null || value === '')
 			return true;
 
@@ -231,14 +227,14 @@ return baseclass.extend({
 			: _('Expecting a network, a device name (at most 15 characters) or a local IP address');
 	},
 
-	/* port: 0, N, A-B (sequential) or A~B (random). */
-	portSpec: function(value) {
+	/* port: 0, N, A-B (sequential) or A~B (random); LuCI's portrange knows no A~B. */
+	portSpec(value) {
 		if (value == null || value === '')
 			return true;
 
 		value = String(value);
 
-		var m = /^([0-9]+)([-~])([0-9]+)$/.exec(value);
+		const m = /^([0-9]+)([-~])([0-9]+)$/.exec(value);
 
 		if (m) {
 			if (!isPortNumber(m[1], false) || !isPortNumber(m[3], false))
@@ -255,13 +251,13 @@ return baseclass.extend({
 	},
 
 	/* fwmark: 0x1 (hex), 1 (decimal) or 01 (octal), 32 bits. */
-	fwmark: function(value) {
+	fwmark(value) {
 		if (value == null || value === '')
 			return true;
 
 		value = String(value);
 
-		var n;
+		let n;
 
 		if (/^0[xX][0-9A-Fa-f]+$/.test(value))
 			n = parseInt(value.slice(2), 16);
@@ -275,17 +271,21 @@ return baseclass.extend({
 		return (n <= 4294967295) ? true : _('The mark does not fit in 32 bits');
 	},
 
-	/* interval, stun_cycle, forward_timeout: a whole number. */
-	count: function(value) {
+	/*
+	 * interval, stun_cycle, forward_timeout, ttl, timeout: a whole number,
+	 * at most max (default 2^31-1). Not LuCI's uinteger: that takes -0,
+	 * which the daemon's strconv.ParseUint refuses, and has no upper bound.
+	 */
+	count(value, max) {
 		if (value == null || value === '')
 			return true;
 
-		return (/^[0-9]+$/.test(String(value)) && parseInt(value, 10) <= 2147483647) ? true
-			: _('Expecting a whole number');
+		return (/^[0-9]+$/.test(String(value)) && parseInt(value, 10) <= (max ? +max : 2147483647)) ? true
+			: (max ? _('Expecting a whole number up to %d').format(+max) : _('Expecting a whole number'));
 	},
 
-	/* forward_port: 0 to 65535. */
-	port: function(value) {
+	/* forward_port, srv_priority, srv_weight: 0 to 65535. Not LuCI's port, which takes -0. */
+	port(value) {
 		if (value == null || value === '')
 			return true;
 
@@ -293,7 +293,7 @@ return baseclass.extend({
 	},
 
 	/* forward_congestion: a kernel congestion control name. */
-	congestion: function(value) {
+	congestion(value) {
 		if (value == null || value === '')
 			return true;
 
@@ -302,7 +302,7 @@ return baseclass.extend({
 	},
 
 	/* notify_script: an absolute path; the daemon runs it without a shell. */
-	script: function(value) {
+	script(value) {
 		if (value == null || value === '')
 			return true;
 
@@ -310,7 +310,7 @@ return baseclass.extend({
 	},
 
 	/* UCI booleans as the daemon reads them; null when not one. */
-	bool: function(value) {
+	bool(value) {
 		switch (String(value == null ? '' : value).toLowerCase()) {
 		case '1': case 'yes': case 'on': case 'true': case 'enabled':
 			return true;
@@ -322,14 +322,14 @@ return baseclass.extend({
 	},
 
 	/* The address as one would type it: 1.2.3.4:5 or [2001:db8::1]:5. */
-	addr: function(ip, port) {
+	addr(ip, port) {
 		if (!ip)
 			return '';
 
-		return ((ip.indexOf(':') >= 0) ? '[' + ip + ']' : ip) + (port ? ':' + port : '');
+		return `${(ip.indexOf(':') >= 0) ? `[${ip}]` : ip}${port ? `:${port}` : ''}`;
 	},
 
-	stateLabel: function(state) {
+	stateLabel(state) {
 		switch (state) {
 		case 'starting': return _('Starting');
 		case 'mapped':   return _('Mapped');
@@ -345,42 +345,37 @@ return baseclass.extend({
 		return state || _('Unknown');
 	},
 
-	/* A colour for the state badge; theme independent. */
-	stateColor: function(state) {
-		switch (state) {
-		case 'mapped':   return '#2e7d32';
-		case 'ok':       return '#2e7d32';
-		case 'starting': return '#1565c0';
-		case 'running':  return '#1565c0';
-		case 'retrying': return '#ef6c00';
-		case 'error':    return '#c62828';
-		case 'failed':   return '#c62828';
+	/* A NAT that is not a full cone, as in "The NAT is %s, not full cone". */
+	natName(nat) {
+		switch (nat) {
+		case 'restricted cone':      return _('a restricted cone');
+		case 'port-restricted cone': return _('a port-restricted cone');
+		case 'symmetric':            return _('symmetric');
+		default:                     return nat;
 		}
-
-		return '#757575';
 	},
 
-	stateBadge: function(state, tooltip) {
+	/* A state badge in the theme's label colours (no colour of its own: dark themes stay readable). */
+	stateBadge(state, tooltip) {
 		return E('span', {
-			'class': 'natmap-state',
-			'style': 'display:inline-block;padding:0 .5em;border-radius:.3em;color:#fff;white-space:nowrap;background:' + this.stateColor(state),
+			'class': `natmap-state label ${stateClasses[state] || ''}`.trim(),
 			'data-tooltip': tooltip || null
 		}, [ this.stateLabel(state) ]);
 	},
 
 	/* Seconds elapsed since a unix time, never negative. */
-	age: function(since) {
+	age(since) {
 		if (!since)
 			return null;
 
 		return Math.max(0, Math.floor(Date.now() / 1000) - since);
 	},
 
-	duration: function(secs) {
+	duration(secs) {
 		return (secs == null) ? '-' : '%t'.format(secs);
 	},
 
-	bytes: function(n) {
+	bytes(n) {
 		return '%1024.2mB'.format(n || 0);
 	}
 });

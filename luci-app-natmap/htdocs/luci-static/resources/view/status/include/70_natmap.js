@@ -1,39 +1,31 @@
 'use strict';
 'require baseclass';
-'require rpc';
+'require natmap.rpc as natrpc';
 'require natmap.common as common';
 
 /*
- * Status -> Overview: the mappings that are up, with their public address.
- * Hidden when natmap does not answer (not installed, not running, or no
- * right to ask) or has no mapping configured.
+ * Status -> Overview: the enabled mappings, their public address and
+ * state. Hidden when natmap does not answer (not installed, not running,
+ * or no right to ask) or has no mapping enabled.
  */
-
-/* {"mappings":[...]}, or {"ok":false,"error":"..."} when the daemon fails */
-var callStatus = rpc.declare({
-	object: 'natmap',
-	method: 'status'
-});
 
 return baseclass.extend({
 	title: _('NATMap'),
 
-	load: function() {
-		return L.resolveDefault(callStatus(), null);
+	load() {
+		return L.resolveDefault(natrpc.status(), null);
 	},
 
-	render: function(res) {
+	render(res) {
 		if (!L.isObject(res) || !Array.isArray(res.mappings))
 			return null;
 
-		var mappings = res.mappings.filter(function(m) {
-			return L.isObject(m) && m.section != '(config)' && m.enabled;
-		});
+		const mappings = res.mappings.filter((m) => L.isObject(m) && m.section != '(config)' && m.enabled);
 
 		if (!mappings.length)
 			return null;
 
-		var table = E('table', { 'class': 'table' }, [
+		const table = E('table', { 'class': 'table' }, [
 			E('tr', { 'class': 'tr table-titles' }, [
 				E('th', { 'class': 'th' }, [ _('Mapping') ]),
 				E('th', { 'class': 'th' }, [ _('Protocol') ]),
@@ -43,8 +35,8 @@ return baseclass.extend({
 			])
 		]);
 
-		mappings.forEach(function(m) {
-			var age = common.age((m.state == 'mapped' && m.last_change) ? m.last_change : m.since);
+		for (const m of mappings) {
+			const age = common.age((m.state == 'mapped' && m.last_change) ? m.last_change : m.since);
 
 			table.appendChild(E('tr', { 'class': 'tr' }, [
 				E('td', { 'class': 'td', 'data-title': _('Mapping') }, [ m.comment || m.section ]),
@@ -55,7 +47,7 @@ return baseclass.extend({
 						'title': m.front_lease_end
 							? _('router in front forwards it (%s, lease until %s)').format(m.front, new Date(m.front_lease_end * 1000).toLocaleTimeString())
 							: _('router in front forwards it (%s)').format(m.front)
-					}, [ ' (' + m.front.toUpperCase() + ')' ]) : ''
+					}, [ ` (${m.front.toUpperCase()})` ]) : ''
 				]),
 				E('td', { 'class': 'td', 'data-title': _('Local address') }, [ common.addr(m.private_ip, m.private_port) || '-' ]),
 				E('td', { 'class': 'td', 'data-title': _('Public address') }, [
@@ -63,10 +55,10 @@ return baseclass.extend({
 				]),
 				E('td', { 'class': 'td', 'data-title': _('State') }, [
 					common.stateBadge(m.state, m.last_error || m.script_error || null),
-					(age != null) ? ' ' + common.duration(age) : ''
+					(age != null) ? ` ${common.duration(age)}` : ''
 				])
 			]));
-		});
+		}
 
 		return table;
 	}
