@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // A stock-package user's script: "-e notify.sh" (in the current directory,
@@ -133,7 +134,7 @@ config natmap 'gone'
 
 	// The anonymous UDP section maps without its script.
 	var anon map[string]any
-	waitUntil(t, 15*time.Second, "the anonymous section's file", func() bool {
+	wait.For(t, 15*time.Second, "the anonymous section's file", func() bool {
 		names, _ := filepath.Glob(filepath.Join(run, "cfg*.json"))
 		if len(names) != 1 {
 			return false
@@ -156,7 +157,7 @@ config natmap 'gone'
 	if out, err := d.cli("reload"); err != nil {
 		t.Fatalf("reload: %v %s", err, out)
 	}
-	waitUntil(t, 10*time.Second, "gone.json removed", func() bool {
+	wait.For(t, 10*time.Second, "gone.json removed", func() bool {
 		_, err := os.Stat(filepath.Join(run, "gone.json"))
 		return os.IsNotExist(err)
 	})
@@ -180,15 +181,4 @@ func readStatusFile(t *testing.T, path string) map[string]any {
 		t.Fatalf("%s: %v\n%s", path, err, b)
 	}
 	return m
-}
-
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

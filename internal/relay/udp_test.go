@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/testkit/fds"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // bigBuffers lets loopback sockets queue several 64 KiB datagrams.
@@ -142,7 +145,7 @@ func TestUDPBigDatagramsWhole(t *testing.T) {
 	}
 	// The relay counts a reply after sending it: the client may read it
 	// first.
-	eventually(t, 3*time.Second, fmt.Sprintf("BytesUp, BytesDown not %d each", total), func() bool {
+	wait.For(t, 3*time.Second, fmt.Sprintf("BytesUp and BytesDown %d each", total), func() bool {
 		return r.Stats.BytesUp.Load() == total && r.Stats.BytesDown.Load() == total
 	})
 }
@@ -204,7 +207,7 @@ func TestUDPIdleSessionReaped(t *testing.T) {
 
 	exchange(t, quiet, []byte("x"))
 	last := time.Now()
-	eventually(t, 2*idle, "idle session not reaped", func() bool { return r.Stats.Active.Load() == 1 })
+	wait.For(t, 2*idle, "the idle session reaped", func() bool { return r.Stats.Active.Load() == 1 })
 	// The slack is for loaded test machines.
 	took := time.Since(last)
 	if took < idle || took > idle+idle/2 {
@@ -258,7 +261,7 @@ func TestUDPTargetDialFails(t *testing.T) {
 }
 
 func TestUDPServeEndClosesEverything(t *testing.T) {
-	goroutines, fds := runtime.NumGoroutine(), fdCount(t)
+	goroutines, openFDs := runtime.NumGoroutine(), fds.Count(t)
 	func() {
 		target, stopTarget := newUDPTarget(t, udpEcho)
 		defer stopTarget()
@@ -288,7 +291,7 @@ func TestUDPServeEndClosesEverything(t *testing.T) {
 			c.Close()
 		}
 	}()
-	checkNoLeaks(t, goroutines, fds)
+	checkNoLeaks(t, goroutines, openFDs)
 }
 
 func TestUDPTargetComesBack(t *testing.T) {
