@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testkit/coturn"
 	"github.com/natmap-go/natmap/internal/testkit/owlab"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
@@ -84,42 +85,6 @@ func installBrowser(t *testing.T, tool string) string {
 	return dir
 }
 
-// startSTUN runs a coturn STUN server on addr until the test ends.
-func startSTUN(t *testing.T, addr string, port int) {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("turnserver", "-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls", "--no-rfc5780",
-		"--listening-ip", addr, "--listening-port", fmt.Sprint(port),
-		"--relay-threads", "1", "--min-port", "49152", "--max-port", "49159",
-		"--pidfile", filepath.Join(dir, "pid"), "--log-file", filepath.Join(dir, "log"),
-		"--simple-log", "--no-stdout-log", "--db", filepath.Join(dir, "db"))
-	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("turnserver: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-done })
-	hostPort := net.JoinHostPort(addr, fmt.Sprint(port))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", hostPort, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-done:
-			t.Fatalf("turnserver on %s exited: %v", hostPort, cmd.ProcessState)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("turnserver on %s: %v", hostPort, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // startHTTP runs the keep-alive server (any request: 200) on addr.
 func startHTTP(t *testing.T, addr string) string {
 	t.Helper()
@@ -141,8 +106,8 @@ func testBrowser(t *testing.T, luci string, pkgs []string, browserDir string) {
 	l.Sh("opkg install /root/pkgs/*.ipk")
 
 	stun := []string{net.JoinHostPort(l.HostAddr(), "3478"), net.JoinHostPort(l.HostAddr(), "3479")}
-	startSTUN(t, l.HostAddr(), 3478)
-	startSTUN(t, l.HostAddr(), 3479)
+	coturn.Start(t, coturn.Config{Addrs: []string{l.HostAddr()}, Port: 3478})
+	coturn.Start(t, coturn.Config{Addrs: []string{l.HostAddr()}, Port: 3479})
 	keepalive := startHTTP(t, l.HostAddr())
 
 	out := filepath.Join("test", "shots", luci)

@@ -1262,7 +1262,9 @@ func TestTeardown(t *testing.T) {
 		}
 	}
 	for i, s := range l.stun {
-		if s.cmd.ProcessState == nil {
+		select {
+		case <-s.Done():
+		default:
 			t.Errorf("STUN server %d still running after cleanup", i)
 		}
 	}
