@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
@@ -205,7 +206,7 @@ func outsideDialer(l *lab.Lab) *net.Dialer {
 // sent and closes it: the server closes first, so TIME_WAIT stays on the
 // server's side and the outside client's ports are free again at once.
 func serveEcho1(t testing.TB, ln net.Listener) {
-	handleEach(t, ln, func(c net.Conn) {
+	tcpserve.Each(t, ln, func(c net.Conn) {
 		var b [1]byte
 		if _, err := io.ReadFull(c, b[:]); err == nil {
 			c.Write(b[:])

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 )
 
 var natmapBin string
@@ -236,27 +237,8 @@ func serve(t testing.TB, l *lab.Lab, port uint16) string {
 // greet writes greeting to every connection accepted on ln and closes it,
 // until the test ends.
 func greet(t testing.TB, ln net.Listener, greeting string) string {
-	handleEach(t, ln, func(c net.Conn) { io.WriteString(c, greeting) })
+	tcpserve.Each(t, ln, func(c net.Conn) { io.WriteString(c, greeting) })
 	return greeting
-}
-
-// handleEach runs handle on every connection accepted on ln, each in a
-// goroutine of its own, and closes the connection after it; the listener is
-// closed when the test ends.
-func handleEach(t testing.TB, ln net.Listener, handle func(net.Conn)) {
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
 }
 
 // roundTrip connects from the outside client to addr (a relay in front of
@@ -367,7 +349,7 @@ func serveEcho(t testing.TB, l *lab.Lab, ns, addr string) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handleEach(t, ln, func(c net.Conn) { io.Copy(c, c) })
+	tcpserve.Each(t, ln, func(c net.Conn) { io.Copy(c, c) })
 	return ln
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
@@ -29,7 +30,7 @@ func serveWho(t testing.TB, l *lab.Lab, ns, addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handleEach(t, ln, func(c net.Conn) {
+	tcpserve.Each(t, ln, func(c net.Conn) {
 		io.WriteString(c, c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap().String())
 	})
 	pc, err := l.ListenPacket(ns, "udp", addr, false)

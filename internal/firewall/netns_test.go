@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/netns"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
@@ -143,17 +144,8 @@ func (r *router) serve() {
 		pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", testPort))
 		return err
 	}))
-	r.t.Cleanup(func() { ln.Close(); pc.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("ok"))
-			c.Close()
-		}
-	}()
+	r.t.Cleanup(func() { pc.Close() })
+	tcpserve.Each(r.t, ln, func(c net.Conn) { c.Write([]byte("ok")) })
 	go func() {
 		buf := make([]byte, 64)
 		for {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/natmap-go/natmap/internal/sockopt"
 	"github.com/natmap-go/natmap/internal/testkit/freeport"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
 	"golang.org/x/sys/unix"
 )
@@ -583,17 +584,7 @@ func natmapServe(t *testing.T, network string, port int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = io.WriteString(c, hello)
-			c.Close()
-		}
-	}()
+	tcpserve.Each(t, l, func(c net.Conn) { _, _ = io.WriteString(c, hello) })
 }
 
 // greetings counts who answers 40 clients (40 source ports).

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 )
 
 var kinds = []Kind{FullConePreserve, FullConeTranslate, RestrictedCone, Symmetric}
@@ -63,17 +65,7 @@ func dialFrom(t *testing.T, l *Lab, ns string, local, remote netip.AddrPort) net
 // serveRemoteAddr accepts connections on ln and writes each peer's address
 // to it, then closes it: a tiny "what is my address" server.
 func serveRemoteAddr(t *testing.T, ln net.Listener) {
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, c.RemoteAddr().String())
-			c.Close()
-		}
-	}()
+	tcpserve.Each(t, ln, func(c net.Conn) { io.WriteString(c, c.RemoteAddr().String()) })
 }
 
 // readAddr reads everything from c and parses it as an ip:port.
@@ -1068,20 +1060,10 @@ func transfer(c net.Conn, n int) (time.Duration, error) {
 // sink accepts connections on ln, reads each to EOF and then answers one
 // byte.
 func sink(t *testing.T, ln net.Listener) {
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(io.Discard, c)
-				c.Write([]byte{1})
-			}()
-		}
-	}()
+	tcpserve.Each(t, ln, func(c net.Conn) {
+		io.Copy(io.Discard, c)
+		c.Write([]byte{1})
+	})
 }
 
 func TestWANRate(t *testing.T) {
