@@ -244,9 +244,7 @@ func TestTCPServeEndClosesEverything(t *testing.T) {
 			Listener: listenTCP(t),
 			Stats:    new(Stats),
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- r.Serve(ctx) }()
+		stop := serve(t, r.Serve)
 		addr := r.Listener.Addr().String()
 
 		active := dial(t, addr)
@@ -258,14 +256,8 @@ func TestTCPServeEndClosesEverything(t *testing.T) {
 		<-dialing
 		wait.For(t, 3*time.Second, "all connections up", func() bool { return r.Stats.Active.Load() == 3 })
 
-		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Serve = %v, want context.Canceled", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Serve did not return")
+		if err := stop(); !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve = %v, want context.Canceled", err)
 		}
 		for _, c := range []*net.TCPConn{active, halfClosed, hanging} {
 			if _, err := readAll(t, c, 3*time.Second); errors.Is(err, os.ErrDeadlineExceeded) {

@@ -266,23 +266,15 @@ func TestUDPServeEndClosesEverything(t *testing.T) {
 		target, stopTarget := newUDPTarget(t, udpEcho)
 		defer stopTarget()
 		r := &UDP{Dial: dialUDP(target), Conn: listenUDP(t), Stats: new(Stats)}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- r.Serve(ctx) }()
+		stop := serve(t, r.Serve)
 		var clients []*net.UDPConn
 		for range 3 {
 			c := udpClient(t, r.Conn.LocalAddr().String())
 			exchange(t, c, []byte("x"))
 			clients = append(clients, c)
 		}
-		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Serve = %v, want context.Canceled", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Serve did not return")
+		if err := stop(); !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve = %v, want context.Canceled", err)
 		}
 		if n := r.Stats.Active.Load(); n != 0 {
 			t.Errorf("Active = %d after Serve returned", n)

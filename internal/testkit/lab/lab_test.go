@@ -46,6 +46,23 @@ func families(l *Lab) []family {
 	}
 }
 
+// eachKindAndFamily runs test in parallel subtests: one lab of each kind,
+// and in it each address family (they share no address).
+func eachKindAndFamily(t *testing.T, test func(*testing.T, *Lab, family)) {
+	for _, kind := range kinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			t.Parallel()
+			l := New(t, kind)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					t.Parallel()
+					test(t, l, f)
+				})
+			}
+		})
+	}
+}
+
 // dialFrom dials remote from local inside ns, sharing local's port like
 // natmap does (SO_REUSEADDR + SO_REUSEPORT).
 func dialFrom(t *testing.T, l *Lab, ns string, local, remote netip.AddrPort) net.Conn {
@@ -139,18 +156,7 @@ func lanService(t *testing.T, l *Lab, local netip.AddrPort) {
 }
 
 func TestMapping(t *testing.T) {
-	for _, kind := range kinds {
-		t.Run(kind.String(), func(t *testing.T) {
-			t.Parallel()
-			l := New(t, kind)
-			for _, f := range families(l) {
-				t.Run(f.name, func(t *testing.T) {
-					t.Parallel() // the families share no address
-					testMapping(t, l, f)
-				})
-			}
-		})
-	}
+	eachKindAndFamily(t, testMapping)
 }
 
 // testMapping checks the TCP mappings of one address family: what two
@@ -213,18 +219,7 @@ func testMapping(t *testing.T, l *Lab, f family) {
 }
 
 func TestSTUN(t *testing.T) {
-	for _, kind := range kinds {
-		t.Run(kind.String(), func(t *testing.T) {
-			t.Parallel()
-			l := New(t, kind)
-			for _, f := range families(l) {
-				t.Run(f.name, func(t *testing.T) {
-					t.Parallel() // the families share no address
-					testSTUN(t, l, f)
-				})
-			}
-		})
-	}
+	eachKindAndFamily(t, testSTUN)
 }
 
 // testSTUN asks both STUN servers over TCP and UDP in one address family,
@@ -474,18 +469,7 @@ func testRestrictedTCP(t *testing.T, l *Lab, f family) {
 // other address and port, then one asking for the other port only. STUN
 // server 1 has no RFC 5780.
 func TestRFC5780(t *testing.T) {
-	for _, kind := range kinds {
-		t.Run(kind.String(), func(t *testing.T) {
-			t.Parallel()
-			l := New(t, kind)
-			for _, f := range families(l) {
-				t.Run(f.name, func(t *testing.T) {
-					t.Parallel() // the families share no address
-					testRFC5780(t, l, f)
-				})
-			}
-		})
-	}
+	eachKindAndFamily(t, testRFC5780)
 }
 
 func testRFC5780(t *testing.T, l *Lab, f family) {
