@@ -19,12 +19,20 @@ func bindArgs(l *lab.Lab, port uint16, extra ...string) []string {
 	return append(args, extra...)
 }
 
+// startBindMode starts what most bind-mode tests start with: a lab with a
+// NAT of kind, the lab's service on port in its LAN, and natmap mapping
+// the port with bindArgs; it returns them and the service's greeting.
+func startBindMode(t *testing.T, kind lab.Kind, port uint16) (*lab.Lab, *natmap, string) {
+	t.Helper()
+	l := lab.New(t, kind)
+	greeting := serve(t, l, port)
+	return l, startNatmap(t, l, bindArgs(l, port)...), greeting
+}
+
 func TestBindModePortPreservingNAT(t *testing.T) {
 	t.Parallel()
-	l := lab.New(t, lab.FullConePreserve)
 	const port = 40001
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	l, nm, greeting := startBindMode(t, lab.FullConePreserve, port)
 
 	n := nm.waitNotification(1, 15*time.Second)
 	want := notification{
@@ -56,10 +64,8 @@ func TestBindModePortPreservingNAT(t *testing.T) {
 
 func TestBindModePortTranslatingNAT(t *testing.T) {
 	t.Parallel()
-	l := lab.New(t, lab.FullConeTranslate)
 	const port = 40002
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	l, nm, greeting := startBindMode(t, lab.FullConeTranslate, port)
 
 	n := nm.waitNotification(1, 15*time.Second)
 	if n.PublicPort == "40002" || n.PrivatePort != "40002" || n.PublicIP != l.PublicAddr.String() {
@@ -73,10 +79,8 @@ func TestBindModePortTranslatingNAT(t *testing.T) {
 // takes ~135 s here).
 func TestRecoversWhenNATForgetsMappings(t *testing.T) {
 	t.Parallel()
-	l := lab.New(t, lab.FullConeTranslate)
 	const port = 40003
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	l, nm, greeting := startBindMode(t, lab.FullConeTranslate, port)
 	first := nm.waitNotification(1, 15*time.Second)
 	mustReach(t, l, first.Public(), greeting)
 
@@ -103,10 +107,8 @@ func TestRecoversWhenNATForgetsMappings(t *testing.T) {
 // same port, the mapping stays, and no script runs again.
 func TestKeepaliveServerDropped(t *testing.T) {
 	t.Parallel()
-	l := lab.New(t, lab.FullConePreserve)
 	const port = 40004
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	l, nm, greeting := startBindMode(t, lab.FullConePreserve, port)
 	n := nm.waitNotification(1, 15*time.Second)
 
 	l.DropHTTP()
@@ -224,10 +226,8 @@ func TestSTUNFailoverTimeout(t *testing.T) {
 // ports: natmap says the NAT is not full cone and notifies nothing.
 func TestSymmetricNATFailsClearly(t *testing.T) {
 	t.Parallel()
-	l := lab.New(t, lab.Symmetric)
 	const port = 40006
-	serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	l, nm, _ := startBindMode(t, lab.Symmetric, port)
 	nm.waitLog("NAT is not full cone", 15*time.Second)
 	log := nm.stderr.String()
 	for _, s := range l.STUN {
@@ -347,10 +347,8 @@ func TestDaemonizeFlag(t *testing.T) {
 // it warns rather than refuses).
 func TestRestrictedConeDiagnosed(t *testing.T) {
 	t.Parallel()
-	l := lab.New(t, lab.RestrictedCone)
 	const port = 40009
-	serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	l, nm, _ := startBindMode(t, lab.RestrictedCone, port)
 	n := nm.waitNotification(1, 15*time.Second)
 	nm.waitLog("NAT is not full cone: its filtering is address-dependent (restricted cone)", 15*time.Second)
 	if _, err := reach(t, l, n.Public()); err == nil {
