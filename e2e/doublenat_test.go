@@ -98,8 +98,7 @@ func TestUPnPAutoWithoutRouter(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.FullConePreserve)
 	const port = 40132
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port, "--upnp", "auto")...)
+	nm, greeting := startBindMode(t, l, port, "--upnp", "auto")
 	n := nm.waitNotification(1, 30*time.Second)
 	mustReach(t, l, n.Public(), greeting)
 	nm.waitLog("no router in front forwards the port", time.Second)

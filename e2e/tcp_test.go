@@ -19,20 +19,20 @@ func bindArgs(l *lab.Lab, port uint16, extra ...string) []string {
 	return append(args, extra...)
 }
 
-// startBindMode starts what most bind-mode tests start with: a lab with a
-// NAT of kind, the lab's service on port in its LAN, and natmap mapping
-// the port with bindArgs; it returns them and the service's greeting.
-func startBindMode(t *testing.T, kind lab.Kind, port uint16) (*lab.Lab, *natmap, string) {
+// startBindMode starts what most bind-mode tests start in their lab: the
+// lab's service on port in its LAN, and natmap mapping the port with
+// bindArgs and extra; it returns natmap and the service's greeting.
+func startBindMode(t *testing.T, l *lab.Lab, port uint16, extra ...string) (*natmap, string) {
 	t.Helper()
-	l := lab.New(t, kind)
 	greeting := serve(t, l, port)
-	return l, startNatmap(t, l, bindArgs(l, port)...), greeting
+	return startNatmap(t, l, bindArgs(l, port, extra...)...), greeting
 }
 
 func TestBindModePortPreservingNAT(t *testing.T) {
 	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
 	const port = 40001
-	l, nm, greeting := startBindMode(t, lab.FullConePreserve, port)
+	nm, greeting := startBindMode(t, l, port)
 
 	n := nm.waitNotification(1, 15*time.Second)
 	want := notification{
@@ -64,8 +64,9 @@ func TestBindModePortPreservingNAT(t *testing.T) {
 
 func TestBindModePortTranslatingNAT(t *testing.T) {
 	t.Parallel()
+	l := lab.New(t, lab.FullConeTranslate)
 	const port = 40002
-	l, nm, greeting := startBindMode(t, lab.FullConeTranslate, port)
+	nm, greeting := startBindMode(t, l, port)
 
 	n := nm.waitNotification(1, 15*time.Second)
 	if n.PublicPort == "40002" || n.PrivatePort != "40002" || n.PublicIP != l.PublicAddr.String() {
@@ -79,8 +80,9 @@ func TestBindModePortTranslatingNAT(t *testing.T) {
 // takes ~135 s here).
 func TestRecoversWhenNATForgetsMappings(t *testing.T) {
 	t.Parallel()
+	l := lab.New(t, lab.FullConeTranslate)
 	const port = 40003
-	l, nm, greeting := startBindMode(t, lab.FullConeTranslate, port)
+	nm, greeting := startBindMode(t, l, port)
 	first := nm.waitNotification(1, 15*time.Second)
 	mustReach(t, l, first.Public(), greeting)
 
@@ -107,8 +109,9 @@ func TestRecoversWhenNATForgetsMappings(t *testing.T) {
 // same port, the mapping stays, and no script runs again.
 func TestKeepaliveServerDropped(t *testing.T) {
 	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
 	const port = 40004
-	l, nm, greeting := startBindMode(t, lab.FullConePreserve, port)
+	nm, greeting := startBindMode(t, l, port)
 	n := nm.waitNotification(1, 15*time.Second)
 
 	l.DropHTTP()
@@ -128,8 +131,7 @@ func TestKeepaliveServerClosesEveryConnection(t *testing.T) {
 	l := lab.New(t, lab.FullConePreserve)
 	l.CloseHTTPConnections()
 	const port = 40041
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port, "-k", "6")...)
+	nm, greeting := startBindMode(t, l, port, "-k", "6")
 	n := nm.waitNotification(1, 15*time.Second)
 	start := l.HTTPRequests()
 	time.Sleep(12 * time.Second)
@@ -156,8 +158,7 @@ func TestSTUNFailover(t *testing.T) {
 	l := lab.New(t, lab.FullConePreserve)
 	l.StopSTUN(0)
 	const port = 40005
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	nm, greeting := startBindMode(t, l, port)
 	n := nm.waitNotification(1, 15*time.Second)
 	if n.PublicPort != "40005" {
 		t.Fatalf("script got %+v", n)
@@ -226,8 +227,9 @@ func TestSTUNFailoverTimeout(t *testing.T) {
 // ports: natmap says the NAT is not full cone and notifies nothing.
 func TestSymmetricNATFailsClearly(t *testing.T) {
 	t.Parallel()
+	l := lab.New(t, lab.Symmetric)
 	const port = 40006
-	l, nm, _ := startBindMode(t, lab.Symmetric, port)
+	nm, _ := startBindMode(t, l, port)
 	nm.waitLog("NAT is not full cone", 15*time.Second)
 	log := nm.stderr.String()
 	for _, s := range l.STUN {
@@ -294,8 +296,7 @@ func TestRecoversWhenNATForgetsSilently(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.FullConeTranslate, lab.StrictTCP())
 	const port = 40007
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	nm, greeting := startBindMode(t, l, port)
 	first := nm.waitNotification(1, 15*time.Second)
 	if err := l.ForgetMappings(); err != nil {
 		t.Fatal(err)
@@ -347,8 +348,9 @@ func TestDaemonizeFlag(t *testing.T) {
 // it warns rather than refuses).
 func TestRestrictedConeDiagnosed(t *testing.T) {
 	t.Parallel()
+	l := lab.New(t, lab.RestrictedCone)
 	const port = 40009
-	l, nm, _ := startBindMode(t, lab.RestrictedCone, port)
+	nm, _ := startBindMode(t, l, port)
 	n := nm.waitNotification(1, 15*time.Second)
 	nm.waitLog("NAT is not full cone: its filtering is address-dependent (restricted cone)", 15*time.Second)
 	if _, err := reach(t, l, n.Public()); err == nil {

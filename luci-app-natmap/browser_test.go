@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/coturn"
+	"github.com/natmap-go/natmap/internal/testkit/httpserve"
 	"github.com/natmap-go/natmap/internal/testkit/owlab"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
@@ -85,19 +85,6 @@ func installBrowser(t *testing.T, tool string) string {
 	return dir
 }
 
-// startHTTP runs the keep-alive server (any request: 200) on addr.
-func startHTTP(t *testing.T, addr string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
-}
-
 func testBrowser(t *testing.T, luci string, pkgs []string, browserDir string) {
 	l := owlab.Start(t, owlab.Options{LuCI: luci})
 	for _, p := range pkgs {
@@ -108,7 +95,7 @@ func testBrowser(t *testing.T, luci string, pkgs []string, browserDir string) {
 	stun := []string{net.JoinHostPort(l.HostAddr(), "3478"), net.JoinHostPort(l.HostAddr(), "3479")}
 	coturn.Start(t, coturn.Config{Addrs: []string{l.HostAddr()}, Port: 3478})
 	coturn.Start(t, coturn.Config{Addrs: []string{l.HostAddr()}, Port: 3479})
-	keepalive := startHTTP(t, l.HostAddr())
+	keepalive := httpserve.Listen(t, l.HostAddr(), nil)
 
 	out := filepath.Join("test", "shots", luci)
 	os.RemoveAll(out)

@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 	"github.com/natmap-go/natmap/internal/pkgtools/usign"
 	"github.com/natmap-go/natmap/internal/testkit/coturn"
 	"github.com/natmap-go/natmap/internal/testkit/freeport"
+	"github.com/natmap-go/natmap/internal/testkit/httpserve"
 	"github.com/natmap-go/natmap/internal/testkit/owlab"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
 	"github.com/natmap-go/natmap/internal/testkit/wait"
@@ -179,14 +179,7 @@ func TestOpenWrtLab(t *testing.T) {
 	mux.Handle("/feed1/", http.StripPrefix("/feed1/", http.FileServer(http.Dir(feeds["1.0.0"]))))
 	mux.Handle("/feed2/", http.StripPrefix("/feed2/", http.FileServer(http.Dir(feeds["1.0.1"]))))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {})
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	web := ln.Addr().String()
+	web := httpserve.Listen(t, host, mux)
 	stun := coturn.Start(t, coturn.Config{Addrs: []string{host}, Port: freeport.Both(t, host)}).Addr()
 
 	config := fmt.Sprintf(`

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/freeport"
+	"github.com/natmap-go/natmap/internal/testkit/httpserve"
 	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
@@ -48,9 +49,7 @@ func TestRunnerServerDown(t *testing.T) {
 	if err != nil {
 		t.Skipf("port taken meanwhile: %v", err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
-	go srv.Serve(l)
-	defer srv.Close()
+	httpserve.Serve(t, l, nil)
 	wait.For(t, 30*time.Second, "success", func() bool { return r.Status().State == StateOK })
 	if st := r.Status(); st.LastError != "" || st.LastOK.IsZero() {
 		t.Errorf("after success %+v", st)

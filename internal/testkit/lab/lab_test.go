@@ -46,6 +46,19 @@ func families(l *Lab) []family {
 	}
 }
 
+// lanKeepAlive runs the lan service on local and, from its port, a
+// keep-alive connection to the HTTP server, like natmap's, after one HEAD.
+func lanKeepAlive(t *testing.T, l *Lab, f family, local netip.AddrPort) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	lanService(t, l, local)
+	keep := dialFrom(t, l, l.LAN, local, f.http)
+	br := bufio.NewReader(keep)
+	if err := httpHead(keep, br); err != nil {
+		t.Fatal(err)
+	}
+	return keep, br
+}
+
 // eachKindAndFamily runs test in parallel subtests: one lab of each kind,
 // and in it each address family (they share no address).
 func eachKindAndFamily(t *testing.T, test func(*testing.T, *Lab, family)) {
@@ -620,13 +633,7 @@ func TestForgetMappings(t *testing.T) {
 		var ms []mapping
 		for _, f := range families(l) {
 			local := netip.AddrPortFrom(f.lan, 40000)
-			lanService(t, l, local)
-			// A keep-alive connection, like natmap's.
-			keep := dialFrom(t, l, l.LAN, local, f.http)
-			br := bufio.NewReader(keep)
-			if err := httpHead(keep, br); err != nil {
-				t.Fatal(err)
-			}
+			keep, br := lanKeepAlive(t, l, f, local)
 			before, err := stunBinding(dialFrom(t, l, l.LAN, local, f.stun[0]), 3*time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -674,12 +681,7 @@ func TestForgetMappings(t *testing.T) {
 		var publics []netip.AddrPort
 		for _, f := range families(l) {
 			local := netip.AddrPortFrom(f.lan, 40000)
-			lanService(t, l, local)
-			keep := dialFrom(t, l, l.LAN, local, f.http)
-			br := bufio.NewReader(keep)
-			if err := httpHead(keep, br); err != nil {
-				t.Fatal(err)
-			}
+			keep, br := lanKeepAlive(t, l, f, local)
 			public := netip.AddrPortFrom(f.public, local.Port())
 			if !reachable(t, l, public) {
 				t.Fatalf("%s unreachable before ForgetMappings", public)
