@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // homeService builds a lab whose LAN is a home router running miniupnpd
@@ -107,16 +108,13 @@ func TestUPnPAutoWithoutRouter(t *testing.T) {
 // waitReach waits until an outside client reaches addr.
 func waitReach(t *testing.T, l *lab.Lab, addr netip.AddrPort, want string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		got, err := reach(t, l, addr)
-		if err == nil && got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not reachable again within %v: %q %v", addr, within, got, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	var got string
+	var err error
+	if !wait.Until(within, func() bool {
+		got, err = reach(t, l, addr)
+		return err == nil && got == want
+	}) {
+		t.Fatalf("%s not reachable again within %v: %q %v", addr, within, got, err)
 	}
 }
 

@@ -53,13 +53,7 @@ fi
 		if next.Public() == prev.Public() {
 			t.Fatalf("same mapping %s notified again", next.Public())
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for processAlive(child) {
-			if time.Now().After(deadline) {
-				t.Fatalf("pid %d, started by the stale script, still runs", child)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		wait.For(t, 10*time.Second, fmt.Sprintf("pid %d, started by the stale script, to end", child), func() bool { return !processAlive(child) })
 		mustReach(t, l, next.Public(), greeting)
 		prev = next
 	}
@@ -69,17 +63,14 @@ fi
 // waitPid reads the pid a script wrote to path.
 func waitPid(t *testing.T, path string) int {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	var pid int
+	wait.For(t, 15*time.Second, "a pid in "+path, func() bool {
 		b, _ := os.ReadFile(path)
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			return pid
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no pid in %s", path)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		var err error
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil
+	})
+	return pid
 }
 
 // processAlive says whether pid runs (a zombie does not).
