@@ -6,13 +6,11 @@ import (
 
 	"github.com/natmap-go/natmap/internal/testkit/coturn"
 	"github.com/natmap-go/natmap/internal/testkit/freeport"
-	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 // TestCoturn checks BindTCP and BindUDP against a real server: coturn in
 // STUN-only mode on 127.0.0.1.
 func TestCoturn(t *testing.T) {
-	testgate.Require(t, "stun", false, map[string]string{"turnserver": "coturn"})
 	addr := coturn.Start(t, coturn.Config{Addrs: []string{"127.0.0.1"}, Port: freeport.Both(t, "127.0.0.1")}).Addr()
 
 	t.Run("tcp", func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/netns"
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
@@ -104,11 +105,18 @@ func Launch(c Config) (*Server, error) {
 	return s, nil
 }
 
-// Start launches coturn for the test, waits until it accepts TCP on its
-// first address, and stops it when the test ends (logging the end of its
-// log when the test failed).
+// Require skips the test (fails it in CI) without turnserver.
+func Require(t testing.TB) {
+	t.Helper()
+	testgate.Require(t, "coturn", false, map[string]string{"turnserver": "coturn"})
+}
+
+// Start launches coturn for the test (after Require), waits until it
+// accepts TCP on its first address, and stops it when the test ends
+// (logging the end of its log when the test failed).
 func Start(t testing.TB, c Config) *Server {
 	t.Helper()
+	Require(t)
 	if c.Dir == "" {
 		c.Dir = t.TempDir()
 	}

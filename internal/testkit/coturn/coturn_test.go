@@ -6,11 +6,9 @@ import (
 	"testing"
 
 	"github.com/natmap-go/natmap/internal/testkit/freeport"
-	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 func TestStartStop(t *testing.T) {
-	testgate.Require(t, "coturn", false, map[string]string{"turnserver": "coturn"})
 	port := freeport.Both(t, "127.0.0.1")
 	s := Start(t, Config{Addrs: []string{"127.0.0.1"}, Port: port})
 	if want := net.JoinHostPort("127.0.0.1", strconv.Itoa(port)); s.Addr() != want {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 	pion "github.com/pion/stun/v3"
 )
 
@@ -71,8 +72,8 @@ func plainUDP(_ int, from netip.AddrPort, req *pion.Message) [][]byte {
 // TCP accepts connections on 127.0.0.1 until the test ends and returns its
 // address. serve is called with each connection and the first STUN message
 // read from it, and writes what the test wants; the connection is closed
-// when serve returns (or after 10 s, so a stuck test cannot hang its
-// cleanup). A nil serve answers a Binding request with the client's
+// when serve returns (its deadline is 10 s, so a stuck handler ends). A
+// nil serve answers a Binding request with the client's
 // address.
 func TCP(t testing.TB, serve func(c net.Conn, req *pion.Message)) string {
 	t.Helper()
@@ -83,24 +84,10 @@ func TCP(t testing.TB, serve func(c net.Conn, req *pion.Message)) string {
 	if err != nil {
 		t.Fatalf("stunserver: %v", err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				if req, err := ReadTCP(c); err == nil {
-					serve(c, req)
-				}
-			})
+	tcpserve.Each(t, ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if req, err := ReadTCP(c); err == nil {
+			serve(c, req)
 		}
 	})
 	return ln.Addr().String()
