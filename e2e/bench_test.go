@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testkit/fds"
 	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
@@ -363,7 +364,7 @@ func relayRSS(b *testing.B, l *lab.Lab, bin string, port, targetPort uint16, hel
 	time.Sleep(200 * time.Millisecond) // the first keep-alive and STUN round are over
 	m.idle = procStatusKiB(b, pid, "VmRSS")
 	m.idleAnon = procStatusKiB(b, pid, "RssAnon")
-	idleSockets, _, _ := openFDs(b, pid)
+	idleSockets := fds.Of(b, pid).Sockets
 
 	d := outsideDialer(l)
 	var cs []net.Conn
@@ -396,13 +397,14 @@ func relayRSS(b *testing.B, l *lab.Lab, bin string, port, targetPort uint16, hel
 	}
 	m.loaded = procStatusKiB(b, pid, "VmRSS")
 	m.loadedAnon = procStatusKiB(b, pid, "RssAnon")
-	m.sockets, m.pipes, _ = openFDs(b, pid)
+	open := fds.Of(b, pid)
+	m.sockets, m.pipes = open.Sockets, open.Pipes
 	for _, c := range cs {
 		c.Close()
 	}
 	// Wait until the relay has closed them all.
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		n, _, _ := openFDs(b, pid)
+		n := fds.Of(b, pid).Sockets
 		if held() == 0 && n <= idleSockets {
 			break
 		}

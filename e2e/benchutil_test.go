@@ -27,6 +27,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // benchForwardArgs is a TCP forward-mode command line for the lab: natmap keeps
@@ -90,22 +92,19 @@ func (p *benchProc) stop() {
 func waitListening(t testing.TB, pid int, port uint16, within time.Duration) {
 	t.Helper()
 	want := fmt.Sprintf(":%04X ", port)
-	for deadline := time.Now().Add(within); ; {
+	wait.For(t, within, fmt.Sprintf("a listener on port %d", port), func() bool {
 		for _, f := range []string{"tcp", "tcp6"} {
 			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
 			for _, line := range strings.Split(string(b), "\n") {
 				// sl local_address rem_address st ...; st 0A is LISTEN.
 				fs := strings.Fields(line)
 				if len(fs) > 3 && strings.HasSuffix(fs[1]+" ", want) && fs[3] == "0A" {
-					return
+					return true
 				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listening on port %d within %v", port, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 // startIperfServer runs "iperf3 -s" on port in the lan namespace, on addr
@@ -207,7 +206,7 @@ func outsideDialer(l *lab.Lab) *net.Dialer {
 // sent and closes it: the server closes first, so TIME_WAIT stays on the
 // server's side and the outside client's ports are free again at once.
 func serveEcho1(t testing.TB, ln net.Listener) {
-	handleEach(t, ln, func(c net.Conn) {
+	tcpserve.Each(t, ln, func(c net.Conn) {
 		var b [1]byte
 		if _, err := io.ReadFull(c, b[:]); err == nil {
 			c.Write(b[:])
@@ -411,29 +410,6 @@ func procStatusKiB(t testing.TB, pid int, name string) float64 {
 	}
 	t.Fatalf("/proc/%d/status has no %s", pid, name)
 	return 0
-}
-
-// openFDs counts process pid's open file descriptors: sockets, pipes and
-// the rest.
-func openFDs(t testing.TB, pid int) (sockets, pipes, other int) {
-	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		target, _ := os.Readlink(dir + "/" + e.Name())
-		switch {
-		case strings.HasPrefix(target, "socket:"):
-			sockets++
-		case strings.HasPrefix(target, "pipe:"):
-			pipes++
-		default:
-			other++
-		}
-	}
-	return sockets, pipes, other
 }
 
 // fdLimit reads process pid's soft RLIMIT_NOFILE from /proc/PID/limits.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -41,32 +42,43 @@ func TestCheck(t *testing.T) {
 			if c.udp {
 				args = append(args, "-u")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			out, err := l.Command(ctx, l.LAN, natmapBin, args...).CombinedOutput()
-			code := 0
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
+			var out strings.Builder
+			code := natmapExit(t, l, l.LAN, &out, &out, args...)
 			if code != c.code {
 				t.Errorf("exit status %d, want %d", code, c.code)
 			}
 			for _, w := range c.want {
-				if !strings.Contains(string(out), w) {
+				if !strings.Contains(out.String(), w) {
 					t.Errorf("output lacks %q", w)
 				}
 			}
 			if t.Failed() {
-				t.Logf("natmap %s:\n%s", strings.Join(args, " "), out)
+				t.Logf("natmap %s:\n%s", strings.Join(args, " "), out.String())
 			}
 			if c.json != nil {
 				checkJSONRun(t, l, append(args, "--json"), c.code, c.udp, c.json)
 			}
 		})
 	}
+}
+
+// natmapExit runs natmap with args in namespace ns of the lab, for at most
+// 60 s, writing to stdout and stderr, and returns its exit status.
+func natmapExit(t *testing.T, l *lab.Lab, ns string, stdout, stderr io.Writer, args ...string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := l.Command(ctx, ns, natmapBin, args...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
 }
 
 // checkJSON is the part of natmap check --json the lab can predict.
@@ -94,23 +106,12 @@ type checkJSON struct {
 // stdout must be the JSON alone, the exit status that of the text mode.
 func checkJSONRun(t *testing.T, l *lab.Lab, args []string, code int, udp bool, want *checkJSON) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := l.Command(ctx, l.LAN, natmapBin, args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	got := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		got = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	var out, stderr strings.Builder
+	got := natmapExit(t, l, l.LAN, &out, &stderr, args...)
 	var r checkJSON
-	dec := json.NewDecoder(strings.NewReader(string(out)))
+	dec := json.NewDecoder(strings.NewReader(out.String()))
 	if err := dec.Decode(&r); err != nil || dec.More() {
-		t.Fatalf("natmap %s: stdout is not one JSON object (%v):\n%s\nstderr: %s", strings.Join(args, " "), err, out, stderr.String())
+		t.Fatalf("natmap %s: stdout is not one JSON object (%v):\n%s\nstderr: %s", strings.Join(args, " "), err, out.String(), stderr.String())
 	}
 	proto := map[bool]string{false: "tcp", true: "udp"}[udp]
 	if got != code || r.ExitStatus != code || r.Verdict != want.Verdict || r.NAT != want.NAT || r.Mapping != want.Mapping ||
@@ -135,11 +136,10 @@ func checkJSONRun(t *testing.T, l *lab.Lab, args []string, code int, udp bool, w
 func TestCheckNoNAT(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.FullConePreserve)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := l.Command(ctx, l.Inet, natmapBin, append([]string{"check"}, stunArgs(l)...)...).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "no NAT: ") {
-		t.Fatalf("natmap check from outside: %v\n%s", err, out)
+	var out strings.Builder
+	code := natmapExit(t, l, l.Inet, &out, &out, append([]string{"check"}, stunArgs(l)...)...)
+	if code != 0 || !strings.Contains(out.String(), "no NAT: ") {
+		t.Fatalf("natmap check from outside: exit status %d\n%s", code, out.String())
 	}
 }
 
@@ -151,11 +151,10 @@ func TestCheckIPv6(t *testing.T) {
 	for _, s := range l.STUN6 {
 		args = append(args, "-s", s.String())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := l.Command(ctx, l.LAN, natmapBin, args...).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "udp over IPv6") || !strings.Contains(string(out), "full cone (NAT-1)") {
-		t.Fatalf("natmap %s: %v\n%s", strings.Join(args, " "), err, out)
+	var out strings.Builder
+	code := natmapExit(t, l, l.LAN, &out, &out, args...)
+	if code != 0 || !strings.Contains(out.String(), "udp over IPv6") || !strings.Contains(out.String(), "full cone (NAT-1)") {
+		t.Fatalf("natmap %s: exit status %d\n%s", strings.Join(args, " "), code, out.String())
 	}
 }
 
@@ -170,14 +169,12 @@ func TestCheckAsksEveryServer(t *testing.T) {
 	for _, s := range servers {
 		args = append(args, "-s", s)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := l.Command(ctx, l.LAN, natmapBin, args...).Output()
-	if err != nil {
-		t.Fatalf("natmap %s: %v\n%s", strings.Join(args, " "), err, out)
+	var out strings.Builder
+	if code := natmapExit(t, l, l.LAN, &out, nil, args...); code != 0 {
+		t.Fatalf("natmap %s: exit status %d\n%s", strings.Join(args, " "), code, out.String())
 	}
 	var r checkJSON
-	if err := json.Unmarshal(out, &r); err != nil {
+	if err := json.Unmarshal([]byte(out.String()), &r); err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Answers) != len(servers) {

@@ -14,6 +14,7 @@ import (
 	"github.com/natmap-go/natmap/internal/ctl"
 	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // natmapDaemon is `natmap daemon` running in the lab's lan namespace.
@@ -92,16 +93,12 @@ func (d *natmapDaemon) sectionNotes(section string) []notification {
 
 func (d *natmapDaemon) waitSection(section string, count int, within time.Duration) notification {
 	d.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		if n := d.sectionNotes(section); len(n) >= count {
-			return n[count-1]
-		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("section %s: no notification #%d within %v", section, count, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var n []notification
+	wait.For(d.t, within, fmt.Sprintf("section %s's notification #%d", section, count), func() bool {
+		n = d.sectionNotes(section)
+		return len(n) >= count
+	})
+	return n[count-1]
 }
 
 // cli runs `natmap ARGS --socket S` in the lan namespace.

@@ -9,7 +9,23 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
+
+// homeService builds a lab whose LAN is a home router running miniupnpd
+// (upd), with a service on port behind it that greets with greeting.
+func homeService(t *testing.T, upd lab.MiniUPnPd, port uint16, greeting string) (*lab.Lab, *lab.Home) {
+	t.Helper()
+	l := lab.New(t, lab.FullConePreserve)
+	h := l.AddHomeRouter()
+	h.StartMiniUPnPd(upd)
+	ln, err := l.Listen(h.NS, "tcp4", fmt.Sprintf("0.0.0.0:%d", port), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	greet(t, ln, greeting)
+	return l, h
+}
 
 // Issue 13: a double NAT. natmap runs on a host behind a home router
 // (masquerade, miniupnpd) behind the ISP's full-cone NAT. With --upnp it
@@ -29,15 +45,8 @@ func TestDoubleNAT(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			l := lab.New(t, lab.FullConePreserve)
-			h := l.AddHomeRouter()
-			h.StartMiniUPnPd(tc.upd)
-			const port = 40130
-			ln, err := l.Listen(h.NS, "tcp4", fmt.Sprintf("0.0.0.0:%d", port), true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			greeting := greet(t, ln, "hello from behind two NATs\n")
+			const port, greeting = 40130, "hello from behind two NATs\n"
+			l, h := homeService(t, tc.upd, port, greeting)
 
 			nm := startIn(t, l, h.NS, natmapBin, bindArgs(l, port, "--upnp", "on")...)
 			n := nm.waitNotification(1, 30*time.Second)
@@ -72,15 +81,8 @@ func TestDoubleNAT(t *testing.T) {
 func TestDoubleNATWithoutUPnP(t *testing.T) {
 	lab.RequireMiniUPnPd(t)
 	t.Parallel()
-	l := lab.New(t, lab.FullConePreserve)
-	h := l.AddHomeRouter()
-	h.StartMiniUPnPd(lab.MiniUPnPd{UPnP: true, NATPMP: true})
-	const port = 40131
-	ln, err := l.Listen(h.NS, "tcp4", fmt.Sprintf("0.0.0.0:%d", port), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	greeting := greet(t, ln, "hello\n")
+	const port, greeting = 40131, "hello\n"
+	l, h := homeService(t, lab.MiniUPnPd{UPnP: true, NATPMP: true}, port, greeting)
 	nm := startIn(t, l, h.NS, natmapBin, bindArgs(l, port)...)
 	n := nm.waitNotification(1, 30*time.Second)
 	if got, err := reach(t, l, n.Public()); err == nil && got == greeting {
@@ -97,8 +99,7 @@ func TestUPnPAutoWithoutRouter(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.FullConePreserve)
 	const port = 40132
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port, "--upnp", "auto")...)
+	nm, greeting := startBindMode(t, l, port, "--upnp", "auto")
 	n := nm.waitNotification(1, 30*time.Second)
 	mustReach(t, l, n.Public(), greeting)
 	nm.waitLog("no router in front forwards the port", time.Second)
@@ -107,16 +108,13 @@ func TestUPnPAutoWithoutRouter(t *testing.T) {
 // waitReach waits until an outside client reaches addr.
 func waitReach(t *testing.T, l *lab.Lab, addr netip.AddrPort, want string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		got, err := reach(t, l, addr)
-		if err == nil && got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not reachable again within %v: %q %v", addr, within, got, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	var got string
+	var err error
+	if !wait.Until(within, func() bool {
+		got, err = reach(t, l, addr)
+		return err == nil && got == want
+	}) {
+		t.Fatalf("%s not reachable again within %v: %q %v", addr, within, got, err)
 	}
 }
 
@@ -150,15 +148,8 @@ func TestCheckRouterInFront(t *testing.T) {
 func TestDaemonDoubleNAT(t *testing.T) {
 	lab.RequireMiniUPnPd(t)
 	t.Parallel()
-	l := lab.New(t, lab.FullConePreserve)
-	h := l.AddHomeRouter()
-	h.StartMiniUPnPd(lab.MiniUPnPd{UPnP: true, NATPMP: true})
-	const port = 40133
-	ln, err := l.Listen(h.NS, "tcp4", fmt.Sprintf("0.0.0.0:%d", port), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	greeting := greet(t, ln, "hello from the daemon's section\n")
+	const port, greeting = 40133, "hello from the daemon's section\n"
+	l, h := homeService(t, lab.MiniUPnPd{UPnP: true, NATPMP: true}, port, greeting)
 	d := startDaemonIn(t, l, h.NS, daemonGlobal+fmt.Sprintf(`
 config natmap 'web'
 	option enable '1'

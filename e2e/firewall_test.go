@@ -13,6 +13,7 @@ import (
 
 	"github.com/natmap-go/natmap/internal/ctl"
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // fw4Ruleset has the structure of OpenWrt's fw4 on the lan host, whose
@@ -77,7 +78,7 @@ config natmap 'web'
 `, port), "--firewall-config", fwcfg)
 	n := d.waitSection("web", 1, 15*time.Second)
 	d.waitLog("managing firewall rules", 5*time.Second)
-	waitFor(t, "port opened", open)
+	wait.For(t, 10*time.Second, "port opened", open)
 	mustReach(t, l, n.Public(), greeting) // and through the NAT from outside
 	rules, _ := l.Command(context.Background(), l.LAN, "nft", "list", "chain", "inet", "fw4", "input_wan").CombinedOutput()
 	if strings.Count(string(rules), `comment "natmap:web"`) != 1 {
@@ -173,13 +174,13 @@ config natmap 'web'
 	option notify_script 'NOTIFY'
 `, long, port), "--firewall-config", fwcfg)
 	d.waitSection("web", 1, 15*time.Second)
-	waitFor(t, "port opened", func() bool { return openFromWAN(l, port, greeting) })
-	waitFor(t, "stale rule removed", func() bool {
+	wait.For(t, 10*time.Second, "port opened", func() bool { return openFromWAN(l, port, greeting) })
+	wait.For(t, 10*time.Second, "stale rule removed", func() bool {
 		rules, _ := l.Command(context.Background(), l.LAN, "nft", "list", "chain", "inet", "fw4", "input_wan").CombinedOutput()
 		return !strings.Contains(string(rules), "natmap:old")
 	})
 	var st map[string]ctl.MappingStatus
-	waitFor(t, "bad sections mapped", func() bool {
+	wait.For(t, 10*time.Second, "bad sections mapped", func() bool {
 		st = d.status(t)
 		return st[long].State == "mapped" && st["badzone"].State == "mapped"
 	})
@@ -192,15 +193,4 @@ config natmap 'web'
 		t.Errorf("section web: last_error %q", e)
 	}
 	d.waitLog("firewall rule not in place", time.Second)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 var natmapBin string
@@ -174,52 +176,41 @@ func (n *natmap) waitNotification(count int, within time.Duration) notification 
 // detached (-d): its process's exit says nothing.
 func (n *natmap) waitNotificationDetached(count int, within time.Duration) notification {
 	n.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		if got := n.notifications(); len(got) >= count {
-			return got[count-1]
-		}
-		if time.Now().After(deadline) {
-			n.t.Fatalf("no notification #%d within %v", count, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var got []notification
+	wait.For(n.t, within, fmt.Sprintf("notification #%d", count), func() bool {
+		got = n.notifications()
+		return len(got) >= count
+	})
+	return got[count-1]
 }
 
 // findProcess returns the pid of the one process whose command line
 // contains s.
 func findProcess(t testing.TB, s string) int {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var pid int
+	wait.For(t, 5*time.Second, fmt.Sprintf("a process with %q in its command line", s), func() bool {
 		dirs, _ := os.ReadDir("/proc")
 		for _, d := range dirs {
-			pid, err := strconv.Atoi(d.Name())
-			if err != nil || pid == os.Getpid() {
+			p, err := strconv.Atoi(d.Name())
+			if err != nil || p == os.Getpid() {
 				continue
 			}
 			b, _ := os.ReadFile("/proc/" + d.Name() + "/cmdline")
 			if bytes.Contains(b, []byte(s)) && !bytes.Contains(b, []byte("netns")) {
-				return pid
+				pid = p
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no process with %q in its command line", s)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	})
+	return pid
 }
 
 // waitLog waits until natmap's log contains s.
 func (n *natmap) waitLog(s string, within time.Duration) {
 	n.t.Helper()
-	deadline := time.Now().Add(within)
-	for !strings.Contains(n.stderr.String(), s) {
-		if time.Now().After(deadline) {
-			n.t.Fatalf("natmap did not log %q within %v", s, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.For(n.t, within, fmt.Sprintf("natmap to log %q", s), func() bool { return strings.Contains(n.stderr.String(), s) })
 }
 
 // serve runs the user's service on the lan host: it listens on port with
@@ -236,27 +227,8 @@ func serve(t testing.TB, l *lab.Lab, port uint16) string {
 // greet writes greeting to every connection accepted on ln and closes it,
 // until the test ends.
 func greet(t testing.TB, ln net.Listener, greeting string) string {
-	handleEach(t, ln, func(c net.Conn) { io.WriteString(c, greeting) })
+	tcpserve.Each(t, ln, func(c net.Conn) { io.WriteString(c, greeting) })
 	return greeting
-}
-
-// handleEach runs handle on every connection accepted on ln, each in a
-// goroutine of its own, and closes the connection after it; the listener is
-// closed when the test ends.
-func handleEach(t testing.TB, ln net.Listener, handle func(net.Conn)) {
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
 }
 
 // roundTrip connects from the outside client to addr (a relay in front of
@@ -367,7 +339,7 @@ func serveEcho(t testing.TB, l *lab.Lab, ns, addr string) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handleEach(t, ln, func(c net.Conn) { io.Copy(c, c) })
+	tcpserve.Each(t, ln, func(c net.Conn) { io.Copy(c, c) })
 	return ln
 }
 

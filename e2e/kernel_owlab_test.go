@@ -1,13 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/natmap-go/natmap/internal/testkit/coturn"
 	"github.com/natmap-go/natmap/internal/testkit/netns"
 	"github.com/natmap-go/natmap/internal/testkit/owlab"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
@@ -25,16 +24,7 @@ func TestKernelForwardOnOpenWrt(t *testing.T) {
 	l := owlab.Start(t, owlab.Options{})
 
 	// coturn, Debian's, in the lab's network namespace: the STUN server.
-	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	stun := exec.CommandContext(ctx, "ip", "netns", "exec", l.NetNS, "turnserver", "-n", "--stun-only", "--no-cli",
-		"--no-tls", "--no-dtls", "--listening-ip", l.Addr(), "--listening-port", "3478", "--relay-threads", "1",
-		"--min-port", "49152", "--max-port", "49159", "--pidfile", filepath.Join(dir, "pid"),
-		"--log-file", filepath.Join(dir, "log"), "--simple-log", "--no-stdout-log", "--db", filepath.Join(dir, "db"))
-	if err := stun.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); stun.Wait() })
+	coturn.Start(t, coturn.Config{Addrs: []string{l.Addr()}, Port: 3478, NetNS: l.NetNS})
 
 	l.CopyIn(natmapBin, "/usr/bin/natmap")
 	l.CopyIn("../openwrt/natmap/files/natmap.init", "/etc/init.d/natmap")

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // Kernel forwarding (--forward-mode kernel, forward_mode): the kernel
@@ -28,7 +30,7 @@ func serveWho(t testing.TB, l *lab.Lab, ns, addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handleEach(t, ln, func(c net.Conn) {
+	tcpserve.Each(t, ln, func(c net.Conn) {
 		io.WriteString(c, c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap().String())
 	})
 	pc, err := l.ListenPacket(ns, "udp", addr, false)
@@ -281,7 +283,7 @@ func TestDaemonKernelForward(t *testing.T) {
 	if out, err := d.cli("reload"); err != nil {
 		t.Fatalf("reload: %v %s", err, out)
 	}
-	waitFor(t, "game's rule removed", func() bool { return len(kernelRules(t, l)) == 1 })
+	wait.For(t, 10*time.Second, "game's rule removed", func() bool { return len(kernelRules(t, l)) == 1 })
 	if r := kernelRules(t, l); !strings.Contains(r[0], "tcp dport 40090") {
 		t.Fatalf("want web's rule: %q", r)
 	}

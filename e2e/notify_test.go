@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // A stock-package user's script: "-e notify.sh" (in the current directory,
@@ -52,13 +53,7 @@ fi
 		if next.Public() == prev.Public() {
 			t.Fatalf("same mapping %s notified again", next.Public())
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for processAlive(child) {
-			if time.Now().After(deadline) {
-				t.Fatalf("pid %d, started by the stale script, still runs", child)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		wait.For(t, 10*time.Second, fmt.Sprintf("pid %d, started by the stale script, to end", child), func() bool { return !processAlive(child) })
 		mustReach(t, l, next.Public(), greeting)
 		prev = next
 	}
@@ -68,17 +63,14 @@ fi
 // waitPid reads the pid a script wrote to path.
 func waitPid(t *testing.T, path string) int {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	var pid int
+	wait.For(t, 15*time.Second, "a pid in "+path, func() bool {
 		b, _ := os.ReadFile(path)
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			return pid
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no pid in %s", path)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		var err error
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil
+	})
+	return pid
 }
 
 // processAlive says whether pid runs (a zombie does not).
@@ -133,7 +125,7 @@ config natmap 'gone'
 
 	// The anonymous UDP section maps without its script.
 	var anon map[string]any
-	waitUntil(t, 15*time.Second, "the anonymous section's file", func() bool {
+	wait.For(t, 15*time.Second, "the anonymous section's file", func() bool {
 		names, _ := filepath.Glob(filepath.Join(run, "cfg*.json"))
 		if len(names) != 1 {
 			return false
@@ -156,7 +148,7 @@ config natmap 'gone'
 	if out, err := d.cli("reload"); err != nil {
 		t.Fatalf("reload: %v %s", err, out)
 	}
-	waitUntil(t, 10*time.Second, "gone.json removed", func() bool {
+	wait.For(t, 10*time.Second, "gone.json removed", func() bool {
 		_, err := os.Stat(filepath.Join(run, "gone.json"))
 		return os.IsNotExist(err)
 	})
@@ -180,15 +172,4 @@ func readStatusFile(t *testing.T, path string) map[string]any {
 		t.Fatalf("%s: %v\n%s", path, err, b)
 	}
 	return m
-}
-
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -1,16 +1,15 @@
 package e2e
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/ctl"
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // udpArgs is a UDP bind-mode command line for the lab.
@@ -50,13 +49,7 @@ func TestReachFullConeVerified(t *testing.T) {
 		}
 	}
 	// The second checks, late in an interval, find it open too.
-	deadline := time.Now().Add(30 * time.Second)
-	for all, _ := pc.Checks(); all < 4; all, _ = pc.Checks() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d checks in 30 s, want 4", all)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	wait.For(t, 30*time.Second, "4 port checks", func() bool { all, _ := pc.Checks(); return all >= 4 })
 	if all, yes := pc.Checks(); yes != all {
 		t.Errorf("port checker: %d checks, %d reached", all, yes)
 	}
@@ -155,18 +148,10 @@ func TestCheckReachability(t *testing.T) {
 			if c.udp {
 				args = append(args, "-u")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			out, err := l.Command(ctx, l.LAN, natmapBin, args...).CombinedOutput()
-			code := 0
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			if code != c.code || !strings.Contains(string(out), c.want) || !strings.Contains(string(out), "port-check") && c.code == 0 {
-				t.Errorf("exit status %d, want %d; output lacks %q?\n%s", code, c.code, c.want, out)
+			var out strings.Builder
+			code := natmapExit(t, l, l.LAN, &out, &out, args...)
+			if code != c.code || !strings.Contains(out.String(), c.want) || !strings.Contains(out.String(), "port-check") && c.code == 0 {
+				t.Errorf("exit status %d, want %d; output lacks %q?\n%s", code, c.code, c.want, out.String())
 			}
 			if all, _ := pc.Checks(); all != 1 {
 				t.Errorf("%d port checks, want 1", all)
@@ -191,19 +176,15 @@ config natmap 'web'
 	option notify_script 'NOTIFY'
 `)
 	d.waitSection("web", 1, 20*time.Second)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st := d.status(t)["web"]
-		if r := st.Reach; r != nil && r.State == "reachable" {
-			if r.Method != "port-check" || r.Verified == 0 || !strings.HasPrefix(r.Summary, "reachable (verified ") {
-				t.Fatalf("reach %+v", r)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no reachability verdict in 30 s: %+v", st.Reach)
-		}
-		time.Sleep(200 * time.Millisecond)
+	var reach *ctl.Reach
+	if !wait.Until(30*time.Second, func() bool {
+		reach = d.status(t)["web"].Reach
+		return reach != nil && reach.State == "reachable"
+	}) {
+		t.Fatalf("no reachability verdict in 30 s: %+v", reach)
+	}
+	if r := reach; r.Method != "port-check" || r.Verified == 0 || !strings.HasPrefix(r.Summary, "reachable (verified ") {
+		t.Fatalf("reach %+v", r)
 	}
 	table, err := d.cli("status")
 	if err != nil || !strings.Contains(table, "\nweb: reachable (verified ") {

@@ -19,12 +19,20 @@ func bindArgs(l *lab.Lab, port uint16, extra ...string) []string {
 	return append(args, extra...)
 }
 
+// startBindMode starts what most bind-mode tests start in their lab: the
+// lab's service on port in its LAN, and natmap mapping the port with
+// bindArgs and extra; it returns natmap and the service's greeting.
+func startBindMode(t *testing.T, l *lab.Lab, port uint16, extra ...string) (*natmap, string) {
+	t.Helper()
+	greeting := serve(t, l, port)
+	return startNatmap(t, l, bindArgs(l, port, extra...)...), greeting
+}
+
 func TestBindModePortPreservingNAT(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.FullConePreserve)
 	const port = 40001
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	nm, greeting := startBindMode(t, l, port)
 
 	n := nm.waitNotification(1, 15*time.Second)
 	want := notification{
@@ -58,8 +66,7 @@ func TestBindModePortTranslatingNAT(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.FullConeTranslate)
 	const port = 40002
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	nm, greeting := startBindMode(t, l, port)
 
 	n := nm.waitNotification(1, 15*time.Second)
 	if n.PublicPort == "40002" || n.PrivatePort != "40002" || n.PublicIP != l.PublicAddr.String() {
@@ -75,8 +82,7 @@ func TestRecoversWhenNATForgetsMappings(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.FullConeTranslate)
 	const port = 40003
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	nm, greeting := startBindMode(t, l, port)
 	first := nm.waitNotification(1, 15*time.Second)
 	mustReach(t, l, first.Public(), greeting)
 
@@ -105,8 +111,7 @@ func TestKeepaliveServerDropped(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.FullConePreserve)
 	const port = 40004
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	nm, greeting := startBindMode(t, l, port)
 	n := nm.waitNotification(1, 15*time.Second)
 
 	l.DropHTTP()
@@ -126,8 +131,7 @@ func TestKeepaliveServerClosesEveryConnection(t *testing.T) {
 	l := lab.New(t, lab.FullConePreserve)
 	l.CloseHTTPConnections()
 	const port = 40041
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port, "-k", "6")...)
+	nm, greeting := startBindMode(t, l, port, "-k", "6")
 	n := nm.waitNotification(1, 15*time.Second)
 	start := l.HTTPRequests()
 	time.Sleep(12 * time.Second)
@@ -154,8 +158,7 @@ func TestSTUNFailover(t *testing.T) {
 	l := lab.New(t, lab.FullConePreserve)
 	l.StopSTUN(0)
 	const port = 40005
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	nm, greeting := startBindMode(t, l, port)
 	n := nm.waitNotification(1, 15*time.Second)
 	if n.PublicPort != "40005" {
 		t.Fatalf("script got %+v", n)
@@ -226,8 +229,7 @@ func TestSymmetricNATFailsClearly(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.Symmetric)
 	const port = 40006
-	serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	nm, _ := startBindMode(t, l, port)
 	nm.waitLog("NAT is not full cone", 15*time.Second)
 	log := nm.stderr.String()
 	for _, s := range l.STUN {
@@ -294,8 +296,7 @@ func TestRecoversWhenNATForgetsSilently(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.FullConeTranslate, lab.StrictTCP())
 	const port = 40007
-	greeting := serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	nm, greeting := startBindMode(t, l, port)
 	first := nm.waitNotification(1, 15*time.Second)
 	if err := l.ForgetMappings(); err != nil {
 		t.Fatal(err)
@@ -349,8 +350,7 @@ func TestRestrictedConeDiagnosed(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t, lab.RestrictedCone)
 	const port = 40009
-	serve(t, l, port)
-	nm := startNatmap(t, l, bindArgs(l, port)...)
+	nm, _ := startBindMode(t, l, port)
 	n := nm.waitNotification(1, 15*time.Second)
 	nm.waitLog("NAT is not full cone: its filtering is address-dependent (restricted cone)", 15*time.Second)
 	if _, err := reach(t, l, n.Public()); err == nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testkit/httpserve"
 	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
 
@@ -34,7 +35,7 @@ func TestDaemonUpdaters(t *testing.T) {
 		hits []hit
 		d    *natmapDaemon
 	)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	httpserve.Serve(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		var m map[string]any
 		json.Unmarshal(b, &m)
@@ -45,9 +46,7 @@ func TestDaemonUpdaters(t *testing.T) {
 			n = len(d.sectionNotes("web"))
 		}
 		hits = append(hits, hit{r.URL.Path, m, n})
-	})}
-	go srv.Serve(ln)
-	defer srv.Close()
+	}))
 
 	cfg := daemonGlobal + fmt.Sprintf(`
 config natmap 'web'

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testkit/coturn"
+	"github.com/natmap-go/natmap/internal/testkit/httpserve"
 	"github.com/natmap-go/natmap/internal/testkit/owlab"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
@@ -84,55 +85,6 @@ func installBrowser(t *testing.T, tool string) string {
 	return dir
 }
 
-// startSTUN runs a coturn STUN server on addr until the test ends.
-func startSTUN(t *testing.T, addr string, port int) {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("turnserver", "-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls", "--no-rfc5780",
-		"--listening-ip", addr, "--listening-port", fmt.Sprint(port),
-		"--relay-threads", "1", "--min-port", "49152", "--max-port", "49159",
-		"--pidfile", filepath.Join(dir, "pid"), "--log-file", filepath.Join(dir, "log"),
-		"--simple-log", "--no-stdout-log", "--db", filepath.Join(dir, "db"))
-	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("turnserver: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-done })
-	hostPort := net.JoinHostPort(addr, fmt.Sprint(port))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", hostPort, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-done:
-			t.Fatalf("turnserver on %s exited: %v", hostPort, cmd.ProcessState)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("turnserver on %s: %v", hostPort, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// startHTTP runs the keep-alive server (any request: 200) on addr.
-func startHTTP(t *testing.T, addr string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
-}
-
 func testBrowser(t *testing.T, luci string, pkgs []string, browserDir string) {
 	l := owlab.Start(t, owlab.Options{LuCI: luci})
 	for _, p := range pkgs {
@@ -141,9 +93,9 @@ func testBrowser(t *testing.T, luci string, pkgs []string, browserDir string) {
 	l.Sh("opkg install /root/pkgs/*.ipk")
 
 	stun := []string{net.JoinHostPort(l.HostAddr(), "3478"), net.JoinHostPort(l.HostAddr(), "3479")}
-	startSTUN(t, l.HostAddr(), 3478)
-	startSTUN(t, l.HostAddr(), 3479)
-	keepalive := startHTTP(t, l.HostAddr())
+	coturn.Start(t, coturn.Config{Addrs: []string{l.HostAddr()}, Port: 3478})
+	coturn.Start(t, coturn.Config{Addrs: []string{l.HostAddr()}, Port: 3479})
+	keepalive := httpserve.Listen(t, l.HostAddr(), nil)
 
 	out := filepath.Join("test", "shots", luci)
 	os.RemoveAll(out)

@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,8 +23,12 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/pkgtools/usign"
+	"github.com/natmap-go/natmap/internal/testkit/coturn"
+	"github.com/natmap-go/natmap/internal/testkit/freeport"
+	"github.com/natmap-go/natmap/internal/testkit/httpserve"
 	"github.com/natmap-go/natmap/internal/testkit/owlab"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // verifyFeed checks Packages.sig against the public key file, reading
@@ -76,24 +79,21 @@ func labStatus(t *testing.T, l *owlab.Lab) map[string]map[string]any {
 // waitMapped waits until every section is mapped and returns the status.
 func waitMapped(t *testing.T, l *owlab.Lab, sections ...string) map[string]map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		st := labStatus(t, l)
+	var st map[string]map[string]any
+	if !wait.Until(90*time.Second, func() bool {
+		st = labStatus(t, l)
 		ok := st != nil
 		for _, s := range sections {
 			if st[s]["state"] != "mapped" {
 				ok = false
 			}
 		}
-		if ok {
-			return st
-		}
-		if time.Now().After(deadline) {
-			out, _ := l.Exec(nil, "ubus call natmap status; /usr/sbin/logread | tail -n 30")
-			t.Fatalf("sections %v not mapped: %v\n%s", sections, st, out)
-		}
-		time.Sleep(500 * time.Millisecond)
+		return ok
+	}) {
+		out, _ := l.Exec(nil, "ubus call natmap status; /usr/sbin/logread | tail -n 30")
+		t.Fatalf("sections %v not mapped: %v\n%s", sections, st, out)
 	}
+	return st
 }
 
 // ubusJSON runs `ubus call natmap METHOD ARGS` and decodes the answer.
@@ -105,43 +105,6 @@ func ubusJSON(t *testing.T, l *owlab.Lab, cmd string) map[string]any {
 		t.Fatalf("%s: %q: %v", cmd, out, err)
 	}
 	return v
-}
-
-// startCoturn runs a STUN-only coturn on addr (an address the test made).
-func startCoturn(t *testing.T, addr string, port int) {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("turnserver", "-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls",
-		"--listening-ip", addr, "--listening-port", fmt.Sprint(port), "--relay-threads", "1", "--no-rfc5780",
-		"--min-port", "49152", "--max-port", "49159", "--pidfile", filepath.Join(dir, "pid"),
-		"--log-file", filepath.Join(dir, "log"), "--simple-log", "--no-stdout-log", "--db", filepath.Join(dir, "db"))
-	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("turnserver: %v", err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, fmt.Sprint(port)), time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("coturn on %s:%d: %v", addr, port, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func freePort(t *testing.T, addr string) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 var pidRE = regexp.MustCompile(`^[0-9]+$`)
@@ -217,17 +180,8 @@ func TestOpenWrtLab(t *testing.T) {
 	mux.Handle("/feed1/", http.StripPrefix("/feed1/", http.FileServer(http.Dir(feeds["1.0.0"]))))
 	mux.Handle("/feed2/", http.StripPrefix("/feed2/", http.FileServer(http.Dir(feeds["1.0.1"]))))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {})
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	web := ln.Addr().String()
-	stunPort := freePort(t, host)
-	startCoturn(t, host, stunPort)
-	stun := fmt.Sprintf("%s:%d", host, stunPort)
+	web := httpserve.Listen(t, host, mux)
+	stun := coturn.Start(t, coturn.Config{Addrs: []string{host}, Port: freeport.Both(t, host)}).Addr()
 
 	config := fmt.Sprintf(`
 config natmap 'a'
@@ -288,13 +242,10 @@ config natmap 'b'
 		// Respawn after kill -9.
 		pid := natmapPID(l)
 		l.Sh("kill -9 " + pid)
-		deadline := time.Now().Add(60 * time.Second)
-		for p := natmapPID(l); p == "" || p == pid; p = natmapPID(l) {
-			if time.Now().After(deadline) {
-				t.Fatalf("natmap not respawned after kill -9 %s", pid)
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
+		wait.For(t, 60*time.Second, "natmap respawned after kill -9 "+pid, func() bool {
+			p := natmapPID(l)
+			return p != "" && p != pid
+		})
 		st = waitMapped(t, l, "a", "b")
 
 		// A change to one section restarts it only: uci + reload_config;
@@ -325,16 +276,11 @@ config natmap 'b'
 			} else {
 				l.Sh(c.cmd)
 			}
-			deadline := time.Now().Add(60 * time.Second)
-			for {
+			if !wait.Until(60*time.Second, func() bool {
 				st = waitMapped(t, l, "a", "b")
-				if st[c.changed]["since"] != before[c.changed]["since"] {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: section %s not restarted: %v", c.cmd, c.changed, st[c.changed])
-				}
-				time.Sleep(500 * time.Millisecond)
+				return st[c.changed]["since"] != before[c.changed]["since"]
+			}) {
+				t.Fatalf("%s: section %s not restarted: %v", c.cmd, c.changed, st[c.changed])
 			}
 			if k := c.kept; st[k]["since"] != before[k]["since"] || st[k]["public_port"] != before[k]["public_port"] {
 				t.Errorf("%s: section %s restarted too: %v, was %v", c.cmd, k, st[k], before[k])
@@ -367,15 +313,12 @@ config natmap 'b'
 		}
 		waitMapped(t, l, "a", "b")
 		var events string
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		if !wait.Until(20*time.Second, func() bool {
 			events, _ = l.Exec(nil, "cat /root/events.log")
-			if strings.Contains(events, `"natmap.mapping"`) && regexp.MustCompile(`"section": *"a"`).MatchString(events) {
-				break
-			}
-			if time.Now().After(deadline) {
-				ps, _ := l.Exec(nil, "ps w; /usr/sbin/logread | grep -i 'natmap\\|ubus' | tail -20")
-				t.Fatalf("no natmap.mapping event for a in 20 s; events.log:\n%s\n%s", events, ps)
-			}
+			return strings.Contains(events, `"natmap.mapping"`) && regexp.MustCompile(`"section": *"a"`).MatchString(events)
+		}) {
+			ps, _ := l.Exec(nil, "ps w; /usr/sbin/logread | grep -i 'natmap\\|ubus' | tail -20")
+			t.Fatalf("no natmap.mapping event for a in 20 s; events.log:\n%s\n%s", events, ps)
 		}
 		if !regexp.MustCompile(`"state": *"mapped"`).MatchString(events) || !regexp.MustCompile(`"public_port": *[1-9]`).MatchString(events) {
 			t.Errorf("ubus events after restarting a:\n%s", events)
@@ -521,16 +464,11 @@ config natmap
 		check := func(when string) {
 			t.Helper()
 			var out string
-			deadline := time.Now().Add(30 * time.Second)
-			for {
+			if !wait.Until(30*time.Second, func() bool {
 				out = l.Sh("nft list chain inet fw4 input_wan")
-				if strings.Contains(out, `"natmap:a"`) && strings.Contains(out, `"natmap:b"`) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: natmap's rules missing from input_wan:\n%s", when, out)
-				}
-				time.Sleep(300 * time.Millisecond)
+				return strings.Contains(out, `"natmap:a"`) && strings.Contains(out, `"natmap:b"`)
+			}) {
+				t.Fatalf("%s: natmap's rules missing from input_wan:\n%s", when, out)
 			}
 			user, a, jump := strings.Index(out, "drop-some"), strings.Index(out, `"natmap:a"`), strings.Index(out, "jump reject_from_wan")
 			if user < 0 || !(user < a && a < jump) || !strings.Contains(out, "tcp dport 18080") {
@@ -602,13 +540,10 @@ config natmap
 	t.Run("opkg remove", func(t *testing.T) {
 		l.Sh("opkg remove luci-app-natmap natmap")
 		// rpcd re-reads its plugins when told (the LuCI package's postrm).
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if _, err := l.Exec(nil, "ubus list natmap"); err != nil || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
+		wait.Until(20*time.Second, func() bool {
+			_, err := l.Exec(nil, "ubus list natmap")
+			return err != nil
+		})
 		gone(t, "opkg remove")
 	})
 

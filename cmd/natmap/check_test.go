@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"github.com/natmap-go/natmap/internal/config"
 	"github.com/natmap-go/natmap/internal/engine"
 	"github.com/natmap-go/natmap/internal/stun"
+	"github.com/natmap-go/natmap/internal/testkit/stunserver"
 )
 
 // The keys of natmap check --json, always present (the others are omitted
@@ -134,46 +134,10 @@ func TestCheckJSON(t *testing.T) {
 	}
 }
 
-// stunResponder answers every Binding request on a loopback UDP port with
-// the sender's address, as a STUN server without RFC 5780 does.
-func stunResponder(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n < 20 || binary.BigEndian.Uint16(buf[0:2]) != 0x0001 {
-				continue
-			}
-			ap := from.(*net.UDPAddr).AddrPort()
-			ip := ap.Addr().Unmap().As4()
-			resp := make([]byte, 32)
-			binary.BigEndian.PutUint16(resp[0:2], 0x0101) // Binding success
-			binary.BigEndian.PutUint16(resp[2:4], 12)
-			copy(resp[4:20], buf[4:20]) // magic cookie and transaction id
-			binary.BigEndian.PutUint16(resp[20:22], 0x0020)
-			binary.BigEndian.PutUint16(resp[22:24], 8)
-			resp[25] = 0x01
-			binary.BigEndian.PutUint16(resp[26:28], ap.Port()^0x2112)
-			binary.BigEndian.PutUint32(resp[28:32], binary.BigEndian.Uint32(ip[:])^0x2112A442)
-			pc.WriteTo(resp, from)
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
 // natmap check --json on loopback: the servers see the host's own address.
 func TestRunCheckJSON(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	args := []string{"--json", "-u", "-s", stunResponder(t), "-s", stunResponder(t), "--timeout", "10s"}
+	args := []string{"--json", "-u", "-s", stunserver.UDP(t, nil), "-s", stunserver.UDP(t, nil), "--timeout", "10s"}
 	code := runCheck(args, &stdout, &stderr)
 	v := decodeCheck(t, stdout.Bytes())
 	if code != 0 || v["verdict"] != "no-nat" || v["exit_status"] != 0.0 || v["mapping"] != "endpoint-independent" || v["protocol"] != "udp" {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/mapping"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // testHandler is the daemon side: a fixed list of mappings.
@@ -110,21 +111,18 @@ func serve(t testing.TB, s *Server) *running {
 	})
 	// Serve makes the socket 0600 once it listens: no connection needed
 	// (it would take one of the server's slots).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		fi, err := os.Lstat(s.Path)
-		if err == nil && fi.Mode().Type() == fs.ModeSocket && fi.Mode().Perm() == 0o600 {
-			return r
-		}
+	if !wait.Until(10*time.Second, func() bool {
 		select {
 		case err := <-r.errc:
 			t.Fatalf("Serve: %v", err)
-		case <-time.After(time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("server did not start")
-		}
+		fi, err := os.Lstat(s.Path)
+		return err == nil && fi.Mode().Type() == fs.ModeSocket && fi.Mode().Perm() == 0o600
+	}) {
+		t.Fatal("server did not start")
 	}
+	return r
 }
 
 func call(t testing.TB, path string, req Request) (*Response, error) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/mapping"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // A reload or restart that reaches the control socket before Run has
@@ -51,10 +52,7 @@ config natmap 'noscript'
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(d.Status()) < 3 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.Until(5*time.Second, func() bool { return len(d.Status()) >= 3 })
 	st := d.Status()
 	want := map[string]mapping.State{"off": "disabled", "bad": "error", "noscript": "running"}
 	for _, s := range st {

@@ -14,6 +14,7 @@ import (
 	"github.com/natmap-go/natmap/internal/mapping"
 	"github.com/natmap-go/natmap/internal/notify"
 	"github.com/natmap-go/natmap/internal/portspec"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 type syncBuf struct {
@@ -85,15 +86,9 @@ func TestRepunchSkipsTheWait(t *testing.T) {
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	for strings.Count(log.String(), "session failed") < 1 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.For(t, 30*time.Second, "the first session to fail", func() bool { return strings.Count(log.String(), "session failed") >= 1 })
 	e.Repunch()
-	deadline := time.Now().Add(500 * time.Millisecond)
-	for strings.Count(log.String(), "session failed") < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("Repunch did not cut the 1 s wait:\n%s", log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !wait.Until(500*time.Millisecond, func() bool { return strings.Count(log.String(), "session failed") >= 2 }) {
+		t.Fatalf("Repunch did not cut the 1 s wait:\n%s", log.String())
 	}
 }

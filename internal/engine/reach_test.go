@@ -13,6 +13,7 @@ import (
 
 	"github.com/natmap-go/natmap/internal/config"
 	"github.com/natmap-go/natmap/internal/notify"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 )
 
 func listenTCP(t *testing.T, addr string) net.Listener {
@@ -21,16 +22,7 @@ func listenTCP(t *testing.T, addr string) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	tcpserve.Each(t, ln, func(net.Conn) {})
 	return ln
 }
 
@@ -68,21 +60,13 @@ func TestCheckReachWithPortChecker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := make([]byte, 512)
-			n, _ := c.Read(buf)
-			asked.Store(string(buf[:n]))
-			a := answer.Load().(string)
-			io.WriteString(c, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(a), a))
-			c.Close()
-		}
-	}()
+	tcpserve.Each(t, ln, func(c net.Conn) {
+		buf := make([]byte, 512)
+		n, _ := c.Read(buf)
+		asked.Store(string(buf[:n]))
+		a := answer.Load().(string)
+		io.WriteString(c, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(a), a))
+	})
 	cfg := config.Mapping{
 		UDP:             true, // no hairpin over UDP: the checker decides
 		STUN:            []config.HostPort{{Host: "127.0.0.1", Port: 1}},

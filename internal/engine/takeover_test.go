@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,9 +23,7 @@ import (
 // and every socket natmap makes on the port then belongs to the service's
 // user, which is what lets the kernel share the port.
 func TestDialTakesOverAnotherUsersPort(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testgate.Unmet(t, "engine: the takeover test needs root (pidfd_getfd, fchown)")
-	}
+	testgate.Root(t, "engine", "the takeover test: pidfd_getfd, fchown")
 	const nobody = 65534
 	// The service's listener: nobody's, as fchown makes it (the kernel's
 	// sk_uid is then the same as if nobody had created it). Plain TCP: the

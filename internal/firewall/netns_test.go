@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/netns"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
@@ -32,19 +33,6 @@ const testPort = 40000 // the natmap port the tests open
 
 var nsSeq atomic.Uint64
 
-// requireNetns skips the test unless it can build namespaces and run the
-// given commands; with CI=true it fails instead, so that CI cannot pass
-// without testing anything.
-func requireNetns(t *testing.T, cmds ...string) {
-	t.Helper()
-	pkg := map[string]string{"ip": "iproute2", "nft": "nftables", "iptables": "iptables", "ip6tables": "iptables"}
-	need := map[string]string{"ip": "iproute2"}
-	for _, c := range cmds {
-		need[c] = pkg[c]
-	}
-	testgate.Require(t, "firewall", true, need)
-}
-
 // router is a namespace with a firewall to test, and a wan namespace to
 // send packets from.
 type router struct {
@@ -58,7 +46,7 @@ type router struct {
 // newRouter builds the two namespaces and removes them in t.Cleanup.
 func newRouter(t *testing.T, tools map[string]string) *router {
 	t.Helper()
-	requireNetns(t, "nft", "iptables", "ip6tables")
+	testgate.Netns(t, "firewall", "nft", "iptables", "ip6tables")
 	name := fmt.Sprintf("fwt%d-%d", os.Getpid(), nsSeq.Add(1))
 	r := &router{t: t, ns: name, wan: name + "w", tools: tools}
 	t.Cleanup(func() {
@@ -156,17 +144,8 @@ func (r *router) serve() {
 		pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", testPort))
 		return err
 	}))
-	r.t.Cleanup(func() { ln.Close(); pc.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("ok"))
-			c.Close()
-		}
-	}()
+	r.t.Cleanup(func() { pc.Close() })
+	tcpserve.Each(r.t, ln, func(c net.Conn) { c.Write([]byte("ok")) })
 	go func() {
 		buf := make([]byte, 64)
 		for {

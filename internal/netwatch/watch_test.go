@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testkit/fds"
 	"github.com/natmap-go/natmap/internal/testkit/netns"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
 	"golang.org/x/sys/unix"
@@ -20,14 +21,6 @@ import (
 // These tests make real changes in throw-away network namespaces and check
 // the events the kernel's notifications turn into. The host's namespace is
 // never touched.
-
-// requireNetns skips the test without root (CAP_NET_ADMIN and
-// CAP_SYS_ADMIN) or ip; with CI=true it fails instead, so that CI cannot
-// pass without testing anything.
-func requireNetns(t *testing.T) {
-	t.Helper()
-	testgate.Require(t, "netwatch", true, map[string]string{"ip": "iproute2"})
-}
 
 var netnsSeq atomic.Int64
 
@@ -145,7 +138,7 @@ func (s *stream) expect(want ...Event) {
 }
 
 func TestWatch(t *testing.T) {
-	requireNetns(t)
+	testgate.Netns(t, "netwatch")
 	ns := newNetns(t)
 	addLink(t, ns, "d0")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -195,7 +188,7 @@ func TestWatch(t *testing.T) {
 // although the link stays administratively up; a bridge taking a port and
 // letting it go is nothing.
 func TestWatchCarrier(t *testing.T) {
-	requireNetns(t)
+	testgate.Netns(t, "netwatch")
 	ns, peer := newNetns(t), newNetns(t)
 	// Distinct indexes: the kernel delays carrier news for a veth whose
 	// peer has its own index (see internal/testkit/lab).
@@ -223,7 +216,7 @@ func TestWatchCarrier(t *testing.T) {
 // A consumer that falls behind gets Overrun, and the events after it are
 // exact again.
 func TestWatchOverrun(t *testing.T) {
-	requireNetns(t)
+	testgate.Netns(t, "netwatch")
 	ns := newNetns(t)
 	addLink(t, ns, "d0")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -290,7 +283,7 @@ func TestWatchOverrun(t *testing.T) {
 // Cancelling ctx ends the goroutine, closes the channel and both sockets,
 // also while the goroutine waits for a consumer that does not read.
 func TestWatchCancel(t *testing.T) {
-	requireNetns(t)
+	testgate.Netns(t, "netwatch")
 	ns := newNetns(t)
 	addLink(t, ns, "d0")
 	// The runtime's poller has its own descriptors; have them before
@@ -304,7 +297,7 @@ func TestWatchCancel(t *testing.T) {
 
 	for _, busy := range []bool{false, true} {
 		t.Run(fmt.Sprintf("busy=%v", busy), func(t *testing.T) {
-			before := openFDs(t)
+			before := fds.Count(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			ch := watchIn(t, ctx, ns)
 			if busy {
@@ -324,26 +317,17 @@ func TestWatchCancel(t *testing.T) {
 					t.Fatal("channel still open 2s after cancel")
 				}
 			}
-			if after := openFDs(t); after != before {
+			if after := fds.Count(t); after != before {
 				t.Errorf("%d open descriptors before Watch, %d after it ended", before, after)
 			}
 		})
 	}
 }
 
-func openFDs(t *testing.T) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(fds)
-}
-
 // With a ctx already cancelled, Watch still succeeds and its channel closes
 // at once.
 func TestWatchCancelledContext(t *testing.T) {
-	requireNetns(t)
+	testgate.Netns(t, "netwatch")
 	ns := newNetns(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/logx"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 var m1 = Mapping{
@@ -50,17 +51,6 @@ type syncBuf struct {
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func start(t *testing.T, n *Notifier) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -73,7 +63,7 @@ func TestPrintWithoutScript(t *testing.T) {
 	n := &Notifier{Stdout: out, Log: slog.New(slog.DiscardHandler)}
 	start(t, n)
 	n.Notify(m1)
-	waitFor(t, func() bool { return strings.Contains(out.String(), "\n") })
+	wait.For(t, 30*time.Second, "a line of output", func() bool { return strings.Contains(out.String(), "\n") })
 	if got := out.String(); got != "117.62.214.217 55642 2001::d95a:753e:d6d9 8080 tcp 192.168.1.2\n" {
 		t.Fatalf("printed %q", got)
 	}
@@ -98,7 +88,7 @@ func TestScriptGetsArgvAndEnv(t *testing.T) {
 	start(t, n)
 	n.Notify(m1)
 	var got []byte
-	waitFor(t, func() bool { got, _ = os.ReadFile(out); return len(got) > 0 })
+	wait.For(t, 30*time.Second, "the script's output file", func() bool { got, _ = os.ReadFile(out); return len(got) > 0 })
 	want := "117.62.214.217|55642|2001::d95a:753e:d6d9|8080|tcp|192.168.1.2|wan_ssh|my ssh|wan_ssh\n"
 	if string(got) != want {
 		t.Fatalf("script saw %q, want %q", got, want)
@@ -134,7 +124,7 @@ func TestHangingScriptKilled(t *testing.T) {
 	}
 	start(t, n)
 	n.Notify(withPort(1))
-	waitFor(t, func() bool { return strings.Contains(log.String(), "killed after 3s") })
+	wait.For(t, 30*time.Second, `"killed after 3s" logged`, func() bool { return strings.Contains(log.String(), "killed after 3s") })
 	if !strings.Contains(n.LastError(), "killed after 3s") {
 		t.Fatalf("LastError %q", n.LastError())
 	}
@@ -143,8 +133,8 @@ func TestHangingScriptKilled(t *testing.T) {
 	if time.Since(begin) > 50*time.Millisecond {
 		t.Fatal("Notify blocked")
 	}
-	waitFor(t, func() bool { return readFile(dir+"/seen") == "1\n2\n" })
-	waitFor(t, func() bool { return n.LastError() == "" })
+	wait.For(t, 30*time.Second, "runs 1 and 2 seen", func() bool { return readFile(dir+"/seen") == "1\n2\n" })
+	wait.For(t, 30*time.Second, "no last error", func() bool { return n.LastError() == "" })
 }
 
 // Mappings that arrive while no script can take them are coalesced: only
@@ -159,7 +149,7 @@ func TestLatestWins(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { n.Run(ctx); close(done) }()
-	waitFor(t, func() bool { return strings.Contains(log.String(), "notify script done") })
+	wait.For(t, 30*time.Second, `"notify script done" logged`, func() bool { return strings.Contains(log.String(), "notify script done") })
 	cancel()
 	<-done
 	if got := readFile(dir + "/seen"); got != "5\n" {
@@ -183,11 +173,11 @@ fi
 	}
 	start(t, n)
 	n.Notify(withPort(1))
-	waitFor(t, func() bool { return readFile(dir+"/child") != "" })
+	wait.For(t, 30*time.Second, "the child's pid", func() bool { return readFile(dir+"/child") != "" })
 	child, _ := strconv.Atoi(strings.TrimSpace(readFile(dir + "/child")))
 	begin := time.Now()
 	n.Notify(withPort(2))
-	waitFor(t, func() bool { return readFile(dir+"/seen") == "1\n2\n" })
+	wait.For(t, 30*time.Second, "runs 1 and 2 seen", func() bool { return readFile(dir+"/seen") == "1\n2\n" })
 	if took := time.Since(begin); took > 5*time.Second {
 		t.Fatalf("the newest mapping ran after %s", took)
 	}
@@ -225,11 +215,11 @@ sleep 1000
 	}
 	start(t, n)
 	n.Notify(m1)
-	waitFor(t, func() bool { return readFile(dir+"/a") != "" && readFile(dir+"/b") != "" })
+	wait.For(t, 30*time.Second, "both scripts to start", func() bool { return readFile(dir+"/a") != "" && readFile(dir+"/b") != "" })
 	a, _ := strconv.Atoi(strings.TrimSpace(readFile(dir + "/a")))
 	b, _ := strconv.Atoi(strings.TrimSpace(readFile(dir + "/b")))
 	t.Cleanup(func() { syscall.Kill(a, syscall.SIGKILL); syscall.Kill(b, syscall.SIGKILL) })
-	waitFor(t, func() bool { return strings.Contains(log.String(), "killed after 5s") })
+	wait.For(t, 30*time.Second, `"killed after 5s" logged`, func() bool { return strings.Contains(log.String(), "killed after 5s") })
 	for _, pid := range []int{a, b} {
 		if alive(pid) {
 			t.Errorf("pid %d (setsid) survived the kill", pid)
@@ -246,7 +236,7 @@ func TestShutdownEndsScript(t *testing.T) {
 	done := make(chan struct{})
 	go func() { n.Run(ctx); close(done) }()
 	n.Notify(m1)
-	waitFor(t, func() bool { return readFile(dir+"/a") != "" })
+	wait.For(t, 30*time.Second, "the script to start", func() bool { return readFile(dir+"/a") != "" })
 	a, _ := strconv.Atoi(strings.TrimSpace(readFile(dir + "/a")))
 	cancel()
 	<-done
@@ -274,7 +264,7 @@ exit 0
 	}
 	start(t, n)
 	n.Notify(m1)
-	waitFor(t, func() bool { return strings.Contains(log.String(), "notify script") })
+	wait.For(t, 30*time.Second, "the script's log line", func() bool { return strings.Contains(log.String(), "notify script") })
 	bg, _ := strconv.Atoi(strings.TrimSpace(readFile(dir + "/bg")))
 	t.Cleanup(func() { syscall.Kill(bg, syscall.SIGKILL) })
 	if s := log.String(); !strings.Contains(s, "notify script done") || strings.Contains(s, "failed") {
@@ -283,7 +273,7 @@ exit 0
 	if n.LastError() != "" {
 		t.Fatalf("LastError %q", n.LastError())
 	}
-	waitFor(t, func() bool { return out.String() == "hello\n" })
+	wait.For(t, 30*time.Second, `the output "hello"`, func() bool { return out.String() == "hello\n" })
 	if !alive(bg) {
 		t.Fatal("a successful script's background child was killed")
 	}
@@ -300,7 +290,7 @@ func TestScriptWithoutShebang(t *testing.T) {
 	n := &Notifier{Script: p, ExtraArgs: []string{"sec"}, Log: l}
 	start(t, n)
 	n.Notify(m1)
-	waitFor(t, func() bool { return readFile(dir+"/out") != "" })
+	wait.For(t, 30*time.Second, "the script's output file", func() bool { return readFile(dir+"/out") != "" })
 	want := p + "|117.62.214.217 55642 2001::d95a:753e:d6d9 8080 tcp 192.168.1.2 sec\n"
 	if got := readFile(dir + "/out"); got != want {
 		t.Fatalf("got %q, want %q", got, want)
@@ -317,7 +307,7 @@ func TestBinaryWithoutShebangNotRunByShell(t *testing.T) {
 	n := &Notifier{Script: p, Log: l}
 	start(t, n)
 	n.Notify(m1)
-	waitFor(t, func() bool { return strings.Contains(log.String(), "notify script failed") })
+	wait.For(t, 30*time.Second, `"notify script failed" logged`, func() bool { return strings.Contains(log.String(), "notify script failed") })
 	if !strings.Contains(n.LastError(), "exec format error") {
 		t.Fatalf("LastError %q", n.LastError())
 	}
@@ -338,7 +328,7 @@ func TestRelativeScriptIsInCurrentDirectory(t *testing.T) {
 	}
 	start(t, n)
 	n.Notify(m1)
-	waitFor(t, func() bool { return readFile(filepath.Join(dir, "out")) != "" })
+	wait.For(t, 30*time.Second, "the script's output file", func() bool { return readFile(filepath.Join(dir, "out")) != "" })
 	if got := readFile(filepath.Join(dir, "out")); got != "notify.sh 117.62.214.217\n" {
 		t.Fatalf("script saw %q", got)
 	}
@@ -348,7 +338,7 @@ func TestRelativeScriptIsInCurrentDirectory(t *testing.T) {
 	n2 := &Notifier{Script: "true", Log: l2}
 	start(t, n2)
 	n2.Notify(m1)
-	waitFor(t, func() bool { return strings.Contains(log.String(), "notify script") })
+	wait.For(t, 30*time.Second, "the script's log line", func() bool { return strings.Contains(log.String(), "notify script") })
 	if !strings.Contains(n2.LastError(), "no such file") {
 		t.Fatalf("ran %q from PATH: LastError %q, log:\n%s", "true", n2.LastError(), log)
 	}
@@ -362,7 +352,7 @@ func TestMissingScriptLogged(t *testing.T) {
 	}
 	start(t, n)
 	n.Notify(m1)
-	waitFor(t, func() bool { return strings.Contains(log.String(), "notify script failed") })
+	wait.For(t, 30*time.Second, `"notify script failed" logged`, func() bool { return strings.Contains(log.String(), "notify script failed") })
 	if !strings.Contains(n.LastError(), "no such file") {
 		t.Fatalf("LastError %q", n.LastError())
 	}
@@ -379,7 +369,7 @@ func TestOutputWithoutNewlineLogged(t *testing.T) {
 	}
 	start(t, n)
 	n.Notify(m1)
-	waitFor(t, func() bool {
+	wait.For(t, 30*time.Second, "the script's three lines logged", func() bool {
 		s := log.String()
 		return strings.Contains(s, "line=one") && strings.Contains(s, "line=two") && strings.Contains(s, "line=err")
 	})
@@ -406,7 +396,7 @@ func TestOutputCapped(t *testing.T) {
 			}
 			start(t, n)
 			n.Notify(m1)
-			waitFor(t, func() bool { return strings.Contains(log.String(), "over the limit") })
+			wait.For(t, 30*time.Second, `"over the limit" logged`, func() bool { return strings.Contains(log.String(), "over the limit") })
 			s := log.String()
 			if got := strings.Count(s, `msg="notify script output"`); got != tc.want {
 				t.Errorf("%d lines logged, want %d", got, tc.want)

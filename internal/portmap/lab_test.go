@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,17 +38,7 @@ func TestMiniUPnPdDoubleNAT(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					c.Write([]byte("hi"))
-					c.Close()
-				}
-			}()
+			tcpserve.Each(t, ln, func(c net.Conn) { c.Write([]byte("hi")) })
 			// natmap's keep-alive: an outbound connection from the port,
 			// which maps it on the full-cone NAT through the masquerade.
 			var ka net.Conn

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 var loopback = netip.MustParseAddr("127.0.0.1")
@@ -107,9 +109,9 @@ func TestHoldRecreatesAfterReboot(t *testing.T) {
 			f.mu.Lock()
 			f.start = f.start.Add(-time.Hour) // an hour of uptime
 			f.mu.Unlock()
-			waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return changes >= 2 })
+			wait.For(t, 20*time.Second, "two changes", func() bool { mu.Lock(); defer mu.Unlock(); return changes >= 2 })
 			f.reboot()
-			waitFor(t, func() bool { _, ok := f.mapping("tcp", 7100); return ok })
+			wait.For(t, 20*time.Second, "the mapping back after the reboot", func() bool { _, ok := f.mapping("tcp", 7100); return ok })
 			h.mu.Lock()
 			server := h.epoch.server
 			h.mu.Unlock()
@@ -315,17 +317,6 @@ wwan	00000000	0100000A	0003	0	0	5	00000000	0	0	0
 	}
 	if _, _, err := parseRoutes([]byte(table), "lan", binary.LittleEndian); err == nil {
 		t.Fatal("lan has no default route")
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

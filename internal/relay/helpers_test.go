@@ -6,12 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/testkit/fds"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // server runs handle for every connection accepted on 127.0.0.1 until the
@@ -151,33 +153,13 @@ func newLog() (*slog.Logger, *logs) {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug})), l
 }
 
-// eventually polls cond until it holds or d passed.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); !cond(); {
-		if time.Now().After(end) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func fdCount(t testing.TB) int {
-	t.Helper()
-	es, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(es) - 1 // ReadDir's own
-}
-
 // checkNoLeaks fails unless goroutines and fds come back to the counts
 // before. The runtime keeps splice pipes in a sync.Pool: only GCs free them.
-func checkNoLeaks(t testing.TB, goroutines, fds int) {
+func checkNoLeaks(t testing.TB, goroutines, openFDs int) {
 	t.Helper()
-	eventually(t, 5*time.Second, "goroutines or fds leaked", func() bool {
+	wait.For(t, 5*time.Second, "goroutines and fds back to their counts before (else a leak)", func() bool {
 		runtime.GC()
-		return runtime.NumGoroutine() <= goroutines && fdCount(t) <= fds
+		return runtime.NumGoroutine() <= goroutines && fds.Count(t) <= openFDs
 	})
 }
 

@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/testkit/fds"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 func TestTCPRelaysBothWays(t *testing.T) {
@@ -40,7 +43,7 @@ func TestTCPRelaysBothWays(t *testing.T) {
 		}
 		c.Close()
 	}
-	eventually(t, 3*time.Second, "connections still active", func() bool { return r.Stats.Active.Load() == 0 })
+	wait.For(t, 3*time.Second, "no active connection", func() bool { return r.Stats.Active.Load() == 0 })
 	if got := r.Stats.Total.Load(); got != 2 {
 		t.Errorf("Total = %d, want 2", got)
 	}
@@ -74,7 +77,7 @@ func TestTCPHalfClose(t *testing.T) {
 	if want := `got "hello"`; string(got) != want {
 		t.Fatalf("reply %q, want %q then EOF", got, want)
 	}
-	eventually(t, 3*time.Second, "connection still active", func() bool { return r.Stats.Active.Load() == 0 })
+	wait.For(t, 3*time.Second, "no active connection", func() bool { return r.Stats.Active.Load() == 0 })
 	if up, down := r.Stats.BytesUp.Load(), r.Stats.BytesDown.Load(); up != 5 || down != int64(len(got)) {
 		t.Errorf("BytesUp, BytesDown = %d, %d, want 5, %d", up, down, len(got))
 	}
@@ -112,7 +115,7 @@ func TestTCPTargetRefuses(t *testing.T) {
 	if len(got) != 0 || !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client: %q, %v; want a reset", got, err)
 	}
-	eventually(t, 3*time.Second, "connection still active", func() bool { return r.Stats.Active.Load() == 0 })
+	wait.For(t, 3*time.Second, "no active connection", func() bool { return r.Stats.Active.Load() == 0 })
 	if n := logs.count("target dial failed"); n != 1 || logs.count("connection refused") != 1 {
 		t.Fatalf("want one log line with the reason, got:\n%s", logs)
 	}
@@ -146,7 +149,7 @@ func TestTCPIdleTimeout(t *testing.T) {
 		t.Fatalf("idle connection closed after %v, want %v", took, idle)
 	}
 	t.Logf("closed %v after the last byte (IdleTimeout %v)", took, idle)
-	eventually(t, 3*time.Second, "no idle close logged", func() bool { return logs.count("idle connection closed") == 1 })
+	wait.For(t, 3*time.Second, "one idle close logged", func() bool { return logs.count("idle connection closed") == 1 })
 }
 
 func TestTCPSlowTrickleStaysOpen(t *testing.T) {
@@ -171,7 +174,7 @@ func TestTCPSlowTrickleStaysOpen(t *testing.T) {
 		if _, err := readAll(t, c, 3*time.Second); err != nil {
 			t.Fatalf("connection broken by the trickle's end: %v", err)
 		}
-		eventually(t, 3*time.Second, "target did not get every byte", func() bool { return got.Load() == sent })
+		wait.For(t, 3*time.Second, "the target to get every byte", func() bool { return got.Load() == sent })
 	})
 	t.Run("target sends", func(t *testing.T) {
 		t.Parallel()
@@ -205,19 +208,19 @@ func TestTCPLiveByteCounters(t *testing.T) {
 	if _, err := io.ReadFull(c, make([]byte, size)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*sweepEvery, "counters not live", func() bool {
+	wait.For(t, 3*sweepEvery, "live counters", func() bool {
 		return r.Stats.BytesUp.Load() == size && r.Stats.BytesDown.Load() == size
 	})
 	c.Write([]byte("x"))
 	io.ReadFull(c, make([]byte, 1))
 	c.Close()
-	eventually(t, 3*time.Second, "counters not exact at the end", func() bool {
+	wait.For(t, 3*time.Second, "exact counters at the end", func() bool {
 		return r.Stats.Active.Load() == 0 && r.Stats.BytesUp.Load() == size+1 && r.Stats.BytesDown.Load() == size+1
 	})
 }
 
 func TestTCPServeEndClosesEverything(t *testing.T) {
-	goroutines, fds := runtime.NumGoroutine(), fdCount(t)
+	goroutines, openFDs := runtime.NumGoroutine(), fds.Count(t)
 	func() {
 		// Echoes, and holds a half-closed connection open.
 		hold := make(chan struct{})
@@ -241,9 +244,7 @@ func TestTCPServeEndClosesEverything(t *testing.T) {
 			Listener: listenTCP(t),
 			Stats:    new(Stats),
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- r.Serve(ctx) }()
+		stop := serve(t, r.Serve)
 		addr := r.Listener.Addr().String()
 
 		active := dial(t, addr)
@@ -253,16 +254,10 @@ func TestTCPServeEndClosesEverything(t *testing.T) {
 		halfClosed.CloseWrite()
 		hanging := dial(t, addr)
 		<-dialing
-		eventually(t, 3*time.Second, "connections not all up", func() bool { return r.Stats.Active.Load() == 3 })
+		wait.For(t, 3*time.Second, "all connections up", func() bool { return r.Stats.Active.Load() == 3 })
 
-		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Serve = %v, want context.Canceled", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Serve did not return")
+		if err := stop(); !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve = %v, want context.Canceled", err)
 		}
 		for _, c := range []*net.TCPConn{active, halfClosed, hanging} {
 			if _, err := readAll(t, c, 3*time.Second); errors.Is(err, os.ErrDeadlineExceeded) {
@@ -278,7 +273,7 @@ func TestTCPServeEndClosesEverything(t *testing.T) {
 			t.Error("listener still open after Serve returned")
 		}
 	}()
-	checkNoLeaks(t, goroutines, fds)
+	checkNoLeaks(t, goroutines, openFDs)
 }
 
 // echoUserSpace echoes through user space: io.Copy would splice with pipes
@@ -339,7 +334,7 @@ func TestTCPIdleConnectionsHoldNoPipes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 3*time.Second, "relay holds too many pipes", func() bool {
+	wait.For(t, 3*time.Second, "the relay to free its pipes but a few idle ones", func() bool {
 		return pipeCount(t)-before <= 2*maxIdlePipes // two fds a pipe
 	})
 	if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
@@ -372,7 +367,7 @@ func TestTCPTargetNotASocket(t *testing.T) {
 	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
 		t.Fatalf("got %q, %v; want %q", got, err, msg)
 	}
-	eventually(t, 3*time.Second, "byte counters", func() bool {
+	wait.For(t, 3*time.Second, "byte counters", func() bool {
 		return r.Stats.BytesUp.Load() == int64(len(msg)) && r.Stats.BytesDown.Load() == int64(len(msg))
 	})
 }
@@ -417,7 +412,7 @@ func TestTCPManyAtOnce(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	eventually(t, 3*time.Second, "connections still active", func() bool { return r.Stats.Active.Load() == 0 })
+	wait.For(t, 3*time.Second, "no active connection", func() bool { return r.Stats.Active.Load() == 0 })
 	if up, down := r.Stats.BytesUp.Load(), r.Stats.BytesDown.Load(); up != conns*size || down != conns*size {
 		t.Errorf("BytesUp, BytesDown = %d, %d, want %d each", up, down, conns*size)
 	}

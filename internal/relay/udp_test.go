@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/testkit/fds"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // bigBuffers lets loopback sockets queue several 64 KiB datagrams.
@@ -142,7 +145,7 @@ func TestUDPBigDatagramsWhole(t *testing.T) {
 	}
 	// The relay counts a reply after sending it: the client may read it
 	// first.
-	eventually(t, 3*time.Second, fmt.Sprintf("BytesUp, BytesDown not %d each", total), func() bool {
+	wait.For(t, 3*time.Second, fmt.Sprintf("BytesUp and BytesDown %d each", total), func() bool {
 		return r.Stats.BytesUp.Load() == total && r.Stats.BytesDown.Load() == total
 	})
 }
@@ -204,7 +207,7 @@ func TestUDPIdleSessionReaped(t *testing.T) {
 
 	exchange(t, quiet, []byte("x"))
 	last := time.Now()
-	eventually(t, 2*idle, "idle session not reaped", func() bool { return r.Stats.Active.Load() == 1 })
+	wait.For(t, 2*idle, "the idle session reaped", func() bool { return r.Stats.Active.Load() == 1 })
 	// The slack is for loaded test machines.
 	took := time.Since(last)
 	if took < idle || took > idle+idle/2 {
@@ -258,28 +261,20 @@ func TestUDPTargetDialFails(t *testing.T) {
 }
 
 func TestUDPServeEndClosesEverything(t *testing.T) {
-	goroutines, fds := runtime.NumGoroutine(), fdCount(t)
+	goroutines, openFDs := runtime.NumGoroutine(), fds.Count(t)
 	func() {
 		target, stopTarget := newUDPTarget(t, udpEcho)
 		defer stopTarget()
 		r := &UDP{Dial: dialUDP(target), Conn: listenUDP(t), Stats: new(Stats)}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- r.Serve(ctx) }()
+		stop := serve(t, r.Serve)
 		var clients []*net.UDPConn
 		for range 3 {
 			c := udpClient(t, r.Conn.LocalAddr().String())
 			exchange(t, c, []byte("x"))
 			clients = append(clients, c)
 		}
-		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Serve = %v, want context.Canceled", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Serve did not return")
+		if err := stop(); !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve = %v, want context.Canceled", err)
 		}
 		if n := r.Stats.Active.Load(); n != 0 {
 			t.Errorf("Active = %d after Serve returned", n)
@@ -288,7 +283,7 @@ func TestUDPServeEndClosesEverything(t *testing.T) {
 			c.Close()
 		}
 	}()
-	checkNoLeaks(t, goroutines, fds)
+	checkNoLeaks(t, goroutines, openFDs)
 }
 
 func TestUDPTargetComesBack(t *testing.T) {

@@ -87,9 +87,7 @@ func TestMarkAndCongestion(t *testing.T) {
 // another user's SO_REUSEPORT listener, one given that user's uid may. This
 // is natmap's keep-alive dialled from the port of a service of another user.
 func TestOwnerSharesPortWithThatUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testgate.Unmet(t, "sockopt: Owner needs root (fchown)")
-	}
+	testgate.Root(t, "sockopt", "Owner: fchown")
 	const nobody = 65534
 	// The other user's listener: its uid is what fchown set, as if nobody
 	// had created it. Plain TCP: see TestOwnerRefusesMPTCP.
@@ -149,9 +147,7 @@ func TestOwnerSharesPortWithThatUser(t *testing.T) {
 // fchown does not reach an MPTCP socket's TCP subflow, which does the
 // binding: Owner says so instead of doing nothing useful.
 func TestOwnerRefusesMPTCP(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testgate.Unmet(t, "sockopt: Owner needs root (fchown)")
-	}
+	testgate.Root(t, "sockopt", "Owner: fchown")
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_MPTCP)
 	if err != nil {
 		t.Skipf("no MPTCP here: %v", err)

@@ -11,57 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testkit/stunserver"
 	pion "github.com/pion/stun/v3"
 )
 
-// The responders below are real STUN-ish servers on 127.0.0.1 whose replies
+// The servers are internal/testkit/stunserver's, on 127.0.0.1, with replies
 // each test scripts, so that hostile behaviour can be played exactly.
-
-// readRequest reads and decodes one bare Binding request from a stream.
-func readRequest(c net.Conn) (*pion.Message, error) {
-	raw := make([]byte, headerSize)
-	if _, err := io.ReadFull(c, raw); err != nil {
-		return nil, err
-	}
-	m := new(pion.Message)
-	if err := pion.Decode(raw, m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-// tcpResponder accepts connections on 127.0.0.1 and calls serve with each
-// one and the Binding request read from it. serve writes what the test
-// wants; the connection is closed when serve returns.
-func tcpResponder(t *testing.T, serve func(c net.Conn, req *pion.Message)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				// Bound the handler so a stuck test cannot hang Cleanup.
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				if req, err := readRequest(c); err == nil {
-					serve(c, req)
-				}
-			})
-		}
-	})
-	return ln.Addr().String()
-}
 
 func dial(t *testing.T, network, addr string) net.Conn {
 	t.Helper()
@@ -213,7 +168,7 @@ func TestBindTCP(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dial(t, "tcp", tcpResponder(t, tc.serve))
+			c := dial(t, "tcp", stunserver.TCP(t, tc.serve))
 			got, err := BindTCP(ctxTimeout(t, 5*time.Second), c)
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) {
@@ -237,7 +192,7 @@ func TestBindTCP(t *testing.T) {
 }
 
 func TestBindTCPErrorResponse(t *testing.T) {
-	addr := tcpResponder(t, func(c net.Conn, req *pion.Message) {
+	addr := stunserver.TCP(t, func(c net.Conn, req *pion.Message) {
 		c.Write(build(pion.BindingError, req.TransactionID, pion.ErrorCodeAttribute{Code: 420, Reason: []byte("Unknown Attribute")}))
 	})
 	_, err := BindTCP(ctxTimeout(t, 5*time.Second), dial(t, "tcp", addr))
@@ -259,7 +214,7 @@ func checkPrompt(t *testing.T, err, want error, start time.Time, d time.Duration
 }
 
 func TestBindTCPSilentServer(t *testing.T) {
-	addr := tcpResponder(t, func(c net.Conn, _ *pion.Message) { waitClose(c) })
+	addr := stunserver.TCP(t, func(c net.Conn, _ *pion.Message) { waitClose(c) })
 	c := dial(t, "tcp", addr)
 	start := time.Now()
 	_, err := BindTCP(ctxTimeout(t, 200*time.Millisecond), c)
@@ -267,7 +222,7 @@ func TestBindTCPSilentServer(t *testing.T) {
 }
 
 func TestBindTCPCancel(t *testing.T) {
-	addr := tcpResponder(t, func(c net.Conn, _ *pion.Message) { waitClose(c) })
+	addr := stunserver.TCP(t, func(c net.Conn, _ *pion.Message) { waitClose(c) })
 	c := dial(t, "tcp", addr)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(150*time.Millisecond, cancel)
@@ -279,7 +234,7 @@ func TestBindTCPCancel(t *testing.T) {
 func TestBindTCPContextAlreadyDone(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	addr := tcpResponder(t, func(c net.Conn, _ *pion.Message) { waitClose(c) })
+	addr := stunserver.TCP(t, func(c net.Conn, _ *pion.Message) { waitClose(c) })
 	if _, err := BindTCP(ctx, dial(t, "tcp", addr)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -287,7 +242,7 @@ func TestBindTCPContextAlreadyDone(t *testing.T) {
 
 // After BindTCP, conn must carry no deadline: natmap keeps using it.
 func TestBindTCPClearsDeadline(t *testing.T) {
-	addr := tcpResponder(t, func(c net.Conn, req *pion.Message) {
+	addr := stunserver.TCP(t, func(c net.Conn, req *pion.Message) {
 		c.Write(build(pion.BindingSuccess, req.TransactionID, xorAddr(peerAddr(c.RemoteAddr()))))
 		time.Sleep(400 * time.Millisecond) // past the ctx deadline below
 		c.Write([]byte{'!'})
@@ -302,38 +257,6 @@ func TestBindTCPClearsDeadline(t *testing.T) {
 	if _, err := io.ReadFull(c, b); err != nil {
 		t.Fatalf("read after BindTCP: %v (deadline left on conn?)", err)
 	}
-}
-
-// udpResponder serves datagrams on 127.0.0.1. For the n-th request (from 1)
-// reply returns the datagrams to send back, possibly none.
-func udpResponder(t *testing.T, reply func(n int, from netip.AddrPort, req *pion.Message) [][]byte) string {
-	t.Helper()
-	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		pc.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		buf := make([]byte, 1500)
-		for n := 1; ; n++ {
-			k, from, err := pc.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			req := new(pion.Message)
-			if err := pion.Decode(buf[:k], req); err != nil {
-				continue
-			}
-			for _, d := range reply(n, from, req) {
-				pc.WriteToUDPAddrPort(d, from)
-			}
-		}
-	})
-	return pc.LocalAddr().String()
 }
 
 func TestBindUDP(t *testing.T) {
@@ -419,7 +342,7 @@ func TestBindUDP(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dial(t, "udp", udpResponder(t, tc.reply))
+			c := dial(t, "udp", stunserver.UDP(t, tc.reply))
 			start := time.Now()
 			got, err := BindUDP(ctxTimeout(t, 5*time.Second), c, time.Second)
 			if time.Since(start) > 900*time.Millisecond {
@@ -458,7 +381,7 @@ func TestBindUDPRetransmits(t *testing.T) {
 		tids  [][12]byte
 		times []time.Time
 	)
-	addr := udpResponder(t, func(n int, from netip.AddrPort, req *pion.Message) [][]byte {
+	addr := stunserver.UDP(t, func(n int, from netip.AddrPort, req *pion.Message) [][]byte {
 		mu.Lock()
 		defer mu.Unlock()
 		tids = append(tids, req.TransactionID)
@@ -493,7 +416,7 @@ func TestBindUDPBackoffIsCapped(t *testing.T) {
 		mu    sync.Mutex
 		times []time.Time
 	)
-	addr := udpResponder(t, func(int, netip.AddrPort, *pion.Message) [][]byte {
+	addr := stunserver.UDP(t, func(int, netip.AddrPort, *pion.Message) [][]byte {
 		mu.Lock()
 		defer mu.Unlock()
 		times = append(times, time.Now())
@@ -512,14 +435,14 @@ func TestBindUDPBackoffIsCapped(t *testing.T) {
 }
 
 func TestBindUDPSilentServer(t *testing.T) {
-	addr := udpResponder(t, func(int, netip.AddrPort, *pion.Message) [][]byte { return nil })
+	addr := stunserver.UDP(t, func(int, netip.AddrPort, *pion.Message) [][]byte { return nil })
 	start := time.Now()
 	_, err := BindUDP(ctxTimeout(t, 300*time.Millisecond), dial(t, "udp", addr), 50*time.Millisecond)
 	checkPrompt(t, err, context.DeadlineExceeded, start, 300*time.Millisecond)
 }
 
 func TestBindUDPCancel(t *testing.T) {
-	addr := udpResponder(t, func(int, netip.AddrPort, *pion.Message) [][]byte { return nil })
+	addr := stunserver.UDP(t, func(int, netip.AddrPort, *pion.Message) [][]byte { return nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(150*time.Millisecond, cancel)
 	start := time.Now()
@@ -529,7 +452,7 @@ func TestBindUDPCancel(t *testing.T) {
 
 // A flood of strays cannot keep BindUDP past its deadline.
 func TestBindUDPStrayFlood(t *testing.T) {
-	addr := udpResponder(t, func(_ int, _ netip.AddrPort, req *pion.Message) [][]byte {
+	addr := stunserver.UDP(t, func(_ int, _ netip.AddrPort, req *pion.Message) [][]byte {
 		stray := build(pion.BindingSuccess, otherTID, xorAddr(v4Addr))
 		out := make([][]byte, 200)
 		for i := range out {
@@ -568,7 +491,7 @@ func TestBindUDPBadRTO(t *testing.T) {
 }
 
 func TestBindUDPClearsDeadline(t *testing.T) {
-	addr := udpResponder(t, func(_ int, from netip.AddrPort, req *pion.Message) [][]byte {
+	addr := stunserver.UDP(t, func(_ int, from netip.AddrPort, req *pion.Message) [][]byte {
 		return [][]byte{build(pion.BindingSuccess, req.TransactionID, xorAddr(from))}
 	})
 	c := dial(t, "udp", addr)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/sockopt"
+	"github.com/natmap-go/natmap/internal/testkit/freeport"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
 	"golang.org/x/sys/unix"
 )
@@ -158,25 +160,17 @@ func serve(network string) error {
 // skipped test in CI would hide that nothing was tested.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	require(t, os.Geteuid() == 0, "needs root (pidfd_getfd on another process, changing uid)")
+	testgate.Root(t, "takeover", "pidfd_getfd on another process, changing uid")
 }
 
 // requireIPv6 does the same without IPv6, which the dual-stack tests need.
 func requireIPv6(t *testing.T) {
 	t.Helper()
 	l, err := net.Listen("tcp6", "[::]:0")
-	if err == nil {
-		l.Close()
+	if err != nil {
+		testgate.Unmet(t, "takeover: needs IPv6")
 	}
-	require(t, err == nil, "needs IPv6")
-}
-
-func require(t *testing.T, ok bool, msg string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	testgate.Unmet(t, "takeover: "+msg)
+	l.Close()
 }
 
 func selfCmd(t *testing.T, env ...string) *exec.Cmd {
@@ -387,31 +381,9 @@ func TestTakeoverOtherUser(t *testing.T) {
 	})
 }
 
-// freePort returns a port nobody uses (the kernel's pick, released).
-func freePort(t *testing.T, network string) uint16 {
-	t.Helper()
-	var c io.Closer
-	var port int
-	if strings.HasPrefix(network, "udp") {
-		pc, err := net.ListenPacket(network, ":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, port = pc, pc.LocalAddr().(*net.UDPAddr).Port
-	} else {
-		l, err := net.Listen(network, ":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, port = l, l.Addr().(*net.TCPAddr).Port
-	}
-	c.Close()
-	return uint16(port)
-}
-
 func TestNoSocket(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6", "udp4", "udp6"} {
-		port := freePort(t, network[:3]) // dual-stack: free on both families
+		port := uint16(freeport.Get(t, network[:3], "")) // dual-stack: free on both families
 		res, err := EnableReusePort(network, port)
 		if !errors.Is(err, ErrNoOwner) || res.Changes != nil {
 			t.Fatalf("%s: changes %v, err %v; want ErrNoOwner", network, res.Changes, err)
@@ -612,17 +584,7 @@ func natmapServe(t *testing.T, network string, port int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = io.WriteString(c, hello)
-			c.Close()
-		}
-	}()
+	tcpserve.Each(t, l, func(c net.Conn) { _, _ = io.WriteString(c, hello) })
 }
 
 // greetings counts who answers 40 clients (40 source ports).

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 // fakeUbus puts a `ubus` on PATH that appends its arguments to a file, one
@@ -28,18 +30,16 @@ func fakeUbus(t *testing.T) string {
 
 func waitLines(t *testing.T, path string, n int) []string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		b, _ := os.ReadFile(path)
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		if len(b) > 0 && len(lines) >= n {
-			return lines
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d calls of ubus, want %d:\n%s", len(lines), n, b)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var b []byte
+	var lines []string
+	if !wait.Until(20*time.Second, func() bool {
+		b, _ = os.ReadFile(path)
+		lines = strings.Split(strings.TrimSpace(string(b)), "\n")
+		return len(b) > 0 && len(lines) >= n
+	}) {
+		t.Fatalf("%d calls of ubus, want %d:\n%s", len(lines), n, b)
 	}
+	return lines
 }
 
 func TestSendInOrder(t *testing.T) {

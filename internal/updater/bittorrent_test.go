@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/httpc"
+	"github.com/natmap-go/natmap/internal/testkit/freeport"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 func waitListening(t *testing.T, what string, port int) {
-	waitFor(t, what+" to listen", 60*time.Second, func() bool {
+	wait.For(t, 60*time.Second, what+" to listen", func() bool {
 		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
 		if err == nil {
 			c.Close()
@@ -34,7 +36,7 @@ func waitListening(t *testing.T, what string, port int) {
 func transmissionDaemon(t *testing.T) string {
 	testgate.Require(t, "transmission updater", false, map[string]string{"transmission-daemon": "transmission-daemon"})
 	dir := t.TempDir()
-	rpc := freePort(t)
+	rpc := freeport.Both(t, "127.0.0.1")
 	settings := map[string]any{
 		"rpc-enabled": true, "rpc-port": rpc, "rpc-bind-address": "127.0.0.1",
 		"rpc-authentication-required": true, "rpc-username": "natmap", "rpc-password": "secret",
@@ -95,7 +97,7 @@ func TestTransmission(t *testing.T) {
 func qbittorrentNox(t *testing.T) string {
 	testgate.Require(t, "qbittorrent updater", false, map[string]string{"qbittorrent-nox": "qbittorrent-nox"})
 	dir := t.TempDir()
-	port := freePort(t)
+	port := freeport.Both(t, "127.0.0.1")
 	salt := []byte("0123456789abcdef")
 	key, err := pbkdf2.Key(sha512.New, "secret123", salt, 100000, 64)
 	if err != nil {

@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testkit/freeport"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 const testKey = "natmap-key"
@@ -25,7 +27,7 @@ const testKey = "natmap-key"
 func bind(t *testing.T) (int, string) {
 	testgate.Require(t, "rfc2136 against BIND", false, map[string]string{"named": "bind9", "dig": "bind9-dnsutils"})
 	dir := t.TempDir()
-	port := freePort(t)
+	port := freeport.Both(t, "127.0.0.1")
 	secret := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	conf := fmt.Sprintf(`options {
 	directory %[1]q;
@@ -59,7 +61,7 @@ ns IN A 127.0.0.1
 		t.Fatal(err)
 	}
 	startProcess(t, "named", "-g", "-c", filepath.Join(dir, "named.conf"), "-n", "1")
-	waitFor(t, "named to answer", 60*time.Second, func() bool {
+	wait.For(t, 60*time.Second, "named to answer", func() bool {
 		return len(digLines(t, port, "example.test", "SOA")) == 1
 	})
 	return port, secret
@@ -156,7 +158,7 @@ func TestRFC2136ServerDownOrSilent(t *testing.T) {
 	}
 	defer silent.Close()
 	for name, server := range map[string]string{
-		"down":   "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		"down":   "127.0.0.1:" + strconv.Itoa(freeport.Both(t, "127.0.0.1")),
 		"silent": silent.LocalAddr().String(),
 	} {
 		b := build(t, "rfc2136", map[string]string{"server": server, "zone": "example.test", "name": "nas.example.test"})

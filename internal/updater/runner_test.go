@@ -12,6 +12,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/testkit/freeport"
+	"github.com/natmap-go/natmap/internal/testkit/httpserve"
+	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
 func startRunner(t *testing.T, b *Built, minB, maxB time.Duration) *Runner {
@@ -24,11 +28,11 @@ func startRunner(t *testing.T, b *Built, minB, maxB time.Duration) *Runner {
 }
 
 func TestRunnerServerDown(t *testing.T) {
-	port := freePort(t) // nothing listens there yet
+	port := freeport.Both(t, "127.0.0.1") // nothing listens there yet
 	b := build(t, "webhook", map[string]string{"url": "http://127.0.0.1:" + strconv.Itoa(port) + "/hook"})
 	r := startRunner(t, b, 20*time.Millisecond, 160*time.Millisecond)
 	r.Update(testFields("203.0.113.7:45678"))
-	waitFor(t, "retries", 30*time.Second, func() bool { return r.Status().Attempts >= 5 })
+	wait.For(t, 30*time.Second, "retries", func() bool { return r.Status().Attempts >= 5 })
 	st := r.Status()
 	if st.State != StateRetrying && st.State != StateRunning || !strings.Contains(st.LastError, "refused") || st.Public != "203.0.113.7:45678" {
 		t.Errorf("status %+v", st)
@@ -45,10 +49,8 @@ func TestRunnerServerDown(t *testing.T) {
 	if err != nil {
 		t.Skipf("port taken meanwhile: %v", err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
-	go srv.Serve(l)
-	defer srv.Close()
-	waitFor(t, "success", 30*time.Second, func() bool { return r.Status().State == StateOK })
+	httpserve.Serve(t, l, nil)
+	wait.For(t, 30*time.Second, "success", func() bool { return r.Status().State == StateOK })
 	if st := r.Status(); st.LastError != "" || st.LastOK.IsZero() {
 		t.Errorf("after success %+v", st)
 	}
@@ -58,7 +60,7 @@ func TestRunnerWrongCredentialsNoRetryStorm(t *testing.T) {
 	srv := newRecorder(t, 401)
 	r := startRunner(t, build(t, "webhook", map[string]string{"url": srv.URL}), 10*time.Millisecond, 20*time.Millisecond)
 	r.Update(testFields("203.0.113.7:45678"))
-	waitFor(t, "failure", 30*time.Second, func() bool { return r.Status().State == StateFailed })
+	wait.For(t, 30*time.Second, "failure", func() bool { return r.Status().State == StateFailed })
 	time.Sleep(300 * time.Millisecond) // room for retries that must not come
 	if n := len(srv.requests()); n != 1 {
 		t.Errorf("%d requests after a 401, want 1", n)
@@ -68,7 +70,7 @@ func TestRunnerWrongCredentialsNoRetryStorm(t *testing.T) {
 	}
 	// A new address tries again, once.
 	r.Update(testFields("203.0.113.7:1000"))
-	waitFor(t, "second request", 30*time.Second, func() bool { return len(srv.requests()) == 2 })
+	wait.For(t, 30*time.Second, "second request", func() bool { return len(srv.requests()) == 2 })
 }
 
 func TestRunnerSlowServerTimesOut(t *testing.T) {
@@ -87,7 +89,7 @@ func TestRunnerSlowServerTimesOut(t *testing.T) {
 	b.Timeout = 200 * time.Millisecond
 	r := startRunner(t, b, time.Hour, time.Hour)
 	r.Update(testFields("203.0.113.7:45678"))
-	waitFor(t, "timeout", 30*time.Second, func() bool { return r.Status().State == StateRetrying })
+	wait.For(t, 30*time.Second, "timeout", func() bool { return r.Status().State == StateRetrying })
 	if st := r.Status(); !strings.Contains(st.LastError, "timed out after 200ms") || st.NextRetry.IsZero() {
 		t.Errorf("status %+v", st)
 	}
@@ -97,13 +99,13 @@ func TestRunnerNewerAddressSupersedesRetry(t *testing.T) {
 	srv := newRecorder(t, 503)
 	r := startRunner(t, build(t, "webhook", map[string]string{"url": srv.URL, "body": "{public_port}", "header": "Content-Type: text/plain"}), time.Hour, time.Hour)
 	r.Update(testFields("203.0.113.7:1111"))
-	waitFor(t, "first failure", 30*time.Second, func() bool { return r.Status().State == StateRetrying })
+	wait.For(t, 30*time.Second, "first failure", func() bool { return r.Status().State == StateRetrying })
 	srv.mu.Lock()
 	srv.code = 200
 	srv.mu.Unlock()
 	// The retry for 1111 is an hour away; the new address goes now.
 	r.Update(testFields("203.0.113.7:2222"))
-	waitFor(t, "success", 30*time.Second, func() bool { return r.Status().State == StateOK })
+	wait.For(t, 30*time.Second, "success", func() bool { return r.Status().State == StateOK })
 	reqs := srv.requests()
 	if len(reqs) != 2 || reqs[0].Body != "1111" || reqs[1].Body != "2222" {
 		t.Errorf("requests %+v", reqs)

@@ -117,7 +117,7 @@ func (h *Home) close() {
 // miniupnpd (Debian: miniupnpd-nftables).
 func RequireMiniUPnPd(t testing.TB) {
 	t.Helper()
-	testgate.Require(t, "miniupnpd", true, map[string]string{"miniupnpd": "miniupnpd-nftables"})
+	testgate.Netns(t, "miniupnpd", "miniupnpd")
 }
 
 // MiniUPnPd selects what the router's miniupnpd offers.

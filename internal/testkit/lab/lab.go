@@ -37,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testkit/coturn"
 	"github.com/natmap-go/natmap/internal/testkit/netns"
 	"golang.org/x/sys/unix"
 )
@@ -209,7 +210,7 @@ type Lab struct {
 	cfg  config
 	rate rateSpec // parsed cfg.wanRate
 	dir  string
-	stun []*stunServer
+	stun []*coturn.Server
 	http *httpServer
 }
 
@@ -446,7 +447,7 @@ func (l *Lab) close() {
 		l.dumpNAT()
 	}
 	for _, s := range l.stun {
-		s.stop()
+		s.Stop()
 	}
 	if l.http != nil {
 		l.http.close()

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 )
 
 var kinds = []Kind{FullConePreserve, FullConeTranslate, RestrictedCone, Symmetric}
@@ -44,6 +46,36 @@ func families(l *Lab) []family {
 	}
 }
 
+// lanKeepAlive runs the lan service on local and, from its port, a
+// keep-alive connection to the HTTP server, like natmap's, after one HEAD.
+func lanKeepAlive(t *testing.T, l *Lab, f family, local netip.AddrPort) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	lanService(t, l, local)
+	keep := dialFrom(t, l, l.LAN, local, f.http)
+	br := bufio.NewReader(keep)
+	if err := httpHead(keep, br); err != nil {
+		t.Fatal(err)
+	}
+	return keep, br
+}
+
+// eachKindAndFamily runs test in parallel subtests: one lab of each kind,
+// and in it each address family (they share no address).
+func eachKindAndFamily(t *testing.T, test func(*testing.T, *Lab, family)) {
+	for _, kind := range kinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			t.Parallel()
+			l := New(t, kind)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					t.Parallel()
+					test(t, l, f)
+				})
+			}
+		})
+	}
+}
+
 // dialFrom dials remote from local inside ns, sharing local's port like
 // natmap does (SO_REUSEADDR + SO_REUSEPORT).
 func dialFrom(t *testing.T, l *Lab, ns string, local, remote netip.AddrPort) net.Conn {
@@ -63,17 +95,7 @@ func dialFrom(t *testing.T, l *Lab, ns string, local, remote netip.AddrPort) net
 // serveRemoteAddr accepts connections on ln and writes each peer's address
 // to it, then closes it: a tiny "what is my address" server.
 func serveRemoteAddr(t *testing.T, ln net.Listener) {
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, c.RemoteAddr().String())
-			c.Close()
-		}
-	}()
+	tcpserve.Each(t, ln, func(c net.Conn) { io.WriteString(c, c.RemoteAddr().String()) })
 }
 
 // readAddr reads everything from c and parses it as an ip:port.
@@ -147,18 +169,7 @@ func lanService(t *testing.T, l *Lab, local netip.AddrPort) {
 }
 
 func TestMapping(t *testing.T) {
-	for _, kind := range kinds {
-		t.Run(kind.String(), func(t *testing.T) {
-			t.Parallel()
-			l := New(t, kind)
-			for _, f := range families(l) {
-				t.Run(f.name, func(t *testing.T) {
-					t.Parallel() // the families share no address
-					testMapping(t, l, f)
-				})
-			}
-		})
-	}
+	eachKindAndFamily(t, testMapping)
 }
 
 // testMapping checks the TCP mappings of one address family: what two
@@ -221,18 +232,7 @@ func testMapping(t *testing.T, l *Lab, f family) {
 }
 
 func TestSTUN(t *testing.T) {
-	for _, kind := range kinds {
-		t.Run(kind.String(), func(t *testing.T) {
-			t.Parallel()
-			l := New(t, kind)
-			for _, f := range families(l) {
-				t.Run(f.name, func(t *testing.T) {
-					t.Parallel() // the families share no address
-					testSTUN(t, l, f)
-				})
-			}
-		})
-	}
+	eachKindAndFamily(t, testSTUN)
 }
 
 // testSTUN asks both STUN servers over TCP and UDP in one address family,
@@ -482,18 +482,7 @@ func testRestrictedTCP(t *testing.T, l *Lab, f family) {
 // other address and port, then one asking for the other port only. STUN
 // server 1 has no RFC 5780.
 func TestRFC5780(t *testing.T) {
-	for _, kind := range kinds {
-		t.Run(kind.String(), func(t *testing.T) {
-			t.Parallel()
-			l := New(t, kind)
-			for _, f := range families(l) {
-				t.Run(f.name, func(t *testing.T) {
-					t.Parallel() // the families share no address
-					testRFC5780(t, l, f)
-				})
-			}
-		})
-	}
+	eachKindAndFamily(t, testRFC5780)
 }
 
 func testRFC5780(t *testing.T, l *Lab, f family) {
@@ -644,13 +633,7 @@ func TestForgetMappings(t *testing.T) {
 		var ms []mapping
 		for _, f := range families(l) {
 			local := netip.AddrPortFrom(f.lan, 40000)
-			lanService(t, l, local)
-			// A keep-alive connection, like natmap's.
-			keep := dialFrom(t, l, l.LAN, local, f.http)
-			br := bufio.NewReader(keep)
-			if err := httpHead(keep, br); err != nil {
-				t.Fatal(err)
-			}
+			keep, br := lanKeepAlive(t, l, f, local)
 			before, err := stunBinding(dialFrom(t, l, l.LAN, local, f.stun[0]), 3*time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -698,12 +681,7 @@ func TestForgetMappings(t *testing.T) {
 		var publics []netip.AddrPort
 		for _, f := range families(l) {
 			local := netip.AddrPortFrom(f.lan, 40000)
-			lanService(t, l, local)
-			keep := dialFrom(t, l, l.LAN, local, f.http)
-			br := bufio.NewReader(keep)
-			if err := httpHead(keep, br); err != nil {
-				t.Fatal(err)
-			}
+			keep, br := lanKeepAlive(t, l, f, local)
 			public := netip.AddrPortFrom(f.public, local.Port())
 			if !reachable(t, l, public) {
 				t.Fatalf("%s unreachable before ForgetMappings", public)
@@ -1068,20 +1046,10 @@ func transfer(c net.Conn, n int) (time.Duration, error) {
 // sink accepts connections on ln, reads each to EOF and then answers one
 // byte.
 func sink(t *testing.T, ln net.Listener) {
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(io.Discard, c)
-				c.Write([]byte{1})
-			}()
-		}
-	}()
+	tcpserve.Each(t, ln, func(c net.Conn) {
+		io.Copy(io.Discard, c)
+		c.Write([]byte{1})
+	})
 }
 
 func TestWANRate(t *testing.T) {
@@ -1262,7 +1230,9 @@ func TestTeardown(t *testing.T) {
 		}
 	}
 	for i, s := range l.stun {
-		if s.cmd.ProcessState == nil {
+		select {
+		case <-s.Done():
+		default:
 			t.Errorf("STUN server %d still running after cleanup", i)
 		}
 	}

@@ -12,5 +12,5 @@ import (
 // because a skipped e2e test in CI would hide that nothing was tested.
 func Require(t testing.TB) {
 	t.Helper()
-	testgate.Require(t, "lab", true, map[string]string{"ip": "iproute2", "nft": "nftables", "turnserver": "coturn"})
+	testgate.Netns(t, "lab", "nft", "turnserver")
 }

@@ -5,80 +5,34 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/testkit/coturn"
 )
-
-// stunServer is one coturn process in the inet namespace.
-type stunServer struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{} // closed when the process has exited
-	once sync.Once
-}
-
-func (s *stunServer) stop() {
-	s.once.Do(func() {
-		s.cmd.Process.Kill()
-		<-s.done
-	})
-}
 
 // startSTUN starts one coturn per STUN address, listening on its IPv4 and
 // IPv6 address; server 0 also on STUNAlt's and STUNAlt6's address and at
-// their port, for RFC 5780. waitSTUN waits until they answer.
+// their port, for RFC 5780 (one address per family for server 1: no RFC
+// 5780). waitSTUN waits until they answer.
 func (l *Lab) startSTUN() error {
 	for i, addr := range l.STUN {
-		addr6 := l.STUN6[i]
-		base := filepath.Join(l.dir, fmt.Sprintf("stun%d", i))
-		out, err := os.Create(base + ".out")
+		c := coturn.Config{
+			Addrs: []string{addr.Addr().String(), l.STUN6[i].Addr().String()}, // same port
+			Port:  int(addr.Port()),
+			NetNS: l.Inet,
+			Dir:   filepath.Join(l.dir, fmt.Sprintf("stun%d", i)),
+		}
+		if i == 0 {
+			c.AltAddrs = []string{l.STUNAlt.Addr().String(), l.STUNAlt6.Addr().String()}
+			c.AltPort = int(l.STUNAlt.Port())
+		}
+		s, err := coturn.Launch(c)
 		if err != nil {
 			return err
 		}
-		defer out.Close() // the child has its own copy
-		args := []string{
-			"-n", // no config file: everything is on the command line
-			"--stun-only", "--no-cli", "--no-tls", "--no-dtls",
-			"--listening-ip", addr.Addr().String(),
-			"--listening-ip", addr6.Addr().String(), // same port
-			"--listening-port", fmt.Sprint(addr.Port()),
-			"--relay-threads", "1",
-			// Nothing is relayed with --stun-only, but coturn spends
-			// milliseconds per address on a pool of its relay ports
-			// (by default 16384 of them).
-			"--min-port", "49152", "--max-port", "49159",
-			// Keep every file it writes in the test's temp dir.
-			"--pidfile", base + ".pid",
-			"--log-file", base + ".log", "--simple-log", "--no-stdout-log",
-			"--db", base + ".db",
-		}
-		if i == 0 {
-			// Two addresses of a family turn RFC 5780 on: coturn then
-			// also listens at the alternate port on every address, names
-			// the other address and the alternate port in OTHER-ADDRESS,
-			// and answers CHANGE-REQUEST from them.
-			args = append(args,
-				"--listening-ip", l.STUNAlt.Addr().String(),
-				"--listening-ip", l.STUNAlt6.Addr().String(),
-				"--alt-listening-port", fmt.Sprint(l.STUNAlt.Port()))
-		} else {
-			// One address per family: no RFC 5780 anyway; this also
-			// keeps its answers minimal, as on most public servers.
-			args = append(args, "--no-rfc5780")
-		}
-		cmd := exec.Command("turnserver", args...)
-		cmd.Dir = l.dir
-		cmd.Stdout = out
-		cmd.Stderr = out
-		if err := l.Do(l.Inet, cmd.Start); err != nil {
-			return fmt.Errorf("start turnserver on %s: %w", addr, err)
-		}
-		s := &stunServer{cmd: cmd, log: base + ".log", done: make(chan struct{})}
-		go func() { cmd.Wait(); close(s.done) }()
 		l.stun = append(l.stun, s)
 	}
 	return nil
@@ -108,7 +62,7 @@ func (l *Lab) waitSTUN() error {
 
 // waitSTUNAddr polls until coturn answers a STUN binding request on addr
 // over network ("tcp" or "udp").
-func (l *Lab) waitSTUNAddr(network string, addr netip.AddrPort, s *stunServer, deadline time.Time) error {
+func (l *Lab) waitSTUNAddr(network string, addr netip.AddrPort, s *coturn.Server, deadline time.Time) error {
 	// A TCP connect before coturn listens is refused at once. A UDP
 	// request has no handshake: one that goes astray while coturn starts
 	// up would cost the whole timeout, so UDP waits for an answer only
@@ -127,27 +81,15 @@ func (l *Lab) waitSTUNAddr(network string, addr netip.AddrPort, s *stunServer, d
 		}
 		timeout = min(2*timeout, time.Second)
 		select {
-		case <-s.done:
-			return fmt.Errorf("turnserver on %s exited: %v\n%s", addr, s.cmd.ProcessState, readTail(s.log))
+		case <-s.Done():
+			return fmt.Errorf("turnserver on %s exited: %v\n%s", addr, s.Exit(), s.LogTail())
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("turnserver on %s not answering over %s: %w\n%s", addr, network, err, readTail(s.log))
+			return fmt.Errorf("turnserver on %s not answering over %s: %w\n%s", addr, network, err, s.LogTail())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// readTail returns the end of a log file, for error messages.
-func readTail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(b)
 }
 
 // StopSTUN kills STUN server i (index into STUN and STUN6), so that
@@ -155,7 +97,7 @@ func readTail(path string) string {
 // server 0 on all its RFC 5780 addresses and ports too (STUNAlt, STUNAlt6:
 // it is one coturn process). Stopping twice is fine.
 func (l *Lab) StopSTUN(i int) {
-	l.stun[i].stop()
+	l.stun[i].Stop()
 }
 
 // SilenceSTUN makes STUN server i (STUN[i], TCP and UDP, IPv4) drop every

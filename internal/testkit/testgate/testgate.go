@@ -13,8 +13,8 @@ import (
 	"testing"
 )
 
-// Root names the need for network-namespace privileges in Require.
-const Root = "root (CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+// netnsRoot names the need for network-namespace privileges in Require.
+const netnsRoot = "root (CAP_NET_ADMIN and CAP_SYS_ADMIN)"
 
 // Require checks that the test can create network namespaces (when root is
 // set) and run each command; cmds maps a command to its Debian package.
@@ -22,7 +22,7 @@ func Require(t testing.TB, who string, root bool, cmds map[string]string) {
 	t.Helper()
 	var missing []string
 	if root && !NetnsCaps() {
-		missing = append(missing, Root)
+		missing = append(missing, netnsRoot)
 	}
 	names := make([]string, 0, len(cmds))
 	for c := range cmds {
@@ -36,6 +36,41 @@ func Require(t testing.TB, who string, root bool, cmds map[string]string) {
 	}
 	if len(missing) > 0 {
 		Unmet(t, who+": these tests need "+strings.Join(missing, ", "))
+	}
+}
+
+// debianPackage names the Debian package of each command Netns knows.
+var debianPackage = map[string]string{
+	"ip":         "iproute2",
+	"nft":        "nftables",
+	"iptables":   "iptables",
+	"ip6tables":  "iptables",
+	"turnserver": "coturn",
+	"miniupnpd":  "miniupnpd-nftables",
+}
+
+// Netns is Require for a test that builds network namespaces with ip and
+// runs cmds, each a command whose Debian package this package knows.
+func Netns(t testing.TB, who string, cmds ...string) {
+	t.Helper()
+	need := map[string]string{"ip": debianPackage["ip"]}
+	for _, c := range cmds {
+		p, ok := debianPackage[c]
+		if !ok {
+			t.Fatalf("testgate: no Debian package known for %s: use Require", c)
+		}
+		need[c] = p
+	}
+	Require(t, who, true, need)
+}
+
+// Root skips the test (fails it in CI) unless it runs as uid 0, for what
+// capabilities alone do not allow (changing uid, another user's files);
+// why says what needs it.
+func Root(t testing.TB, who, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Unmet(t, who+": needs root ("+why+")")
 	}
 }
 
