@@ -369,7 +369,7 @@ config natmap 'b'
 	t.Run("ubus check's servers from the config", func(t *testing.T) {
 		l.Sh("cp /etc/config/natmap /root/natmap.saved")
 		defer l.Sh("cp /root/natmap.saved /etc/config/natmap")
-		d1, d2, d3 := fmt.Sprintf("%s:%d", host, freePort(t, host)), fmt.Sprintf("%s:%d", host, freePort(t, host)), fmt.Sprintf("%s:%d", host, freePort(t, host))
+		d1, d2, d3 := fmt.Sprintf("%s:%d", host, freeport.Both(t, host)), fmt.Sprintf("%s:%d", host, freeport.Both(t, host)), fmt.Sprintf("%s:%d", host, freeport.Both(t, host))
 		for _, c := range []struct {
 			name, conf string
 			want       []string // the servers asked, in order; nil: an error

@@ -112,10 +112,15 @@ func TestHoldRecreatesAfterReboot(t *testing.T) {
 			wait.For(t, 20*time.Second, "two changes", func() bool { mu.Lock(); defer mu.Unlock(); return changes >= 2 })
 			f.reboot()
 			wait.For(t, 20*time.Second, "the mapping back after the reboot", func() bool { _, ok := f.mapping("tcp", 7100); return ok })
-			h.mu.Lock()
-			server := h.epoch.server
-			h.mu.Unlock()
-			if server > 10 {
+			// The fake keeps the mapping before Hold reads its reply: wait
+			// for Hold to take the new epoch rather than read it at once.
+			var server uint32
+			if !wait.Until(5*time.Second, func() bool {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				server = h.epoch.server
+				return server <= 10
+			}) {
 				t.Fatalf("epoch %d: the reboot was not seen", server)
 			}
 		})
