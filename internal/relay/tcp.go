@@ -145,16 +145,18 @@ func (r *TCP) Serve(ctx context.Context) error {
 		copies:    make(map[*copyConn]struct{}),
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		<-ctx.Done()
+	wg.Add(1)
+	context.AfterFunc(ctx, func() { // always: ctx ends before Serve returns
+		defer wg.Done()
 		r.Listener.Close()
 		lf.Close()    // unblocks accepting
 		poll.wakeUp() // and the event loop
 	})
-	wg.Go(func() { s.reap(ctx) })
+	sweeps := startSweeps(min(sweepEvery, s.idle), s.sweep)
 	wg.Go(func() { s.loop(ctx) })
 	err = s.accept(ctx, lrc, &wg)
 	cancel()
+	sweeps.stop()
 	s.abortAll()
 	wg.Wait()
 	poll.close()
@@ -582,7 +584,8 @@ func (s *tcpRun) abortAll() {
 	}
 }
 
-// reap closes idle connections.
+// sweep samples every connection, closes the idle ones and returns when to
+// sweep next (see startSweeps).
 //
 // Why TCP_INFO: per-read deadlines would cut slow but active flows (an SSH
 // session waiting for a key), and resetting a timer per splice would cost
@@ -592,12 +595,6 @@ func (s *tcpRun) abortAll() {
 // the cost of two getsockopt calls. The sweep sleeps until the earliest
 // moment a connection could expire (at most sweepEvery), so a connection
 // is closed within ~10 ms of IdleTimeout, not within a polling period.
-func (s *tcpRun) reap(ctx context.Context) {
-	sweepLoop(ctx, min(sweepEvery, s.idle), s.sweep)
-}
-
-// sweep samples every connection, closes the idle ones and returns when to
-// sweep next.
 func (s *tcpRun) sweep() time.Duration {
 	// A new connection cannot expire before a full s.idle from now, so
 	// sleeping at most s.idle never misses one.
