@@ -617,17 +617,17 @@ func (s *tcpRun) fill(x *direction, src int) (int, error) {
 
 // finish closes c (with resets if abort) and forgets it.
 func (s *tcpRun) finish(c *spliceConn, err error, abort bool) {
-	c.close(&s.pipes, abort)
-	delete(s.conns, c.id)
-	s.stats.Active.Add(-1)
 	var errno unix.Errno
 	if c.connecting && errors.As(err, &errno) {
 		// The connect's own error, as a dial would report it.
 		s.dialLog.log(s.log, slog.LevelWarn, "tcp relay: target dial failed", "client", c.client, "err", os.NewSyscallError("connect", errno))
-		return
+	} else {
+		s.log.Debug("tcp relay: connection closed", "client", c.client,
+			"up", c.dir[up].n, "down", c.dir[down].n, "duration", time.Since(c.start).Round(time.Millisecond), "err", err)
 	}
-	s.log.Debug("tcp relay: connection closed", "client", c.client,
-		"up", c.dir[up].n, "down", c.dir[down].n, "duration", time.Since(c.start).Round(time.Millisecond), "err", err)
+	c.close(&s.pipes, abort)
+	delete(s.conns, c.id)
+	s.stats.Active.Add(-1)
 }
 
 // close closes both sockets: with a reset each if abort, so each peer
