@@ -124,6 +124,12 @@ func (e *Engine) startForward(ctx context.Context, local netip.AddrPort) (*forwa
 		Log:         e.log,
 		Stats:       &e.relayStats,
 	}
+	// A target given as an address (the usual LAN host) needs no lookup:
+	// the relay connects to it itself, with no goroutine or garbage per
+	// connection. A name is looked up at each connection, as before.
+	if ip, err := netip.ParseAddr(e.cfg.ForwardTarget); err == nil && ip.Zone() == "" {
+		r.Target = func() netip.AddrPort { return netip.AddrPortFrom(ip.Unmap(), e.targetPort()) }
+	}
 	f.serve(ctx, r.Serve)
 	return f, nil
 }
@@ -134,7 +140,9 @@ func (e *Engine) targetPort() uint16 {
 	if e.cfg.ForwardPort != 0 {
 		return e.cfg.ForwardPort
 	}
-	return e.Status().Public.Port()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.status.Public.Port()
 }
 
 // The target is usually on the LAN: its sockets get no interface or mark

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -338,7 +339,10 @@ func (n *Notifier) start(m Mapping, out *outputs) (*run, error) {
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	err = cmd.Start()
+	r := &run{m: m, cmd: cmd, done: make(chan error, 1)}
+	started := make(chan error, 1)
+	go r.exec(status, started)
+	err = <-started
 	if outR != nil {
 		stdout.Close()
 	}
@@ -349,20 +353,36 @@ func (n *Notifier) start(m Mapping, out *outputs) (*run, error) {
 		closeFiles(status, outR, errR)
 		return nil, fmt.Errorf("start %s: %w", helper[0], err)
 	}
-	r := &run{m: m, began: time.Now(), cmd: cmd, done: make(chan error, 1)}
 	out.copy(b, func() {
 		if l, by := b.dropped(); l > 0 {
 			n.Log.Warn("notify script output not logged: over the limit", "script", n.Script,
 				"dropped_lines", l, "dropped_bytes", by, "limit", limit)
 		}
 	}, copyJob{outR, n.Stdout}, copyJob{errR, n.Stderr})
-	go func() {
-		werr := cmd.Wait()
-		line, _ := io.ReadAll(io.LimitReader(status, 4096))
-		status.Close()
-		r.done <- outcome(strings.TrimSpace(string(line)), werr)
-	}()
 	return r, nil
+}
+
+// exec starts the helper (its error to started, the status pipe then
+// closed by the caller) and waits for it; the outcome goes to r.done.
+//
+// Both calls block a thread: vfork until the helper runs, waitid for the
+// whole run. The runtime keeps every thread it ever started, idle with its
+// stacks, so a script run would leave one behind for good (a daemon whose
+// sections' scripts ran at once kept a dozen). Locked to its thread, this
+// goroutine takes the thread with it when it ends. That thread is also
+// the helper's parent for Pdeathsig, and it lives until the helper ended.
+func (r *run) exec(status *os.File, started chan<- error) {
+	runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+	if err := r.cmd.Start(); err != nil {
+		started <- err
+		return
+	}
+	r.began = time.Now()
+	started <- nil
+	werr := r.cmd.Wait()
+	line, _ := io.ReadAll(io.LimitReader(status, 4096))
+	status.Close()
+	r.done <- outcome(strings.TrimSpace(string(line)), werr)
 }
 
 // outcome reads the helper's report.

@@ -21,6 +21,9 @@ import (
 // the low limit cannot hurt the tests.
 const emfileHelperEnv = "RELAY_EMFILE_HELPER_TARGET"
 
+// emfileModeEnv names the helper's dial mode (see dialModes).
+const emfileModeEnv = "RELAY_EMFILE_HELPER_MODE"
+
 func TestMain(m *testing.M) {
 	if target := os.Getenv(emfileHelperEnv); target != "" {
 		os.Exit(emfileHelper(target))
@@ -86,8 +89,12 @@ func emfileHelper(target string) int {
 	}
 	r := &TCP{
 		Listener: l,
-		Dial:     dialTCP(target),
 		Log:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	for _, m := range dialModes {
+		if m.name == os.Getenv(emfileModeEnv) {
+			m.to(r, target)
+		}
 	}
 	if err := r.Serve(ctx); err != context.Canceled {
 		fmt.Fprintln(os.Stderr, "Serve:", err)
@@ -97,87 +104,91 @@ func emfileHelper(target string) int {
 }
 
 func TestTCPSurvivesFullFdTable(t *testing.T) {
-	target := newServer(t, echo)
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), emfileHelperEnv+"="+target.addr())
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := new(logs)
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		stdin.Close()
-		select {
-		case err := <-exited:
+	for _, m := range dialModes {
+		t.Run(m.name, func(t *testing.T) {
+			target := newServer(t, echo)
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), emfileHelperEnv+"="+target.addr(), emfileModeEnv+"="+m.name)
+			stdin, err := cmd.StdinPipe()
 			if err != nil {
-				t.Errorf("relay process: %v\n%s", err, stderr)
+				t.Fatal(err)
 			}
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("relay process did not end with its input\n%s", stderr)
-		}
-	}()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("relay process: %v\n%s", err, stderr)
-	}
-	addr := strings.TrimSpace(line)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stderr := new(logs)
+			cmd.Stderr = stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			defer func() {
+				stdin.Close()
+				select {
+				case err := <-exited:
+					if err != nil {
+						t.Errorf("relay process: %v\n%s", err, stderr)
+					}
+				case <-time.After(5 * time.Second):
+					cmd.Process.Kill()
+					t.Errorf("relay process did not end with its input\n%s", stderr)
+				}
+			}()
+			line, err := bufio.NewReader(stdout).ReadString('\n')
+			if err != nil {
+				t.Fatalf("relay process: %v\n%s", err, stderr)
+			}
+			addr := strings.TrimSpace(line)
 
-	// Fill the relay's fd table: the first connections are relayed, the
-	// next wait in the backlog (or are reset when accepted with the last
-	// fd, which the target dial then lacks).
-	var relayed, waiting []net.Conn
-	for i := range 5 {
-		c := dial(t, addr)
-		c.Write([]byte("x"))
-		wait := 300 * time.Millisecond
-		if i == 0 {
-			wait = 3 * time.Second // the first one must make it
-		}
-		c.SetReadDeadline(time.Now().Add(wait))
-		_, err := io.ReadFull(c, make([]byte, 1))
-		switch {
-		case err == nil:
-			relayed = append(relayed, c)
-		case os.IsTimeout(err):
-			waiting = append(waiting, c)
-		default:
-			c.Close()
-		}
-	}
-	if len(relayed) == 0 || len(waiting) == 0 {
-		t.Fatalf("%d connections relayed, %d waiting; want some of each\n%s", len(relayed), len(waiting), stderr)
-	}
-	if !strings.Contains(stderr.String(), "too many open files") {
-		t.Fatalf("the relay never ran out of fds:\n%s", stderr)
-	}
+			// Fill the relay's fd table: the first connections are relayed, the
+			// next wait in the backlog (or are reset when accepted with the last
+			// fd, which the target dial then lacks).
+			var relayed, waiting []net.Conn
+			for i := range 5 {
+				c := dial(t, addr)
+				c.Write([]byte("x"))
+				wait := 300 * time.Millisecond
+				if i == 0 {
+					wait = 3 * time.Second // the first one must make it
+				}
+				c.SetReadDeadline(time.Now().Add(wait))
+				_, err := io.ReadFull(c, make([]byte, 1))
+				switch {
+				case err == nil:
+					relayed = append(relayed, c)
+				case os.IsTimeout(err):
+					waiting = append(waiting, c)
+				default:
+					c.Close()
+				}
+			}
+			if len(relayed) == 0 || len(waiting) == 0 {
+				t.Fatalf("%d connections relayed, %d waiting; want some of each\n%s", len(relayed), len(waiting), stderr)
+			}
+			if !strings.Contains(stderr.String(), "too many open files") {
+				t.Fatalf("the relay never ran out of fds:\n%s", stderr)
+			}
 
-	// Freeing fds lets the waiting connections through, one by one.
-	for _, c := range relayed {
-		c.Close()
+			// Freeing fds lets the waiting connections through, one by one.
+			for _, c := range relayed {
+				c.Close()
+			}
+			for i, c := range waiting {
+				c.SetReadDeadline(time.Now().Add(3 * time.Second))
+				if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+					t.Fatalf("waiting connection %d never relayed: %v\n%s", i, err, stderr)
+				}
+				c.Close()
+			}
+			c := dial(t, addr)
+			c.Write([]byte("x"))
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+				t.Fatalf("new connection after the fd shortage: %v\n%s", err, stderr)
+			}
+			t.Logf("%d relayed, %d waited for fds; relay log:\n%s", len(relayed), len(waiting), stderr)
+		})
 	}
-	for i, c := range waiting {
-		c.SetReadDeadline(time.Now().Add(3 * time.Second))
-		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
-			t.Fatalf("waiting connection %d never relayed: %v\n%s", i, err, stderr)
-		}
-		c.Close()
-	}
-	c := dial(t, addr)
-	c.Write([]byte("x"))
-	c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
-		t.Fatalf("new connection after the fd shortage: %v\n%s", err, stderr)
-	}
-	t.Logf("%d relayed, %d waited for fds; relay log:\n%s", len(relayed), len(waiting), stderr)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -168,4 +169,19 @@ func readAll(t testing.TB, c net.Conn, d time.Duration) ([]byte, error) {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(d))
 	return io.ReadAll(c)
+}
+
+// dialModes are the two ways a TCP relay reaches its target: Dial (a
+// net.Conn from the caller, dialed on a goroutine) and Target (the relay's
+// own connect, from its event loop).
+var dialModes = []struct {
+	name string
+	to   func(r *TCP, addr string) *TCP
+}{
+	{"Dial", func(r *TCP, addr string) *TCP { r.Dial = dialTCP(addr); return r }},
+	{"Target", func(r *TCP, addr string) *TCP {
+		ap := netip.MustParseAddrPort(addr)
+		r.Target = func() netip.AddrPort { return ap }
+		return r
+	}},
 }

@@ -79,19 +79,41 @@ func temporary(err error) bool {
 	return false
 }
 
-// sweepLoop calls sweep until ctx ends: first after first, then after
-// what each call returns.
-func sweepLoop(ctx context.Context, first time.Duration, sweep func() time.Duration) {
-	t := time.NewTimer(first)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		t.Reset(sweep())
+// sweeper calls sweep on a timer: first after first, then after what each
+// call returns, until stop. No goroutine waits between sweeps (an idle
+// relay's stack would cost more than its record): the timer starts one
+// for each sweep.
+type sweeper struct {
+	sweep func() time.Duration
+
+	mu      sync.Mutex // guards t and stopped; held while sweep runs
+	t       *time.Timer
+	stopped bool
+}
+
+func startSweeps(first time.Duration, sweep func() time.Duration) *sweeper {
+	w := &sweeper{sweep: sweep}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t = time.AfterFunc(first, w.run)
+	return w
+}
+
+func (w *sweeper) run() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return
 	}
+	w.t.Reset(w.sweep())
+}
+
+// stop ends the sweeps, after waiting for one under way.
+func (w *sweeper) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	w.t.Stop()
 }
 
 // nextBackoff doubles d within [minBackoff, maxBackoff].

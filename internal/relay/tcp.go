@@ -43,6 +43,13 @@ type TCP struct {
 	// IdleTimeout closes a connection that carried no data in either
 	// direction for this long (C natmap -T); 0 means DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// Target, if set, is the target's address, read once per accepted
+	// connection: the relay then connects to it itself, without waiting
+	// (the event loop sees the connection made or refused), and Dial is
+	// not used. A connection being made then costs no goroutine, context,
+	// timer or net.Conn, and leaves no garbage: with a burst of clients
+	// these were most of the relay's memory.
+	Target func() netip.AddrPort
 	// Log gets one line per noteworthy event; nil discards them.
 	Log *slog.Logger
 	// Stats, if not nil, gets live counters.
@@ -106,8 +113,8 @@ type turn struct {
 // one accepted afterwards gets the next free fd for its target dial before
 // accepting goes on.
 func (r *TCP) Serve(ctx context.Context) error {
-	if r.Listener == nil || r.Dial == nil {
-		return errors.New("tcp relay: Listener and Dial are required")
+	if r.Listener == nil || (r.Dial == nil && r.Target == nil) {
+		return errors.New("tcp relay: Listener, and Dial or Target, are required")
 	}
 	// A listener's RawConn cannot wait (Read), an os.File's can: accept
 	// from a duplicate of its fd, so accepted sockets come raw.
@@ -145,16 +152,18 @@ func (r *TCP) Serve(ctx context.Context) error {
 		copies:    make(map[*copyConn]struct{}),
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		<-ctx.Done()
+	wg.Add(1)
+	context.AfterFunc(ctx, func() { // always: ctx ends before Serve returns
+		defer wg.Done()
 		r.Listener.Close()
 		lf.Close()    // unblocks accepting
 		poll.wakeUp() // and the event loop
 	})
-	wg.Go(func() { s.reap(ctx) })
+	sweeps := startSweeps(min(sweepEvery, s.idle), s.sweep)
 	wg.Go(func() { s.loop(ctx) })
 	err = s.accept(ctx, lrc, &wg)
 	cancel()
+	sweeps.stop()
 	s.abortAll()
 	wg.Wait()
 	poll.close()
@@ -194,6 +203,12 @@ func (s *tcpRun) accept(ctx context.Context, lrc syscall.RawConn, wg *sync.WaitG
 		// keystroke) leave at once.
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		client := from.addrPort()
+		if s.Target != nil {
+			s.connect(ctx, fd, client, s.Target())
+			<-s.dialing
+			backoff = 0
+			continue
+		}
 		if backoff == 0 {
 			wg.Go(func() { s.handle(ctx, fd, client, wg, nil) })
 			continue
@@ -235,16 +250,76 @@ func (s *tcpRun) handle(ctx context.Context, fd int, client netip.AddrPort, wg *
 		s.copyRelay(fd, client, target)
 		return
 	}
-	c := &spliceConn{fd: [2]int{fd, tfd}, keep: keep, client: client, start: time.Now()}
+	s.add(&spliceConn{fd: [2]int{fd, tfd}, keep: keep, client: client, start: time.Now()})
+}
+
+// connect relays an accepted connection (fd) to target through a socket
+// it starts connecting without waiting (TCP.Target): the event loop learns
+// that it connected (writable) or failed (an error, which resets the
+// client, as a refusing target would).
+func (s *tcpRun) connect(ctx context.Context, fd int, client, target netip.AddrPort) {
+	s.stats.Total.Add(1)
+	s.stats.Active.Add(1)
+	tfd, err := dialNoWait(ctx, target)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.dialLog.log(s.log, slog.LevelWarn, "tcp relay: target dial failed", "client", client, "err", err)
+		}
+		abortFD(fd)
+		s.stats.Active.Add(-1)
+		return
+	}
+	s.add(&spliceConn{fd: [2]int{fd, tfd}, client: client, start: time.Now(), connecting: true})
+}
+
+// add hands a connection to the event loop.
+func (s *tcpRun) add(c *spliceConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err = s.register(c)
+	err := s.register(c)
 	if err != nil {
-		s.log.Warn("tcp relay: cannot relay connection", "client", client, "err", err)
+		s.log.Warn("tcp relay: cannot relay connection", "client", c.client, "err", err)
 	}
 	if err != nil || s.closed {
 		c.close(&s.pipes, true)
 		s.stats.Active.Add(-1)
+	}
+}
+
+// dialNoWait opens a non-blocking socket and starts connecting it to
+// target. Out of fds, it tries again (5 ms, doubling) for up to handoff,
+// while the accept loop waits: a connection that is ending frees one, and
+// new clients wait in the listen backlog meanwhile.
+func dialNoWait(ctx context.Context, target netip.AddrPort) (int, error) {
+	var sa unix.Sockaddr
+	family := unix.AF_INET6
+	if ip := target.Addr(); ip.Is4() {
+		family = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: int(target.Port()), Addr: ip.As4()}
+	} else {
+		sa = &unix.SockaddrInet6{Port: int(target.Port()), Addr: ip.As16()}
+	}
+	var backoff time.Duration
+	for end := time.Now().Add(handoff); ; {
+		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			// As Go's dialed connections have it (see accept).
+			_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+			if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+				unix.Close(fd)
+				return -1, os.NewSyscallError("connect", err)
+			}
+			return fd, nil
+		}
+		if !temporary(err) || time.Now().After(end) {
+			return -1, os.NewSyscallError("socket", err)
+		}
+		backoff = nextBackoff(backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		}
 	}
 }
 
@@ -367,6 +442,25 @@ func (s *tcpRun) loop(ctx context.Context) {
 // client's, down for the target's) allows: that socket is the source of
 // direction side and the destination of the other.
 func (s *tcpRun) event(c *spliceConn, side int, ev uint32) {
+	if c.connecting {
+		// Nothing moves before the target's socket is connected: what the
+		// client sends, its EOF too (a shutdown would end the connect under
+		// way), waits in the client's socket until then.
+		switch {
+		case side == up:
+			return
+		case ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0:
+			s.pump(c, down) // ends it with the connect's error
+			return
+		case ev&unix.EPOLLOUT == 0:
+			return
+		}
+		c.connecting = false
+		s.pump(c, up) // what the client sent meanwhile
+		if c.closed {
+			return
+		}
+	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		s.pump(c, side)
 	}
@@ -410,6 +504,9 @@ type spliceConn struct {
 	start  time.Time
 	dir    [2]direction // up, down
 	closed bool
+	// connecting: the target's socket is still connecting (TCP.Target);
+	// ending now means the target could not be reached.
+	connecting bool
 }
 
 // direction is one way of a connection.
@@ -520,11 +617,17 @@ func (s *tcpRun) fill(x *direction, src int) (int, error) {
 
 // finish closes c (with resets if abort) and forgets it.
 func (s *tcpRun) finish(c *spliceConn, err error, abort bool) {
+	var errno unix.Errno
+	if c.connecting && errors.As(err, &errno) {
+		// The connect's own error, as a dial would report it.
+		s.dialLog.log(s.log, slog.LevelWarn, "tcp relay: target dial failed", "client", c.client, "err", os.NewSyscallError("connect", errno))
+	} else {
+		s.log.Debug("tcp relay: connection closed", "client", c.client,
+			"up", c.dir[up].n, "down", c.dir[down].n, "duration", time.Since(c.start).Round(time.Millisecond), "err", err)
+	}
 	c.close(&s.pipes, abort)
 	delete(s.conns, c.id)
 	s.stats.Active.Add(-1)
-	s.log.Debug("tcp relay: connection closed", "client", c.client,
-		"up", c.dir[up].n, "down", c.dir[down].n, "duration", time.Since(c.start).Round(time.Millisecond), "err", err)
 }
 
 // close closes both sockets: with a reset each if abort, so each peer
@@ -582,7 +685,8 @@ func (s *tcpRun) abortAll() {
 	}
 }
 
-// reap closes idle connections.
+// sweep samples every connection, closes the idle ones and returns when to
+// sweep next (see startSweeps).
 //
 // Why TCP_INFO: per-read deadlines would cut slow but active flows (an SSH
 // session waiting for a key), and resetting a timer per splice would cost
@@ -592,12 +696,6 @@ func (s *tcpRun) abortAll() {
 // the cost of two getsockopt calls. The sweep sleeps until the earliest
 // moment a connection could expire (at most sweepEvery), so a connection
 // is closed within ~10 ms of IdleTimeout, not within a polling period.
-func (s *tcpRun) reap(ctx context.Context) {
-	sweepLoop(ctx, min(sweepEvery, s.idle), s.sweep)
-}
-
-// sweep samples every connection, closes the idle ones and returns when to
-// sweep next.
 func (s *tcpRun) sweep() time.Duration {
 	// A new connection cannot expire before a full s.idle from now, so
 	// sleeping at most s.idle never misses one.
@@ -612,6 +710,14 @@ func (s *tcpRun) sweep() time.Duration {
 			}
 		}
 		left := s.idle - idle
+		if left <= 0 && c.connecting {
+			// As a dial that timed out: the client gets a reset.
+			s.dialLog.log(s.log, slog.LevelWarn, "tcp relay: target dial failed", "client", c.client, "err", "no answer within the idle timeout")
+			c.close(&s.pipes, true)
+			delete(s.conns, c.id)
+			s.stats.Active.Add(-1)
+			continue
+		}
 		if left <= 0 {
 			s.log.Debug("tcp relay: idle connection closed", "client", c.client, "idle_timeout", s.idle)
 			c.close(&s.pipes, false)

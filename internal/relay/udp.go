@@ -125,15 +125,17 @@ func (r *UDP) Serve(ctx context.Context) error {
 		s.max = DefaultMaxSessions
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		<-ctx.Done()
+	wg.Add(1)
+	context.AfterFunc(ctx, func() { // always: ctx ends before Serve returns
+		defer wg.Done()
 		r.Conn.Close() // unblocks the receive loop
 		poll.wakeUp()  // and the reply loop
 	})
 	wg.Go(func() { s.replies(ctx) })
-	wg.Go(func() { s.reap(ctx) })
+	sweeps := startSweeps(min(sweepEvery, s.idle), s.sweep)
 	err = s.receive(ctx)
 	cancel()
+	sweeps.stop()
 	s.closeAll()
 	wg.Wait()
 	poll.close()
@@ -329,12 +331,8 @@ func (s *udpRun) readReply(id uint32, buf []byte) (*udpSession, int) {
 	return nil, 0
 }
 
-// reap ends sessions idle for the idle timeout: it sleeps until the
-// earliest moment one could expire (at most sweepEvery).
-func (s *udpRun) reap(ctx context.Context) {
-	sweepLoop(ctx, min(sweepEvery, s.idle), s.sweep)
-}
-
+// sweep ends sessions idle for the idle timeout and returns when to sweep
+// next: the earliest moment one could expire (at most sweepEvery).
 func (s *udpRun) sweep() time.Duration {
 	next := min(sweepEvery, s.idle)
 	s.mu.Lock()
