@@ -51,6 +51,20 @@ func stunStandIn(t *testing.T, mapped func(src uint16) netip.AddrPort) config.Ho
 	return config.HostPort{Host: a.IP.String(), Port: uint16(a.Port)}
 }
 
+// checkUDP runs CheckNAT over UDP with the servers.
+func checkUDP(t *testing.T, servers ...config.HostPort) *NATReport {
+	t.Helper()
+	cfg := config.Mapping{UDP: true, STUN: servers}
+	cfg.SetDefaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := CheckNAT(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // Two servers that see the same public port are asked again from another
 // local port: a symmetric NAT that picked the same port for both by
 // chance is told from an endpoint-independent mapping.
@@ -83,14 +97,7 @@ func TestCheckNATRechecksAgreement(t *testing.T) {
 				}
 				return public(p)
 			})
-			cfg := config.Mapping{UDP: true, STUN: []config.HostPort{a, b}}
-			cfg.SetDefaults()
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			r, err := CheckNAT(ctx, cfg, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := checkUDP(t, a, b)
 			if r.Answers[0].Public != r.Answers[1].Public || r.Answers[0].Public != public(r.Local.Port()) {
 				t.Fatalf("answers %+v for local port %d", r.Answers, r.Local.Port())
 			}
@@ -129,14 +136,7 @@ func TestCheckNATRecheckUnanswered(t *testing.T) {
 		return public
 	})
 	dead := config.HostPort{Host: "127.0.0.1", Port: 9} // discard: refused
-	cfg := config.Mapping{UDP: true, STUN: []config.HostPort{a, dead, b}}
-	cfg.SetDefaults()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	r, err := CheckNAT(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := checkUDP(t, a, dead, b)
 	if r.Mapping != MappingIndependent || r.Answers[1].Err == nil || r.Recheck == nil {
 		t.Fatalf("mapping %v, answers %+v, recheck %+v", r.Mapping, r.Answers, r.Recheck)
 	}
