@@ -83,23 +83,29 @@ func natmapExit(t *testing.T, l *lab.Lab, ns string, stdout, stderr io.Writer, a
 
 // checkJSON is the part of natmap check --json the lab can predict.
 type checkJSON struct {
-	Protocol      string `json:"protocol"`
-	LocalPort     uint16 `json:"local_port"`
-	PublicIP      string `json:"public_ip"`
-	PublicPort    uint16 `json:"public_port"`
-	PortPreserved bool   `json:"port_preserved"`
-	Mapping       string `json:"mapping"`
-	Filtering     string `json:"filtering"`
-	NAT           string `json:"nat"`
-	Verdict       string `json:"verdict"`
-	Summary       string `json:"summary"`
-	ExitStatus    int    `json:"exit_status"`
-	Answers       []struct {
-		Server     string `json:"server"`
-		PublicIP   string `json:"public_ip"`
-		PublicPort uint16 `json:"public_port"`
-		Error      string `json:"error"`
-	} `json:"answers"`
+	Protocol      string        `json:"protocol"`
+	LocalPort     uint16        `json:"local_port"`
+	PublicIP      string        `json:"public_ip"`
+	PublicPort    uint16        `json:"public_port"`
+	PortPreserved bool          `json:"port_preserved"`
+	Mapping       string        `json:"mapping"`
+	Filtering     string        `json:"filtering"`
+	NAT           string        `json:"nat"`
+	Verdict       string        `json:"verdict"`
+	Summary       string        `json:"summary"`
+	ExitStatus    int           `json:"exit_status"`
+	Answers       []checkAnswer `json:"answers"`
+	Recheck       *struct {
+		LocalPort uint16        `json:"local_port"`
+		Answers   []checkAnswer `json:"answers"`
+	} `json:"recheck"`
+}
+
+type checkAnswer struct {
+	Server     string `json:"server"`
+	PublicIP   string `json:"public_ip"`
+	PublicPort uint16 `json:"public_port"`
+	Error      string `json:"error"`
 }
 
 // checkJSONRun runs natmap check --json and compares its report with want;
@@ -128,6 +134,17 @@ func checkJSONRun(t *testing.T, l *lab.Lab, args []string, code int, udp bool, w
 	}
 	if want.PortPreserved && r.PublicPort != r.LocalPort {
 		t.Errorf("natmap %s: public port %d, local %d: not preserved", strings.Join(args, " "), r.PublicPort, r.LocalPort)
+	}
+	// Servers that agreed were asked again from another local port, and
+	// agreed again.
+	if want.Mapping != "endpoint-independent" {
+		return
+	}
+	if rc := r.Recheck; rc == nil || rc.LocalPort == r.LocalPort || len(rc.Answers) != 2 ||
+		rc.Answers[0].PublicPort != rc.Answers[1].PublicPort || rc.Answers[1].Error != "" ||
+		rc.Answers[0].Error != "" || rc.Answers[0].PublicIP != l.PublicAddr.String() ||
+		(want.PortPreserved && rc.Answers[0].PublicPort != rc.LocalPort) {
+		t.Errorf("natmap %s: recheck %+v from local port %d", strings.Join(args, " "), rc, r.LocalPort)
 	}
 }
 

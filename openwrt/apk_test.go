@@ -21,6 +21,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/natmap-go/natmap/internal/testkit/owlab"
 )
 
 // adb is a decoded ADB block.
@@ -664,14 +666,14 @@ func TestAPKVersionRejected(t *testing.T) {
 	}
 }
 
-// TestAPKTools checks the packages with the real apk-tools v3 when
-// APK_TOOLS_BIN names its apk binary: adbdump, verify (unsigned: with
-// --allow-untrusted), install into a scratch root, list, remove; and that
-// cmd/mkapk writes what `apk mkpkg` writes for the same tree.
+// TestAPKTools checks the packages with the real apk-tools v3 (the one
+// APK_TOOLS_BIN names, else the OpenWrt lab's): adbdump, verify (unsigned:
+// with --allow-untrusted), install into a scratch root, list, remove; and
+// that cmd/mkapk writes what `apk mkpkg` writes for the same tree.
 func TestAPKTools(t *testing.T) {
 	apk := os.Getenv("APK_TOOLS_BIN")
 	if apk == "" {
-		t.Skip("APK_TOOLS_BIN is not set (the apk binary of apk-tools v3)")
+		apk = owlab.APK(t)
 	}
 	dir := built(t)
 	natmap := apkFor(t, dir, "natmap", "x86_64")

@@ -8,10 +8,12 @@ package openwrt_test
 
 import (
 	"bytes"
+	"compress/flate"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/pkgtools/apk"
 	"github.com/natmap-go/natmap/internal/pkgtools/usign"
 	"github.com/natmap-go/natmap/internal/testkit/coturn"
 	"github.com/natmap-go/natmap/internal/testkit/freeport"
@@ -152,7 +155,9 @@ func TestOpenWrtLab(t *testing.T) {
 	begin := time.Now()
 
 	// Two versions of the packages, each an opkg feed signed with a key
-	// made here, and v1 as apk packages.
+	// made here, and v1 as apk packages too, with their index made by the
+	// lab's apk-tools and signed with the apk key beside the usign one
+	// (FEED_KEY's twin, as `mkfeed keygen` names it).
 	key, err := usign.Generate(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -161,9 +166,15 @@ func TestOpenWrtLab(t *testing.T) {
 	secret := filepath.Join(keyDir, "feed.sec")
 	writeFile(t, secret, string(key.MarshalSecret()), 0o600)
 	public := key.MarshalPublic()
+	apkKey, err := apk.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(keyDir, "feed.apk.sec"), string(apkKey.Private), 0o600)
+	apkTools := owlab.APK(t)
 	feeds := map[string]string{}
 	for v, format := range map[string]string{"1.0.0": "all", "1.0.1": "ipk"} {
-		dir, out, err := ipkScript(t, []string{"IPK_VERSION=" + v, "FEED_KEY=" + secret}, "-f", format, "x86_64")
+		dir, out, err := ipkScript(t, []string{"IPK_VERSION=" + v, "FEED_KEY=" + secret, "APK_TOOLS_BIN=" + apkTools}, "-f", format, "x86_64")
 		if err != nil {
 			t.Fatalf("scripts/ipk.sh %s: %v\n%s", v, err, out)
 		}
@@ -548,23 +559,81 @@ config natmap
 	})
 
 	t.Run("apk add by name", func(t *testing.T) {
-		// The index is made by the lab's own apk-tools (apk mkndx), run on
-		// the host with the lab's libraries: unsigned.
-		dir := t.TempDir()
-		for _, f := range []string{"natmap_1.0.0-r1_x86_64.apk", "luci-app-natmap_1.0.0-r1_noarch.apk"} {
-			writeFile(t, filepath.Join(dir, f), readFile(t, filepath.Join(feeds["1.0.0"], f)), 0o644)
+		// The release's index, signed (scripts/ipk.sh ran apk mkndx
+		// --sign-key), and copies of the feed spoiled three ways.
+		good := feeds["1.0.0"]
+		pkg := "natmap_1.0.0-r1_x86_64.apk"
+		spoilt := func(name string, spoil func(dir string)) string {
+			dir := t.TempDir()
+			for _, f := range []string{pkg, "luci-app-natmap_1.0.0-r1_noarch.apk", "packages.adb"} {
+				writeFile(t, filepath.Join(dir, f), readFile(t, filepath.Join(good, f)), 0o644)
+			}
+			spoil(dir)
+			mux.Handle("/"+name+"/", http.StripPrefix("/"+name+"/", http.FileServer(http.Dir(dir))))
+			return name
 		}
-		mkndx := exec.Command(filepath.Join(l.Rootfs, "usr/bin/apk"), "mkndx", "--allow-untrusted",
-			"--pkgname-spec", "${name}_${version}_${arch}.apk", "-o", "packages.adb",
-			"natmap_1.0.0-r1_x86_64.apk", "luci-app-natmap_1.0.0-r1_noarch.apk")
-		mkndx.Dir = dir
-		mkndx.Env = append(os.Environ(), "LD_LIBRARY_PATH="+filepath.Join(l.Rootfs, "usr/lib"))
-		if out, err := mkndx.CombinedOutput(); err != nil {
-			t.Fatalf("apk mkndx: %v\n%s", err, out)
+		// An index changed after signing: a package's description.
+		tampered := spoilt("apk-tampered", func(dir string) {
+			adb := filepath.Join(dir, "packages.adb")
+			writeFile(t, adb, string(tamperIndex(t, []byte(readFile(t, adb)))), 0o644)
+		})
+		// An index signed by another key than the one installed.
+		otherKey := spoilt("apk-other-key", func(dir string) {
+			other, err := apk.GenerateKey(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(dir, "other.sec"), string(other.Private), 0o600)
+			mkndx := exec.Command(apkTools, "mkndx", "--allow-untrusted", "--sign-key", filepath.Join(dir, "other.sec"),
+				"--pkgname-spec", "${name}_${version}_${arch}.apk", "-o", "packages.adb", pkg)
+			mkndx.Dir = dir
+			if out, err := mkndx.CombinedOutput(); err != nil {
+				t.Fatalf("apk mkndx: %v\n%s", err, out)
+			}
+		})
+		// A package changed after indexing (one byte, same size).
+		badPkg := spoilt("apk-bad-package", func(dir string) {
+			b := []byte(readFile(t, filepath.Join(dir, pkg)))
+			b[len(b)/2] ^= 0x20
+			writeFile(t, filepath.Join(dir, pkg), string(b), 0o644)
+		})
+		mux.Handle("/apk/", http.StripPrefix("/apk/", http.FileServer(http.Dir(good))))
+		repo := func(name string) {
+			l.Sh("echo http://" + web + "/" + name + "/packages.adb > /etc/apk/repositories.d/natmap.list")
 		}
-		mux.Handle("/apk/", http.StripPrefix("/apk/", http.FileServer(http.Dir(dir))))
-		l.Sh("echo http://" + web + "/apk/packages.adb > /etc/apk/repositories.d/natmap.list")
-		l.Sh("apk update --allow-untrusted && apk add --allow-untrusted natmap")
+		// refused: apk update and apk add do not take natmap from the repository.
+		refused := func(how, wantUpdate, wantAdd string) {
+			t.Helper()
+			out, _ := l.Exec(nil, "apk update 2>&1")
+			if !strings.Contains(out, wantUpdate) {
+				t.Errorf("%s: apk update does not say %q:\n%s", how, wantUpdate, out)
+			}
+			out, err := l.Exec(nil, "apk add natmap 2>&1")
+			if err == nil || !strings.Contains(out, wantAdd) {
+				t.Errorf("%s: apk add natmap: %v, want an error saying %q:\n%s", how, err, wantAdd, out)
+			}
+			if _, err := l.Exec(nil, "test -e /usr/bin/natmap"); err == nil {
+				t.Fatalf("%s: natmap installed", how)
+			}
+			// A failed apk add leaves the name in /etc/apk/world.
+			l.Sh("sed -i '/^natmap$/d' /etc/apk/world")
+		}
+		repo("apk")
+		refused("no key in /etc/apk/keys", "UNTRUSTED signature", "no such package")
+		l.Sh("cat > /etc/apk/keys/natmap-feed.pem <<'EOF'\n" + string(apkKey.Public) + "EOF")
+		repo(tampered)
+		refused("an index changed after signing", "UNTRUSTED signature", "no such package")
+		repo(otherKey)
+		refused("an index signed by another key", "UNTRUSTED signature", "no such package")
+		repo(badPkg)
+		refused("a package changed after indexing", "OK:", "ERROR")
+
+		// The signed index and the key: no --allow-untrusted anywhere.
+		repo("apk")
+		if out := l.Sh("apk update 2>&1"); strings.Contains(out, "UNTRUSTED") {
+			t.Errorf("apk update with the key installed:\n%s", out)
+		}
+		l.Sh("apk add natmap")
 		if out := l.Sh("apk info -vv 2>/dev/null | grep natmap || apk info natmap"); !strings.Contains(out, "natmap-1.0.0-r1") {
 			t.Errorf("apk info:\n%s", out)
 		}
@@ -576,4 +645,25 @@ config natmap
 		gone(t, "apk del")
 	})
 	t.Logf("OpenWrt lab tests took %s (packages, boot and all steps)", time.Since(begin).Round(time.Second))
+}
+
+// tamperIndex changes a letter of a package description in an apk index
+// ("ADBd" and the raw deflate of the whole index, as apk mkndx writes it)
+// and returns the index uncompressed, which apk reads as well: the
+// signature no longer matches.
+func tamperIndex(t *testing.T, adb []byte) []byte {
+	t.Helper()
+	if !bytes.HasPrefix(adb, []byte("ADBd")) {
+		t.Fatalf("index starts with %q, want ADBd", adb[:4])
+	}
+	raw, err := io.ReadAll(flate.NewReader(bytes.NewReader(adb[4:])))
+	if err != nil || !bytes.HasPrefix(raw, []byte("ADB.indx")) {
+		t.Fatalf("index: %v, %q", err, raw[:min(8, len(raw))])
+	}
+	i := bytes.Index(raw, []byte("port mappings"))
+	if i < 0 {
+		t.Fatal("index: no description to change")
+	}
+	raw[i] = 'P'
+	return raw
 }

@@ -14,7 +14,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/natmap-go/natmap/internal/pkgtools/apk"
 	"github.com/natmap-go/natmap/internal/pkgtools/usign"
+	"github.com/natmap-go/natmap/internal/testkit/owlab"
 )
 
 // releaseClone clones this repository's HEAD into a temporary directory
@@ -111,11 +113,28 @@ func TestRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret := filepath.Join(t.TempDir(), "feed.sec")
+	keyDir := t.TempDir()
+	secret := filepath.Join(keyDir, "feed.sec")
 	writeFile(t, secret, string(key.MarshalSecret()), 0o600)
 	cmd := exec.Command("make", "release", "VERSION="+version, "RELEASE_ARCHES=x86_64")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "FEED_KEY="+secret)
+	// With apk-tools v3 (APK_TOOLS_BIN, or the OpenWrt lab's), the apk
+	// index too, signed with FEED_KEY's apk twin. CI always checks it.
+	apkTools := os.Getenv("APK_TOOLS_BIN")
+	if apkTools == "" && (owlab.Usable() || os.Getenv("CI") == "true") {
+		apkTools = owlab.APK(t)
+	}
+	var apkKey *apk.Key
+	if apkTools != "" {
+		if apkKey, err = apk.GenerateKey(nil); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(keyDir, "feed.apk.sec"), string(apkKey.Private), 0o600)
+		cmd.Env = append(cmd.Env, "APK_TOOLS_BIN="+apkTools)
+	} else {
+		t.Log("no apk-tools v3 (APK_TOOLS_BIN, or root and ../shared/openwrt-lab): the apk index is not made")
+	}
 	if g, err := exec.LookPath("go"); err == nil {
 		cmd.Env = append(cmd.Env, "GO="+g)
 	}
@@ -200,6 +219,9 @@ func TestRelease(t *testing.T) {
 	if !strings.Contains(packages, "Package: natmap\nVersion: "+version+"-r1\n") {
 		t.Errorf("Packages:\n%s", packages)
 	}
+	if apkKey != nil {
+		checkAPKIndex(t, apkTools, filepath.Join(rel, "packages.adb"), apkKey, "natmap", version+"-r1")
+	}
 	// A second release of the same version is refused.
 	cmd = exec.Command("scripts/release.sh", version)
 	cmd.Dir = dir
@@ -227,5 +249,33 @@ func tarNames(t *testing.T, b []byte) map[string]bool {
 		if h.Typeflag != tar.TypeXGlobalHeader { // git's commit id
 			names[h.Name] = true
 		}
+	}
+}
+
+// checkAPKIndex checks an apk index with apk-tools: signed by key (OK with
+// its public half as the only trusted key, UNTRUSTED with none), listing
+// the package at that version.
+func checkAPKIndex(t *testing.T, apkTools, index string, key *apk.Key, name, version string) {
+	t.Helper()
+	dump := func(keys string) string {
+		t.Helper()
+		out, err := exec.Command(apkTools, "adbdump", "--keys-dir", keys, index).CombinedOutput()
+		if err != nil {
+			t.Fatalf("apk adbdump %s: %v\n%s", index, err, out)
+		}
+		return string(out)
+	}
+	keys := t.TempDir()
+	writeFile(t, filepath.Join(keys, "natmap-feed.pem"), string(key.Public), 0o644)
+	sig := regexp.MustCompile(`(?m)^# sig v00 h04 ([0-9a-f]{32})[0-9a-f]*\.*: (.*)$`)
+	out := dump(keys)
+	if m := sig.FindStringSubmatch(out); m == nil || m[1] != key.ID || m[2] != "OK" {
+		t.Errorf("%s: signature %q, want key %s and OK:\n%s", index, m, key.ID, out)
+	}
+	if !strings.Contains(out, "- name: "+name+"\n    version: "+version+"\n") {
+		t.Errorf("%s lacks %s %s:\n%s", index, name, version, out)
+	}
+	if m := sig.FindStringSubmatch(dump(t.TempDir())); m == nil || m[2] != "UNTRUSTED signature" {
+		t.Errorf("%s without its key: %q, want UNTRUSTED", index, m)
 	}
 }

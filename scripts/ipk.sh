@@ -34,10 +34,16 @@
 # (default: cmd/mkapk, built for this machine), APK_VERSION (the upstream
 # part of the apk version), FEED_KEY (a usign secret key: the ipk feed's
 # Packages is signed with it; `go run ./cmd/mkfeed keygen` makes one),
-# MKFEED (default: cmd/mkfeed, built for this machine).
+# MKFEED (default: cmd/mkfeed, built for this machine), APK_TOOLS_BIN
+# (apk-tools v3's apk: it makes the apk repository index), APK_FEED_KEY
+# (the apk key the index is signed with; default: FEED_KEY's twin from
+# `mkfeed keygen`, FEED_KEY less .sec plus .apk.sec, when it exists).
 #
 # With ipk, the output directory is also an opkg feed: Packages,
-# Packages.gz and, with FEED_KEY, Packages.sig.
+# Packages.gz and, with FEED_KEY, Packages.sig. With apk and
+# APK_TOOLS_BIN, an apk repository: packages.adb (`apk mkndx`), signed
+# with APK_FEED_KEY, which apk checks against /etc/apk/keys/. A key
+# without APK_TOOLS_BIN is an error: no release goes out unsigned.
 set -euo pipefail
 umask 022
 export LC_ALL=C TZ=UTC
@@ -509,6 +515,40 @@ if [ -n "$want_ipk" ]; then
 		env -u GOOS -u GOARCH -u GOARM -u GOMIPS CGO_ENABLED=0 "$GO" build -trimpath -o "$mkfeed" ./cmd/mkfeed
 	fi
 	"$mkfeed" index ${FEED_KEY:+-s "$FEED_KEY"} "$out"
+fi
+
+# --- the apk repository index --------------------------------------------
+
+# packages.adb, made by apk-tools v3 (its ADB index and signature), signed
+# with APK_FEED_KEY. The packages themselves stay unsigned: apk trusts a
+# package whose hash the signed index holds.
+if [ -n "$want_apk" ]; then
+	apk_key=${APK_FEED_KEY:-}
+	if [ -z "$apk_key" ] && [ -n "${FEED_KEY:-}" ] && [ -f "${FEED_KEY%.sec}.apk.sec" ]; then
+		apk_key=${FEED_KEY%.sec}.apk.sec
+	fi
+	[ -z "$apk_key" ] || [ -f "$apk_key" ] || die "APK_FEED_KEY=$apk_key: no such file"
+	[ -z "$apk_key" ] || apk_key=$(realpath -- "$apk_key")
+	if [ -n "${APK_TOOLS_BIN:-}" ]; then
+		rm -f "$out/packages.adb"
+		# Unsigned packages are read with --allow-untrusted; the index
+		# written is signed all the same. No index key: an unsigned index.
+		(
+			cd "$out"
+			shopt -s nullglob
+			pkgs=(*.apk)
+			# shellcheck disable=SC2016 # apk expands ${name}...
+			"$APK_TOOLS_BIN" mkndx --allow-untrusted ${apk_key:+--sign-key "$apk_key"} \
+				--pkgname-spec '${name}_${version}_${arch}.apk' -o packages.adb "${pkgs[@]}"
+		) || die "apk mkndx failed"
+		if [ -n "$apk_key" ]; then
+			echo "$out/packages.adb: signed with $apk_key"
+		else
+			echo "$out/packages.adb: unsigned"
+		fi
+	elif [ -n "$apk_key" ]; then
+		die "an apk key ($apk_key) but no APK_TOOLS_BIN: the signed index packages.adb needs apk-tools v3's apk"
+	fi
 fi
 
 (

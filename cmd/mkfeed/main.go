@@ -4,6 +4,9 @@
 //	mkfeed index [-s SECRET_KEY] DIR   DIR/Packages, Packages.gz and, with a
 //	                                   usign secret key, Packages.sig
 //	mkfeed keygen -s SECRET -p PUBLIC  a new usign key pair (unencrypted)
+//	                                   and its apk twin (see below)
+//	mkfeed apk-keygen -s SECRET -p PUBLIC
+//	                                   a new apk key pair only
 //	mkfeed verify -p PUBLIC DIR        checks DIR/Packages.sig against
 //	                                   DIR/Packages, as opkg does (usign -V)
 //
@@ -11,6 +14,13 @@
 // SHA256sum before Description, packages in name order, a blank line after
 // each. Without -s no Packages.sig is written (a stale one is removed):
 // opkg with signature checks then refuses the feed, so sign it for routers.
+//
+// The apk repository index (packages.adb, OpenWrt 25) is signed by
+// apk-tools itself (`apk mkndx --sign-key`, scripts/ipk.sh), with a key
+// of OpenSSL's kind (internal/pkgtools/apk.Key): keygen writes one beside
+// the usign pair, SECRET less ".sec" plus ".apk.sec" (the secret) and
+// PUBLIC less ".pub" plus ".pem" (for the router's /etc/apk/keys/). No
+// file is overwritten: a feed's key is not lost to a second keygen.
 package main
 
 import (
@@ -29,12 +39,13 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/natmap-go/natmap/internal/pkgtools/apk"
 	"github.com/natmap-go/natmap/internal/pkgtools/usign"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-const usage = "usage: mkfeed index [-s SECRET_KEY] DIR | mkfeed keygen -s SECRET -p PUBLIC | mkfeed verify -p PUBLIC DIR"
+const usage = "usage: mkfeed index [-s SECRET_KEY] DIR | mkfeed keygen -s SECRET -p PUBLIC | mkfeed apk-keygen -s SECRET -p PUBLIC | mkfeed verify -p PUBLIC DIR"
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -44,7 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mkfeed "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	secret := fs.String("s", "", "usign secret key file")
-	public := fs.String("p", "", "usign public key file (keygen, verify)")
+	public := fs.String("p", "", "public key file (keygen, apk-keygen, verify)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -54,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = index(fs.Arg(0), *secret, stdout)
 	case args[0] == "keygen" && fs.NArg() == 0 && *secret != "" && *public != "":
 		err = keygen(*secret, *public, stdout)
+	case args[0] == "apk-keygen" && fs.NArg() == 0 && *secret != "" && *public != "":
+		err = apkKeygen(*secret, *public, stdout)
 	case args[0] == "verify" && fs.NArg() == 1 && *public != "":
 		err = verify(fs.Arg(0), *public, stdout)
 	default:
@@ -67,20 +80,73 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// apkKeyFiles names the apk key pair that keygen writes beside a usign
+// pair (scripts/ipk.sh finds the secret the same way from FEED_KEY).
+func apkKeyFiles(secret, public string) (apkSecret, apkPublic string) {
+	return strings.TrimSuffix(secret, ".sec") + ".apk.sec", strings.TrimSuffix(public, ".pub") + ".pem"
+}
+
 func keygen(secret, public string, stdout io.Writer) error {
+	apkSecret, apkPublic := apkKeyFiles(secret, public)
+	if err := absent(secret, public, apkSecret, apkPublic); err != nil {
+		return err
+	}
 	k, err := usign.Generate(nil)
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(secret, k.MarshalSecret(), 0o600); err != nil {
+	if err := writeNew(secret, k.MarshalSecret(), 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(public, k.MarshalPublic(), 0o644); err != nil {
+	if err := writeNew(public, k.MarshalPublic(), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "key %s: secret %s, public %s (install it as /etc/opkg/keys/%s)\n",
 		k.FingerprintHex(), secret, public, k.FingerprintHex())
+	return apkKeygen(apkSecret, apkPublic, stdout)
+}
+
+// apkKeygen writes a new apk key pair.
+func apkKeygen(secret, public string, stdout io.Writer) error {
+	if err := absent(secret, public); err != nil {
+		return err
+	}
+	k, err := apk.GenerateKey(nil)
+	if err != nil {
+		return err
+	}
+	if err := writeNew(secret, k.Private, 0o600); err != nil {
+		return err
+	}
+	if err := writeNew(public, k.Public, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "apk key %s: secret %s, public %s (install it as /etc/apk/keys/%s)\n",
+		k.ID, secret, public, filepath.Base(public))
 	return nil
+}
+
+// absent fails when one of the files exists: keygen replaces no key.
+func absent(names ...string) error {
+	for _, n := range names {
+		if _, err := os.Lstat(n); err == nil {
+			return fmt.Errorf("%s exists: not overwriting a key", n)
+		}
+	}
+	return nil
+}
+
+// writeNew writes a file that must not exist yet.
+func writeNew(name string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // verify checks a feed's signature with a public key, as opkg does.

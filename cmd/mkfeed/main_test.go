@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/natmap-go/natmap/internal/pkgtools/apk"
 	"github.com/natmap-go/natmap/internal/pkgtools/usign"
 )
 
@@ -106,5 +107,50 @@ func TestIndexAndKeygen(t *testing.T) {
 		if rc := run(args, &out, &errb); rc != 2 {
 			t.Errorf("%q: exit %d, want 2", args, rc)
 		}
+	}
+}
+
+// keygen writes the apk key pair beside the usign one, apk-keygen an apk
+// pair alone, and neither replaces a key.
+func TestKeygenAPK(t *testing.T) {
+	dir := t.TempDir()
+	sec, pub := filepath.Join(dir, "natmap-feed.sec"), filepath.Join(dir, "natmap-feed.pub")
+	var out, errb bytes.Buffer
+	if rc := run([]string{"keygen", "-s", sec, "-p", pub}, &out, &errb); rc != 0 {
+		t.Fatalf("keygen: %d %s", rc, errb.String())
+	}
+	apkSec, apkPub := filepath.Join(dir, "natmap-feed.apk.sec"), filepath.Join(dir, "natmap-feed.pem")
+	for name, mode := range map[string]os.FileMode{sec: 0o600, pub: 0o644, apkSec: 0o600, apkPub: 0o644} {
+		if fi, err := os.Stat(name); err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: %v, want mode %o", name, err, mode)
+		}
+	}
+	p, _ := os.ReadFile(apkPub)
+	id, err := apk.KeyID(p)
+	if err != nil || !strings.Contains(out.String(), "apk key "+id+": ") || !strings.Contains(out.String(), "/etc/apk/keys/natmap-feed.pem") {
+		t.Errorf("keygen said %q; key id %s (%v)", out.String(), id, err)
+	}
+	if s, _ := os.ReadFile(apkSec); !strings.HasPrefix(string(s), "-----BEGIN PRIVATE KEY-----\n") {
+		t.Errorf("apk secret key:\n%s", s)
+	}
+	before, _ := os.ReadFile(sec)
+	errb.Reset()
+	if rc := run([]string{"keygen", "-s", sec, "-p", pub}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), "exists") {
+		t.Errorf("keygen over a key: %d %s", rc, errb.String())
+	}
+	if after, _ := os.ReadFile(sec); !bytes.Equal(before, after) {
+		t.Error("keygen replaced a key")
+	}
+	// An apk key for a feed that has its usign key already.
+	out.Reset()
+	s2, p2 := filepath.Join(dir, "other.key"), filepath.Join(dir, "other.pem")
+	if rc := run([]string{"apk-keygen", "-s", s2, "-p", p2}, &out, &errb); rc != 0 || !strings.Contains(out.String(), "apk key ") {
+		t.Fatalf("apk-keygen: %d %s %s", rc, out.String(), errb.String())
+	}
+	if rc := run([]string{"apk-keygen", "-s", s2, "-p", p2}, &out, &errb); rc != 1 {
+		t.Errorf("apk-keygen over a key: %d", rc)
+	}
+	if rc := run([]string{"apk-keygen", "-s", s2}, &out, &errb); rc != 2 {
+		t.Errorf("apk-keygen without -p: %d", rc)
 	}
 }

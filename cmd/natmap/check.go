@@ -231,7 +231,15 @@ func family(m *config.Mapping) string {
 
 func printReport(w io.Writer, m *config.Mapping, r *engine.NATReport) {
 	fmt.Fprintf(w, "%s over %s from local port %d:\n", m.Protocol(), family(m), r.Local.Port())
-	for _, a := range r.Answers {
+	printAnswers(w, r.Answers)
+	if r.Recheck != nil {
+		fmt.Fprintf(w, "again from local port %d:\n", r.Recheck.Local.Port())
+		printAnswers(w, r.Recheck.Answers)
+	}
+}
+
+func printAnswers(w io.Writer, answers []engine.STUNAnswer) {
+	for _, a := range answers {
 		if a.Err != nil {
 			fmt.Fprintf(w, "  %-24s no answer: %v\n", a.Server, a.Err)
 			continue
@@ -258,6 +266,9 @@ type checkResult struct {
 	LocalPort uint16 `json:"local_port,omitempty"`
 	// Answers: each server asked, in order: what it saw, or its error.
 	Answers []checkAnswer `json:"answers"`
+	// Recheck: two servers asked again from a second local port, when
+	// the answers agreed (a symmetric NAT can agree by chance).
+	Recheck *checkRecheck `json:"recheck,omitempty"`
 	// PublicIP, PublicPort: what the first server that answered saw.
 	PublicIP   string `json:"public_ip,omitempty"`
 	PublicPort uint16 `json:"public_port,omitempty"`
@@ -284,6 +295,11 @@ type checkResult struct {
 	Front *frontReport `json:"front,omitempty"`
 }
 
+type checkRecheck struct {
+	LocalPort uint16        `json:"local_port"`
+	Answers   []checkAnswer `json:"answers"`
+}
+
 type checkAnswer struct {
 	Server     string `json:"server"`
 	PublicIP   string `json:"public_ip,omitempty"`
@@ -300,14 +316,9 @@ func checkJSON(m *config.Mapping, r *engine.NATReport, err error, isLocal func(n
 	}
 	if r != nil {
 		res.LocalPort = r.Local.Port()
-		for _, a := range r.Answers {
-			ca := checkAnswer{Server: a.Server}
-			if a.Err != nil {
-				ca.Error = a.Err.Error()
-			} else {
-				ca.PublicIP, ca.PublicPort = a.Public.Addr().String(), a.Public.Port()
-			}
-			res.Answers = append(res.Answers, ca)
+		res.Answers = jsonAnswers(r.Answers)
+		if r.Recheck != nil {
+			res.Recheck = &checkRecheck{LocalPort: r.Recheck.Local.Port(), Answers: jsonAnswers(r.Recheck.Answers)}
 		}
 		if p, ok := r.Public(); ok {
 			res.PublicIP, res.PublicPort = p.Addr().String(), p.Port()
@@ -340,6 +351,20 @@ func checkJSON(m *config.Mapping, r *engine.NATReport, err error, isLocal func(n
 	res.Verdict, res.Summary, res.NAT, res.ExitStatus = j.Verdict, j.Summary, j.NAT, exitStatus(j)
 	if rr := r.Reach; rr.State != "" && j.Verdict != engine.VerdictNoNAT {
 		res.Reach = ctl.NewReach(string(rr.State), rr.Method, rr.Detail, rr.Summary(), rr.Checked, rr.Verified)
+	}
+	return res
+}
+
+func jsonAnswers(answers []engine.STUNAnswer) []checkAnswer {
+	res := []checkAnswer{}
+	for _, a := range answers {
+		ca := checkAnswer{Server: a.Server}
+		if a.Err != nil {
+			ca.Error = a.Err.Error()
+		} else {
+			ca.PublicIP, ca.PublicPort = a.Public.Addr().String(), a.Public.Port()
+		}
+		res = append(res, ca)
 	}
 	return res
 }

@@ -73,8 +73,13 @@ func judgeNAT(r *NATReport, isLocal func(netip.Addr) bool) Judgement {
 		}
 	case MappingDependent:
 		s := "symmetric NAT: nobody outside can use a mapping, natmap cannot open a port here"
+		how := "each destination sees another public port"
+		if r.Recheck != nil {
+			how = fmt.Sprintf("from local port %d the servers saw different public ports (their agreement about port %d was chance)",
+				r.Recheck.Local.Port(), r.Local.Port())
+		}
 		return Judgement{
-			Lines:   []string{"mapping:   endpoint-dependent: each destination sees another public port", s},
+			Lines:   []string{"mapping:   endpoint-dependent: " + how, s},
 			Summary: s, Verdict: VerdictNotFullCone, NAT: mapping.Symmetric,
 		}
 	}

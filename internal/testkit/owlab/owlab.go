@@ -54,25 +54,63 @@ var seq atomic.Int32
 // need it are skipped (or fail in CI) when it is missing.
 func ToolDir(t testing.TB) string {
 	t.Helper()
+	tool, err := toolDir()
+	if err != nil {
+		t.Fatalf("owlab: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(tool, "boot.sh")); err != nil {
+		testgate.Unmet(t, "owlab: these tests need OpenWrt's userspace from "+tool+" (openwrt-lab), which is missing")
+	}
+	return tool
+}
+
+// toolDir is where the openwrt-lab directory is, or would be.
+func toolDir() (string, error) {
 	if d := os.Getenv("NATMAP_OPENWRT_LAB"); d != "" {
-		return d
+		return d, nil
 	}
 	wd, err := os.Getwd()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	for d := wd; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			tool := filepath.Join(filepath.Dir(d), "shared", "openwrt-lab")
-			if _, err := os.Stat(filepath.Join(tool, "boot.sh")); err != nil {
-				testgate.Unmet(t, "owlab: these tests need OpenWrt's userspace from "+tool+" (openwrt-lab), which is missing")
-			}
-			return tool
+			return filepath.Join(filepath.Dir(d), "shared", "openwrt-lab"), nil
 		}
 		if d == filepath.Dir(d) {
-			t.Fatalf("owlab: no go.mod above %s", wd)
+			return "", fmt.Errorf("no go.mod above %s", wd)
 		}
 	}
+}
+
+// Usable reports whether a lab can be built and booted here (root, and
+// the openwrt-lab directory), for a test that uses the lab only for an
+// extra check and must not be skipped without it.
+func Usable() bool {
+	tool, err := toolDir()
+	if err != nil || os.Geteuid() != 0 {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(tool, "boot.sh"))
+	return err == nil
+}
+
+// APK returns an executable that runs the lab's apk-tools v3 (the apk
+// OpenWrt 25 ships, built by build.sh with the rest of the userspace) on
+// the host, with the rootfs's libraries: to make and check apk indexes.
+func APK(t testing.TB) string {
+	t.Helper()
+	rootfs := filepath.Join(filepath.Dir(Build(t, "")), "rootfs")
+	bin := filepath.Join(rootfs, "usr", "bin", "apk")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("owlab: the lab's apk: %v", err)
+	}
+	script := filepath.Join(t.TempDir(), "apk")
+	body := fmt.Sprintf("#!/bin/sh\nLD_LIBRARY_PATH='%s' exec '%s' \"$@\"\n", filepath.Join(rootfs, "usr", "lib"), bin)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return script
 }
 
 // Require checks for root and the lab's own needs without booting.
