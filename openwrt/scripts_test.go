@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
 // shellFiles are the package's shell scripts (the ipk's control scripts
@@ -32,7 +34,7 @@ func TestShellSyntax(t *testing.T) {
 // TestShellcheck runs shellcheck when it is installed.
 func TestShellcheck(t *testing.T) {
 	if _, err := exec.LookPath("shellcheck"); err != nil {
-		t.Skip("shellcheck not installed")
+		testgate.Unmet(t, "openwrt: shellcheck is not installed (Debian package shellcheck; scripts/deps.sh installs it)")
 	}
 	args := []string{"-s", "sh", "-e", "SC1090,SC1091,SC2034,SC3043"}
 	// SC2034: the init script's variables are read by rc.common;

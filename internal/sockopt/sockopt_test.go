@@ -60,7 +60,7 @@ func TestMarkAndCongestion(t *testing.T) {
 	lc := net.ListenConfig{Control: Options{Mark: 0x42, Congestion: "reno"}.Control}
 	l, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
 	if errors.Is(err, unix.EPERM) {
-		t.Skip("setting SO_MARK needs CAP_NET_ADMIN")
+		testgate.Unmet(t, "sockopt: setting SO_MARK needs CAP_NET_ADMIN")
 	}
 	if err != nil {
 		t.Fatal(err)
