@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	pion "github.com/pion/stun/v3"
 
 	"github.com/natmap-go/natmap/internal/config"
+	"github.com/natmap-go/natmap/internal/testkit/stunserver"
 )
 
 // stunStandIn answers STUN Binding requests over UDP on loopback with the
@@ -20,35 +20,13 @@ import (
 // behind some NAT would see it.
 func stunStandIn(t *testing.T, mapped func(src uint16) netip.AddrPort) config.HostPort {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { c.Close(); wg.Wait() })
-	wg.Go(func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			req := new(pion.Message)
-			if pion.Decode(buf[:n], req) != nil {
-				continue
-			}
-			pub := mapped(from.Port())
-			resp, err := pion.Build(pion.NewTransactionIDSetter(req.TransactionID), pion.BindingSuccess,
-				&pion.XORMappedAddress{IP: pub.Addr().AsSlice(), Port: int(pub.Port())})
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			c.WriteToUDPAddrPort(resp.Raw, from)
+	addr := netip.MustParseAddrPort(stunserver.UDP(t, func(_ int, from netip.AddrPort, req *pion.Message) [][]byte {
+		if req.Type != pion.BindingRequest {
+			return nil
 		}
-	})
-	a := c.LocalAddr().(*net.UDPAddr)
-	return config.HostPort{Host: a.IP.String(), Port: uint16(a.Port)}
+		return [][]byte{stunserver.Answer(req, mapped(from.Port()))}
+	}))
+	return config.HostPort{Host: addr.Addr().String(), Port: addr.Port()}
 }
 
 // checkUDP runs CheckNAT over UDP with the servers.

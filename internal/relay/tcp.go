@@ -236,13 +236,7 @@ func (s *tcpRun) handle(ctx context.Context, fd int, client netip.AddrPort, wg *
 	target, err := s.dial(ctx, dialed)
 	<-s.dialing
 	if err != nil {
-		if ctx.Err() == nil {
-			s.dialLog.log(s.log, slog.LevelWarn, "tcp relay: target dial failed", "client", client, "err", err)
-		}
-		// A reset, as the client would get from a refusing target: a
-		// clean EOF could pass for an empty answer.
-		abortFD(fd)
-		s.stats.Active.Add(-1)
+		s.dialFailed(ctx, fd, client, err)
 		return
 	}
 	tfd, keep, ok := detach(target)
@@ -262,14 +256,21 @@ func (s *tcpRun) connect(ctx context.Context, fd int, client, target netip.AddrP
 	s.stats.Active.Add(1)
 	tfd, err := dialNoWait(ctx, target)
 	if err != nil {
-		if ctx.Err() == nil {
-			s.dialLog.log(s.log, slog.LevelWarn, "tcp relay: target dial failed", "client", client, "err", err)
-		}
-		abortFD(fd)
-		s.stats.Active.Add(-1)
+		s.dialFailed(ctx, fd, client, err)
 		return
 	}
 	s.add(&spliceConn{fd: [2]int{fd, tfd}, client: client, start: time.Now(), connecting: true})
+}
+
+// dialFailed ends an accepted connection (fd) whose target could not be
+// dialed: with a reset, as the client would get from a refusing target (a
+// clean EOF could pass for an empty answer).
+func (s *tcpRun) dialFailed(ctx context.Context, fd int, client netip.AddrPort, err error) {
+	if ctx.Err() == nil {
+		s.dialLog.log(s.log, slog.LevelWarn, "tcp relay: target dial failed", "client", client, "err", err)
+	}
+	abortFD(fd)
+	s.stats.Active.Add(-1)
 }
 
 // add hands a connection to the event loop.
