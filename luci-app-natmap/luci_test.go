@@ -820,6 +820,60 @@ func TestValidatorsAgreeWithDaemon(t *testing.T) {
 	}
 }
 
+// The rfc2136 updater's fields: dnsName agrees exactly with the daemon's
+// DNS names (zone, key, record names), and what server accepts the daemon
+// takes too.
+func TestUpdaterValidatorsAgreeWithDaemon(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("a", n) }
+	// three labels of 63 bytes and one of n: 1+3*64+1+n bytes on the wire
+	name := func(n int) string { return strings.Repeat(long(63)+".", 3) + long(n) }
+	names := append(words("a._-é", 3), long(63), long(64), name(61), name(62), name(61)+".", "_minecraft._tcp.example.org",
+		"nas.example.org.", "a..b", ".a", "a..", strings.Repeat("é", 31)+"a", strings.Repeat("é", 32), "x y.example")
+	type check struct {
+		fn, option string
+		exact      bool
+		corpus     []string
+	}
+	checks := []check{{"server", "server", false, append(words("a1.:[]", 3), "ns.example.org:5353", "[2001:db8::1]:53", "2001:db8::1", "h:0", "h:65536")}}
+	for _, o := range []string{"zone", "key_name", "name", "srv_name", "srv_target"} {
+		checks = append(checks, check{"dnsName", o, true, names})
+	}
+	for _, c := range checks {
+		var inputs []string
+		for _, v := range c.corpus {
+			// Blank, or only a dot: the daemon takes it as missing, which
+			// the form's other fields decide.
+			if strings.Trim(v, ". ") != "" && !slices.Contains(inputs, v) && !strings.ContainsAny(v, "'\n") {
+				inputs = append(inputs, v)
+			}
+		}
+		cases := make([]jsCase, len(inputs))
+		for i, v := range inputs {
+			cases[i] = jsCase{Fn: c.fn, Value: v}
+		}
+		js := jsValidate(t, cases)
+		for i, v := range inputs {
+			opts := map[string][]string{"server": {"ns.example.org"}, "zone": {"."}, "name": {"nas.example.org"},
+				"record": {"a", "srv"}, "srv_name": {"_x._tcp.example.org"}, "key_name": {"key"}, "key_secret": {"c2VjcmV0"}}
+			if c.option == "zone" {
+				opts["name"], opts["srv_name"] = []string{v}, []string{v} // in the zone
+			}
+			opts[c.option] = []string{v}
+			_, err := updater.New(updater.Config{Name: "u", Type: "rfc2136", Options: opts})
+			d := err == nil
+			if c.fn == "dnsName" && (v == name(61)) != js[i] && slices.Contains([]string{name(61), name(62), long(64), "a..b", ".a"}, v) {
+				t.Errorf("dnsName(%q) = %v: want only the 255-byte name of these accepted", v, js[i])
+			}
+			switch {
+			case js[i] && !d:
+				t.Errorf("%s(%q) accepts a value the daemon refuses in option %s: %v", c.fn, v, c.option, err)
+			case !js[i] && d && c.exact && strings.TrimSpace(v) == v:
+				t.Errorf("%s(%q) refuses a value the daemon accepts in option %s", c.fn, v, c.option)
+			}
+		}
+	}
+}
+
 // Every option of every updater type has a field in the Updaters editor
 // (api_url, cloudflare's base URL, is for tests only).
 func TestEditorCoversEveryUpdaterOption(t *testing.T) {

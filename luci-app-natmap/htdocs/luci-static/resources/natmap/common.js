@@ -284,6 +284,32 @@ return baseclass.extend({
 			: (max ? _('Expecting a whole number up to %d').format(+max) : _('Expecting a whole number'));
 	},
 
+	/*
+	 * An updater's zone, TSIG key and record names, as the daemon's DNS
+	 * encoder takes them: labels of 1 to 63 bytes, at most 255 bytes on
+	 * the wire, a trailing dot optional. Not LuCI's hostname: DNS names may
+	 * hold underscores (_minecraft._tcp) and any other byte.
+	 */
+	dnsName(value) {
+		/* the daemon drops a trailing dot, and its encoder one more */
+		const name = (value == null) ? '' : String(value).trim().replace(/\.\.?$/, '');
+		let wire = 1;
+
+		if (name === '')
+			return true;
+
+		for (const label of name.split('.')) {
+			const len = new TextEncoder().encode(label).length;
+
+			if (len == 0 || len > 63)
+				return _('Expecting a DNS name: labels of 1 to 63 bytes between dots');
+
+			wire += 1 + len;
+		}
+
+		return (wire <= 255) ? true : _('Expecting a DNS name of at most 255 bytes');
+	},
+
 	/* forward_port, srv_priority, srv_weight: 0 to 65535. Not LuCI's port, which takes -0. */
 	port(value) {
 		if (value == null || value === '')

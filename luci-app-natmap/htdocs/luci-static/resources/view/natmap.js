@@ -441,11 +441,14 @@ return view.extend({
 
 		o = typed(u.option(form.Value, 'server', _('DNS server'),
 			_('The primary server of the zone: <code>host</code> or <code>host:port</code>.')), [ 'rfc2136' ]);
+		o.validate = (section_id, value) => common.server(value, 'any');
 
 		o = typed(u.option(form.Value, 'zone', _('Zone')), [ 'rfc2136' ]);
 		o.placeholder = 'example.org';
+		o.validate = (section_id, value) => common.dnsName(value);
 
 		o = typed(u.option(form.Value, 'key_name', _('TSIG key name')), [ 'rfc2136' ]);
+		o.validate = (section_id, value) => common.dnsName(value);
 
 		o = typed(u.option(form.ListValue, 'key_algorithm', _('TSIG algorithm')), [ 'rfc2136' ]);
 		o.value('hmac-sha256');
@@ -462,6 +465,7 @@ return view.extend({
 		o = typed(u.option(form.Value, 'name', _('Record name'),
 			_('The full name of the A, AAAA, IP4P and TXT records.')), dns);
 		o.placeholder = 'nas.example.org';
+		o.validate = (section_id, value) => common.dnsName(value);
 
 		o = typed(u.option(form.MultiValue, 'record', _('Records')), dns);
 		o.value('a', _('A or AAAA: the public address'));
@@ -472,9 +476,11 @@ return view.extend({
 
 		o = typed(u.option(form.Value, 'srv_name', _('SRV record name')), dns);
 		o.placeholder = '_minecraft._tcp.example.org';
+		o.validate = (section_id, value) => common.dnsName(value);
 
 		o = typed(u.option(form.Value, 'srv_target', _('SRV target'),
 			_('Default: the record name.')), dns);
+		o.validate = (section_id, value) => common.dnsName(value);
 
 		o = typed(u.option(form.Value, 'srv_priority', _('SRV priority')), dns);
 		o.placeholder = '0';
