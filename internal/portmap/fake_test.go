@@ -56,6 +56,23 @@ func (f *fakePMP) mapping(proto string, internal uint16) (uint16, bool) {
 	return p, ok
 }
 
+// store is a MAP request's effect on the table (f.mu held): lifetime 0
+// deletes the mapping (ok false), else it maps internal to the external
+// port asked (or otherPort) and returns that port.
+func (f *fakePMP) store(proto string, internal, asked uint16, lifetime uint32) (ext uint16, ok bool) {
+	key := fmt.Sprint(proto, internal)
+	if lifetime == 0 {
+		delete(f.maps, key)
+		return 0, false
+	}
+	ext = asked
+	if f.otherPort != 0 {
+		ext = f.otherPort
+	}
+	f.maps[key] = ext
+	return ext, true
+}
+
 func (f *fakePMP) serve() {
 	buf := make([]byte, 2000)
 	for {
@@ -111,18 +128,11 @@ func (f *fakePMP) answer(req []byte) [][]byte {
 			resp[3] = f.refuse
 			return append(out, resp)
 		}
-		proto := map[byte]string{6: "tcp", 17: "udp"}[m[12]]
-		internal := binary.BigEndian.Uint16(m[16:18])
-		key := fmt.Sprint(proto, internal)
-		if binary.BigEndian.Uint32(req[4:8]) == 0 {
-			delete(f.maps, key)
+		ext, ok := f.store(map[byte]string{6: "tcp", 17: "udp"}[m[12]], binary.BigEndian.Uint16(m[16:18]),
+			binary.BigEndian.Uint16(m[18:20]), binary.BigEndian.Uint32(req[4:8]))
+		if !ok {
 			return append(out, resp)
 		}
-		ext := binary.BigEndian.Uint16(m[18:20])
-		if f.otherPort != 0 {
-			ext = f.otherPort
-		}
-		f.maps[key] = ext
 		binary.BigEndian.PutUint16(m[18:20], ext)
 		a := netip.MustParseAddr("10.77.0.2").As16()
 		copy(m[20:36], a[:])
@@ -149,18 +159,11 @@ func (f *fakePMP) answer(req []byte) [][]byte {
 			r[3] = f.refuse
 			return append(out, r)
 		}
-		proto := map[byte]string{1: "udp", 2: "tcp"}[req[1]]
-		internal := binary.BigEndian.Uint16(req[4:6])
-		key := fmt.Sprint(proto, internal)
-		if binary.BigEndian.Uint32(req[8:12]) == 0 {
-			delete(f.maps, key)
+		ext, ok := f.store(map[byte]string{1: "udp", 2: "tcp"}[req[1]], binary.BigEndian.Uint16(req[4:6]),
+			binary.BigEndian.Uint16(req[6:8]), binary.BigEndian.Uint32(req[8:12]))
+		if !ok {
 			return append(out, r)
 		}
-		ext := binary.BigEndian.Uint16(req[6:8])
-		if f.otherPort != 0 {
-			ext = f.otherPort
-		}
-		f.maps[key] = ext
 		binary.BigEndian.PutUint16(r[10:12], ext)
 		copy(r[12:16], req[8:12])
 		return append(out, r)
