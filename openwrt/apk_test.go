@@ -21,8 +21,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/natmap-go/natmap/internal/testkit/owlab"
 )
 
 // adb is a decoded ADB block.
@@ -671,10 +669,7 @@ func TestAPKVersionRejected(t *testing.T) {
 // with --allow-untrusted), install into a scratch root, list, remove; and
 // that cmd/mkapk writes what `apk mkpkg` writes for the same tree.
 func TestAPKTools(t *testing.T) {
-	apk := os.Getenv("APK_TOOLS_BIN")
-	if apk == "" {
-		apk = owlab.APK(t)
-	}
+	apk := apkTools(t)
 	dir := built(t)
 	natmap := apkFor(t, dir, "natmap", "x86_64")
 	pkgs := []string{filepath.Join(dir, natmap.file)}

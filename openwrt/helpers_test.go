@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/natmap-go/natmap/internal/pkgtools/apk"
+	"github.com/natmap-go/natmap/internal/pkgtools/usign"
+	"github.com/natmap-go/natmap/internal/testkit/owlab"
 )
 
 // The package's files, relative to this directory.
@@ -138,3 +142,34 @@ func (r *recorder) path() string { return "PATH=" + r.dir + ":" + os.Getenv("PAT
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func joinArgs(argv []string) string { return strings.Join(argv, " ") }
+
+// feedKeys makes a feed's keys in a temporary directory, named as `mkfeed
+// keygen` names them: the usign secret (FEED_KEY, returned as secret) and,
+// withAPK, its apk twin NAME.apk.sec beside it (nil otherwise).
+func feedKeys(t *testing.T, withAPK bool) (secret string, key *usign.Key, apkKey *apk.Key) {
+	t.Helper()
+	key, err := usign.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	secret = filepath.Join(dir, "feed.sec")
+	writeFile(t, secret, string(key.MarshalSecret()), 0o600)
+	if withAPK {
+		if apkKey, err = apk.GenerateKey(nil); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, "feed.apk.sec"), string(apkKey.Private), 0o600)
+	}
+	return secret, key, apkKey
+}
+
+// apkTools is apk-tools v3's apk binary: the one APK_TOOLS_BIN names, else
+// the OpenWrt lab's (which owlab builds, or skips or fails without).
+func apkTools(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("APK_TOOLS_BIN"); bin != "" {
+		return bin
+	}
+	return owlab.APK(t)
+}

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/pkgtools/apk"
-	"github.com/natmap-go/natmap/internal/pkgtools/usign"
 	"github.com/natmap-go/natmap/internal/testkit/coturn"
 	"github.com/natmap-go/natmap/internal/testkit/freeport"
 	"github.com/natmap-go/natmap/internal/testkit/httpserve"
@@ -158,19 +157,8 @@ func TestOpenWrtLab(t *testing.T) {
 	// made here, and v1 as apk packages too, with their index made by the
 	// lab's apk-tools and signed with the apk key beside the usign one
 	// (FEED_KEY's twin, as `mkfeed keygen` names it).
-	key, err := usign.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDir := t.TempDir()
-	secret := filepath.Join(keyDir, "feed.sec")
-	writeFile(t, secret, string(key.MarshalSecret()), 0o600)
+	secret, key, apkKey := feedKeys(t, true)
 	public := key.MarshalPublic()
-	apkKey, err := apk.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(keyDir, "feed.apk.sec"), string(apkKey.Private), 0o600)
 	apkTools := owlab.APK(t)
 	feeds := map[string]string{}
 	for v, format := range map[string]string{"1.0.0": "all", "1.0.1": "ipk"} {

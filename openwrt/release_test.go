@@ -109,29 +109,18 @@ func TestReleaseTarballReproducible(t *testing.T) {
 func TestRelease(t *testing.T) {
 	dir := releaseClone(t)
 	const version = "20991231"
-	key, err := usign.Generate(nil)
-	if err != nil {
-		t.Fatal(err)
+	// With apk-tools v3 (APK_TOOLS_BIN, or the OpenWrt lab's), the apk
+	// index too, signed with FEED_KEY's apk twin. CI always checks it.
+	var apkBin string
+	if os.Getenv("APK_TOOLS_BIN") != "" || owlab.Usable() || os.Getenv("CI") == "true" {
+		apkBin = apkTools(t)
 	}
-	keyDir := t.TempDir()
-	secret := filepath.Join(keyDir, "feed.sec")
-	writeFile(t, secret, string(key.MarshalSecret()), 0o600)
+	secret, key, apkKey := feedKeys(t, apkBin != "")
 	cmd := exec.Command("make", "release", "VERSION="+version, "RELEASE_ARCHES=x86_64")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "FEED_KEY="+secret)
-	// With apk-tools v3 (APK_TOOLS_BIN, or the OpenWrt lab's), the apk
-	// index too, signed with FEED_KEY's apk twin. CI always checks it.
-	apkTools := os.Getenv("APK_TOOLS_BIN")
-	if apkTools == "" && (owlab.Usable() || os.Getenv("CI") == "true") {
-		apkTools = owlab.APK(t)
-	}
-	var apkKey *apk.Key
-	if apkTools != "" {
-		if apkKey, err = apk.GenerateKey(nil); err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(keyDir, "feed.apk.sec"), string(apkKey.Private), 0o600)
-		cmd.Env = append(cmd.Env, "APK_TOOLS_BIN="+apkTools)
+	if apkBin != "" {
+		cmd.Env = append(cmd.Env, "APK_TOOLS_BIN="+apkBin)
 	} else {
 		t.Log("no apk-tools v3 (APK_TOOLS_BIN, or root and ../shared/openwrt-lab): the apk index is not made")
 	}
@@ -220,7 +209,7 @@ func TestRelease(t *testing.T) {
 		t.Errorf("Packages:\n%s", packages)
 	}
 	if apkKey != nil {
-		checkAPKIndex(t, apkTools, filepath.Join(rel, "packages.adb"), apkKey, "natmap", version+"-r1")
+		checkAPKIndex(t, apkBin, filepath.Join(rel, "packages.adb"), apkKey, "natmap", version+"-r1")
 	}
 	// A second release of the same version is refused.
 	cmd = exec.Command("scripts/release.sh", version)
@@ -255,11 +244,11 @@ func tarNames(t *testing.T, b []byte) map[string]bool {
 // checkAPKIndex checks an apk index with apk-tools: signed by key (OK with
 // its public half as the only trusted key, UNTRUSTED with none), listing
 // the package at that version.
-func checkAPKIndex(t *testing.T, apkTools, index string, key *apk.Key, name, version string) {
+func checkAPKIndex(t *testing.T, apkBin, index string, key *apk.Key, name, version string) {
 	t.Helper()
 	dump := func(keys string) string {
 		t.Helper()
-		out, err := exec.Command(apkTools, "adbdump", "--keys-dir", keys, index).CombinedOutput()
+		out, err := exec.Command(apkBin, "adbdump", "--keys-dir", keys, index).CombinedOutput()
 		if err != nil {
 			t.Fatalf("apk adbdump %s: %v\n%s", index, err, out)
 		}
