@@ -293,13 +293,14 @@ return baseclass.extend({
 	dnsName(value) {
 		/* the daemon drops a trailing dot, and its encoder one more */
 		const name = (value == null) ? '' : String(value).trim().replace(/\.\.?$/, '');
+		const utf8 = new TextEncoder();
 		let wire = 1;
 
 		if (name === '')
 			return true;
 
 		for (const label of name.split('.')) {
-			const len = new TextEncoder().encode(label).length;
+			const len = utf8.encode(label).length;
 
 			if (len == 0 || len > 63)
 				return _('Expecting a DNS name: labels of 1 to 63 bytes between dots');
