@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync/atomic"
+	"os"
 	"time"
 )
 
@@ -23,52 +23,51 @@ func Request(host string) []byte {
 // Run sends a request at once and then every interval, and returns when the
 // connection fails: the server closed it, an I/O error, or no answer to a
 // request within one interval. It returns ctx.Err() when ctx ends. The
-// caller closes conn; Run's reader has ended when Run returns.
+// caller closes conn.
+//
+// One goroutine does it all: between two requests it reads (responses are
+// only drained: any byte proves the path is alive) until the read deadline,
+// which is the next request's time; so a closed connection is seen at once
+// and an idle mapping costs a single parked goroutine.
 func Run(ctx context.Context, conn net.Conn, host string, interval time.Duration) error {
-	var answered atomic.Bool
-	readErr := make(chan error, 1)
-	go func() {
-		// Responses are only drained: any byte proves the path is alive.
-		buf := make([]byte, 512)
+	// Ending ctx moves the read deadline to the past, which unblocks Read.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	req := Request(host)
+	buf := make([]byte, 512)
+	for {
+		next := time.Now().Add(interval)
+		_ = conn.SetWriteDeadline(next)
+		if _, err := conn.Write(req); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("keep-alive send: %w", err)
+		}
+		_ = conn.SetReadDeadline(next)
+		if ctx.Err() != nil { // AfterFunc may have run before that deadline was set
+			return ctx.Err()
+		}
+		answered := false
 		for {
 			n, err := conn.Read(buf)
-			if n > 0 {
-				answered.Store(true)
+			answered = answered || n > 0
+			if err == nil {
+				continue
 			}
-			if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				if err == io.EOF {
 					err = errors.New("keep-alive server closed the connection")
 				}
-				readErr <- err
-				return
+				return fmt.Errorf("keep-alive: %w", err)
 			}
+			break // the next request's time
 		}
-	}()
-	defer func() {
-		// Unblock the reader and wait for it, so no goroutine outlives Run.
-		_ = conn.SetReadDeadline(time.Unix(1, 0))
-		<-readErr
-	}()
-
-	req := Request(host)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		answered.Store(false)
-		_ = conn.SetWriteDeadline(time.Now().Add(interval))
-		if _, err := conn.Write(req); err != nil {
-			return fmt.Errorf("keep-alive send: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-readErr:
-			readErr <- err // for the deferred wait
-			return fmt.Errorf("keep-alive: %w", err)
-		case <-tick.C:
-			if !answered.Load() {
-				return ErrNoAnswer
-			}
+		if !answered {
+			return ErrNoAnswer
 		}
 	}
 }
