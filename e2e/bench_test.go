@@ -607,8 +607,12 @@ func udpRoundTrip(c net.Conn) error {
 // with 16 mappings (TCP forward mode) up and idle, its threads, and what of
 // it the idle daemon touches in one trim period (touched-KiB: the pages it
 // uses; the rest of its RSS is mostly the binary's pages that only the
-// start used, or that the kernel mapped around them). Run it with
-// -benchtime 1x.
+// start used, or that the kernel mapped around them). With NATMAP_C_BIN it
+// also runs what the stock package runs for 16 sections: 16 C natmap
+// processes, one per mapping, and reports their sums (c-...). PSS divides
+// each shared page among the processes that map it, so 16 processes that
+// share a binary and libc are counted once for those pages; RSS sums count
+// them 16 times. Run it with -benchtime 1x.
 func BenchmarkDaemonIdleRSS(b *testing.B) {
 	const mappings = 16
 	l := lab.New(b, lab.FullConePreserve)
@@ -624,19 +628,50 @@ func BenchmarkDaemonIdleRSS(b *testing.B) {
 	}
 	pid := d.cmd.Process.Pid
 	checkNatmapPID(b, pid)
-	var rss, anon, threads, touched float64
+	var cpids []int
+	if cbin := os.Getenv("NATMAP_C_BIN"); cbin != "" {
+		for i := range mappings {
+			nm := startBinary(b, l, cbin, benchForwardArgs(l, 40200+uint16(i), "127.0.0.1", 5207)...)
+			nm.waitNotification(1, 30*time.Second)
+			cpids = append(cpids, nm.cmd.Process.Pid)
+		}
+	}
+	var m, c idleMemory
 	for b.Loop() {
 		time.Sleep(20 * time.Second) // a trim (every 15 s) after the start
-		rss = procStatusKiB(b, pid, "VmRSS")
-		anon = procStatusKiB(b, pid, "RssAnon")
-		threads = procStatusKiB(b, pid, "Threads")
-		touched = touchedKiB(b, pid, 15*time.Second)
+		m = readIdleMemory(b, pid)
+		m.touched = touchedKiB(b, pid, 15*time.Second)
+		c = idleMemory{}
+		for _, p := range cpids {
+			cm := readIdleMemory(b, p)
+			c.rss, c.anon, c.pss, c.threads = c.rss+cm.rss, c.anon+cm.anon, c.pss+cm.pss, c.threads+cm.threads
+		}
 	}
-	b.ReportMetric(rss, "16mappings-KiB")
-	b.ReportMetric(anon, "16mappings-anon-KiB")
-	b.ReportMetric(threads, "16mappings-threads")
-	b.ReportMetric(touched, "16mappings-touched-KiB")
+	b.ReportMetric(m.rss, "16mappings-KiB")
+	b.ReportMetric(m.anon, "16mappings-anon-KiB")
+	b.ReportMetric(m.pss, "16mappings-pss-KiB")
+	b.ReportMetric(m.threads, "16mappings-threads")
+	b.ReportMetric(m.touched, "16mappings-touched-KiB")
+	if len(cpids) > 0 {
+		b.ReportMetric(c.rss, "c-16mappings-KiB")
+		b.ReportMetric(c.anon, "c-16mappings-anon-KiB")
+		b.ReportMetric(c.pss, "c-16mappings-pss-KiB")
+		b.ReportMetric(c.threads, "c-16mappings-threads")
+	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// idleMemory is one process's memory (KiB) and threads.
+type idleMemory struct{ rss, anon, pss, threads, touched float64 }
+
+func readIdleMemory(b *testing.B, pid int) idleMemory {
+	b.Helper()
+	return idleMemory{
+		rss:     procStatusKiB(b, pid, "VmRSS"),
+		anon:    procStatusKiB(b, pid, "RssAnon"),
+		pss:     smapsRollupKiB(b, pid, "Pss"),
+		threads: procStatusKiB(b, pid, "Threads"),
+	}
 }
 
 // touchedKiB is how much of process pid's memory it uses within d: the
@@ -648,12 +683,18 @@ func touchedKiB(b *testing.B, pid int, d time.Duration) float64 {
 		b.Fatal(err)
 	}
 	time.Sleep(d)
+	return smapsRollupKiB(b, pid, "Referenced")
+}
+
+// smapsRollupKiB is one field of /proc/PID/smaps_rollup.
+func smapsRollupKiB(b *testing.B, pid int, field string) float64 {
+	b.Helper()
 	rollup, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for line := range strings.Lines(string(rollup)) {
-		if v, ok := strings.CutPrefix(line, "Referenced:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			if err != nil {
 				b.Fatal(err)
@@ -661,6 +702,6 @@ func touchedKiB(b *testing.B, pid int, d time.Duration) float64 {
 			return kb
 		}
 	}
-	b.Fatalf("/proc/%d/smaps_rollup has no Referenced", pid)
+	b.Fatalf("/proc/%d/smaps_rollup has no %s", pid, field)
 	return 0
 }
