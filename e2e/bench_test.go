@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/oneproc"
 	"github.com/natmap-go/natmap/internal/testkit/fds"
 	"github.com/natmap-go/natmap/internal/testkit/lab"
 )
@@ -621,6 +622,11 @@ func BenchmarkDaemonIdleRSS(b *testing.B) {
 	for i := range mappings {
 		fmt.Fprintf(&cfg, "\nconfig natmap 'm%d'\n\toption enable '1'\n\toption port '%d'\n"+
 			"\toption forward_target '127.0.0.1'\n\toption forward_port '5207'\n\toption notify_script 'NOTIFY'\n", i, 40100+i)
+	}
+	// As the init script starts it: on one processor from its start.
+	for _, kv := range oneproc.Env(nil) {
+		k, v, _ := strings.Cut(kv, "=")
+		b.Setenv(k, v)
 	}
 	d := startDaemon(b, l, cfg.String())
 	for i := range mappings {

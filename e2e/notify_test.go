@@ -173,3 +173,58 @@ func readStatusFile(t *testing.T, path string) map[string]any {
 	}
 	return m
 }
+
+// natmap runs on one processor from its start, and so does the notify-exec
+// helper it starts for each script: GOMAXPROCS=1 in the helper's
+// environment, with internal/oneproc's mark. The script sees the
+// environment natmap was given: no GOMAXPROCS, unless the user set one.
+func TestScriptEnvironment(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConeTranslate)
+	for i, user := range []string{"", "3"} {
+		dir := t.TempDir()
+		body := `env > script.env
+tr '\0' '\n' < /proc/$PPID/environ > helper.env
+printf '%s|' "$@" >> notes; echo >> notes
+`
+		if err := os.WriteFile(filepath.Join(dir, "notify.sh"), []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		args := bindArgs(l, 40095+uint16(i), "-e", "./notify.sh")
+		bin := natmapBin
+		if user != "" {
+			args = append([]string{"GOMAXPROCS=" + user, natmapBin}, args...)
+			bin = "env"
+		}
+		nm := runIn(t, l, l.LAN, dir, filepath.Join(dir, "notes"), bin, args...)
+		nm.waitNotification(1, 15*time.Second)
+		nm.stop()
+		envOf := func(name string) map[string]string {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := map[string]string{}
+			for line := range strings.Lines(string(b)) {
+				if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
+					m[k] = v
+				}
+			}
+			return m
+		}
+		script, helper := envOf("script.env"), envOf("helper.env")
+		if user == "" {
+			if helper["GOMAXPROCS"] != "1" || helper["NATMAP_ONE_PROC"] != "1" {
+				t.Errorf("the helper started with GOMAXPROCS=%q NATMAP_ONE_PROC=%q, want 1 and 1", helper["GOMAXPROCS"], helper["NATMAP_ONE_PROC"])
+			}
+		} else if helper["GOMAXPROCS"] != user || helper["NATMAP_ONE_PROC"] != "" {
+			t.Errorf("natmap given GOMAXPROCS=%s: the helper started with GOMAXPROCS=%q NATMAP_ONE_PROC=%q", user, helper["GOMAXPROCS"], helper["NATMAP_ONE_PROC"])
+		}
+		if got, ok := script["GOMAXPROCS"]; got != user || (user == "" && ok) {
+			t.Errorf("natmap given GOMAXPROCS=%q: the script sees GOMAXPROCS=%q (set: %v)", user, got, ok)
+		}
+		if _, ok := script["NATMAP_ONE_PROC"]; ok {
+			t.Error("the script sees NATMAP_ONE_PROC")
+		}
+	}
+}

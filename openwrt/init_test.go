@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/natmap-go/natmap/internal/oneproc"
 )
 
 // fakeFunctionsSh stands in for lib/functions.sh's config_*: config_load
@@ -238,10 +240,15 @@ func TestInitStartService(t *testing.T) {
 			}
 			// A reload re-registers the instance: anything that changes
 			// with the config would make procd restart every mapping.
-			for _, p := range []string{"file", "netdev", "data", "env"} {
+			for _, p := range []string{"file", "netdev", "data"} {
 				if _, ok := params[p]; ok {
 					t.Errorf("param %s would restart the daemon on config changes", p)
 				}
+			}
+			// The environment is fixed: natmap on one processor from its
+			// start (internal/oneproc).
+			if e := params["env"]; !slices.Equal(e, []string{"GOMAXPROCS=1", oneproc.Mark + "=1"}) {
+				t.Errorf("env %q, want GOMAXPROCS=1 NATMAP_ONE_PROC=1", e)
 			}
 			if a := named(calls, "procd_append_param"); len(a) != 0 {
 				t.Errorf("procd_append_param: %q", a)

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/oneproc"
 	"github.com/natmap-go/natmap/internal/pkgtools/apk"
 	"github.com/natmap-go/natmap/internal/testkit/coturn"
 	"github.com/natmap-go/natmap/internal/testkit/freeport"
@@ -232,6 +233,11 @@ config natmap 'b'
 		}
 		if out := l.Sh("/etc/init.d/natmap status"); !strings.Contains(out, "mapped") {
 			t.Errorf("status:\n%s", out)
+		}
+		// procd starts natmap on one processor (internal/oneproc).
+		env := strings.Fields(l.Sh("tr '\\0' '\\n' < /proc/" + natmapPID(l) + "/environ"))
+		if !slices.Contains(env, "GOMAXPROCS=1") || !slices.Contains(env, oneproc.Mark+"=1") {
+			t.Errorf("natmap's environment from procd: %q", env)
 		}
 		if out, err := l.Exec(nil, "uci set natmap.a.enable=maybe && /etc/init.d/natmap validate"); err == nil || !strings.Contains(out, "section a: invalid") {
 			t.Errorf("validate accepts enable maybe:\n%s", out)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 
 	"github.com/natmap-go/natmap/internal/cli"
@@ -17,6 +16,7 @@ import (
 	"github.com/natmap-go/natmap/internal/logx"
 	"github.com/natmap-go/natmap/internal/memtune"
 	"github.com/natmap-go/natmap/internal/notify"
+	"github.com/natmap-go/natmap/internal/oneproc"
 )
 
 // version is set at link time (-X main.version=...).
@@ -29,9 +29,7 @@ func main() {
 	// every event): 20% more CPU per relayed connection, 7% per datagram,
 	// no more throughput (README, Figures). GOMAXPROCS in the environment
 	// still decides.
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
+	oneproc.Setup()
 	// Routers have 64-128 MiB: a soft memory limit from the RAM (or
 	// GOMEMLIMIT), and memory freed after a burst goes back to the kernel
 	// within seconds (README, Figures).
@@ -136,7 +134,7 @@ func daemonize() error {
 	defer null.Close()
 	attr := &os.ProcAttr{
 		Dir:   "/",
-		Env:   append(os.Environ(), daemonEnv+"=1"),
+		Env:   oneproc.Env(append(os.Environ(), daemonEnv+"=1")),
 		Files: []*os.File{null, null, null},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}

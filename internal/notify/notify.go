@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/ip4p"
+	"github.com/natmap-go/natmap/internal/oneproc"
 )
 
 // DefaultTimeout bounds a script run; a DNS update that takes longer is hung.
@@ -316,6 +317,9 @@ func (n *Notifier) start(m Mapping, out *outputs) (*run, error) {
 		cmd.Args[0] = "natmap"
 	}
 	cmd.Env = append(os.Environ(), n.Env...)
+	if own {
+		cmd.Env = oneproc.Env(cmd.Env) // the helper is a natmap too
+	}
 	// If natmap dies, the helper still ends what the script started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 

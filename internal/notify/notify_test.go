@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/logx"
+	"github.com/natmap-go/natmap/internal/oneproc"
 	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
 
@@ -27,6 +28,7 @@ var m1 = Mapping{
 // TestMain lets the test binary be the notify-exec helper, as natmap is.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == HelperCommand {
+		oneproc.Setup() // as natmap's main
 		os.Exit(HelperMain(os.Args[2:]))
 	}
 	os.Exit(m.Run())
