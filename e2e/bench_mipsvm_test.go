@@ -28,8 +28,9 @@ import (
 // (internal/testkit/vminit) serves STUN and HTTP keep-alive on the VM's
 // loopback, runs `natmap daemon` (built as the mipsel ipk's binary) with 16
 // TCP forward mappings, and once every mapping was notified and 20 s idle
-// reads natmap's VmRSS, RssAnon, Pss and threads; then the same with 1
-// mapping. With NATMAP_C_BIN_MIPSEL (a static mipsel C natmap, built
+// reads natmap's VmRSS, RssAnon, Pss and threads, and what of its memory
+// it touches in the next 15 s (as BenchmarkDaemonIdleRSS's touched-KiB);
+// then the same with 1 mapping. With NATMAP_C_BIN_MIPSEL (a static mipsel C natmap, built
 // outside this project) it also runs 16 and 1 C natmap processes, one per
 // mapping as the stock package does, and reports their sums (c-*). Nothing
 // leaves the VM: it has no network device. Run it with -benchtime 1x.
@@ -79,6 +80,7 @@ func BenchmarkDaemonIdleRSSMIPS(b *testing.B) {
 		b.ReportMetric(res.RssAnon, r.Name+"-anon-KiB")
 		b.ReportMetric(res.Pss, r.Name+"-pss-KiB")
 		b.ReportMetric(res.Threads, r.Name+"-threads")
+		b.ReportMetric(res.Touched, r.Name+"-touched-KiB")
 	}
 	b.ReportMetric(0, "ns/op")
 }
@@ -102,6 +104,7 @@ type vmResult struct {
 	RssAnon float64 `json:"rssanon_kib"`
 	Pss     float64 `json:"pss_kib"`
 	Threads float64 `json:"threads"`
+	Touched float64 `json:"touched_kib"`
 }
 
 // bootMIPS boots the kernel with initrd and returns the runs' results by
@@ -155,8 +158,8 @@ func bootMIPS(b *testing.B, kernel, initrd string) map[string]vmResult {
 			b.Logf("VM: uname -m %s, kernel %s, cpu model %q, MemTotal %s", v.Machine, v.Release, v.CPUModel, v.MemTotal)
 		case v.Run != "":
 			results[v.Run] = v.vmResult
-			b.Logf("%s: %d processes, VmRSS %.0f KiB, RssAnon %.0f KiB, Pss %.0f KiB, %.0f threads",
-				v.Run, v.Procs, v.VmRSS, v.RssAnon, v.Pss, v.Threads)
+			b.Logf("%s: %d processes, VmRSS %.0f KiB, RssAnon %.0f KiB, Pss %.0f KiB, %.0f threads, touched in 15 s %.0f KiB",
+				v.Run, v.Procs, v.VmRSS, v.RssAnon, v.Pss, v.Threads, v.Touched)
 		}
 		if done {
 			break

@@ -7,7 +7,8 @@
 // process per mapping, as the stock package runs them), waits until every
 // mapping has been notified, lets it idle, and prints what the processes
 // hold (VmRSS, RssAnon, Threads from /proc/PID/status, Pss from
-// smaps_rollup, summed over the run's processes) on the console, one line
+// smaps_rollup, summed over the run's processes; and what of it they touch
+// in the next 15 s) on the console, one line
 // "vminit: {JSON}" each, before it powers the machine off.
 //
 // Run as /notify (a symlink to it) it is the runs' notify script: it
@@ -79,7 +80,14 @@ type Result struct {
 	RssAnon float64 `json:"rssanon_kib"`
 	Pss     float64 `json:"pss_kib"`
 	Threads float64 `json:"threads"`
+	// Touched is what of the memory the processes use while idle: the
+	// pages they read or write in touchPeriod (the kernel's referenced
+	// bits, cleared first), as the x86 benchmark's touched-KiB.
+	Touched float64 `json:"touched_kib"`
 }
+
+// touchPeriod is the x86 benchmark's: one trim period of natmap's.
+const touchPeriod = 15 * time.Second
 
 // Machine is the first line: what the measurements ran on.
 type Machine struct {
@@ -330,6 +338,20 @@ func measure(r Run, within, idle time.Duration) (Result, error) {
 			}
 			*f.sum += v
 		}
+	}
+	for _, c := range cmds {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", c.Process.Pid), []byte("1"), 0); err != nil {
+			return Result{}, err
+		}
+	}
+	time.Sleep(touchPeriod)
+	for _, c := range cmds {
+		path := fmt.Sprintf("/proc/%d/smaps_rollup", c.Process.Pid)
+		v, err := strconv.ParseFloat(strings.TrimSuffix(procField(path, "Referenced"), " kB"), 64)
+		if err != nil {
+			return Result{}, fmt.Errorf("%s Referenced: %w", path, err)
+		}
+		res.Touched += v
 	}
 	return res, nil
 }
