@@ -105,6 +105,8 @@ type vmResult struct {
 	Pss     float64 `json:"pss_kib"`
 	Threads float64 `json:"threads"`
 	Touched float64 `json:"touched_kib"`
+	// Problems: the daemon's warnings and errors.
+	Problems []string `json:"problems"`
 }
 
 // bootMIPS boots the kernel with initrd and returns the runs' results by
@@ -160,6 +162,9 @@ func bootMIPS(b *testing.B, kernel, initrd string) map[string]vmResult {
 			results[v.Run] = v.vmResult
 			b.Logf("%s: %d processes, VmRSS %.0f KiB, RssAnon %.0f KiB, Pss %.0f KiB, %.0f threads, touched in 15 s %.0f KiB",
 				v.Run, v.Procs, v.VmRSS, v.RssAnon, v.Pss, v.Threads, v.Touched)
+			for _, p := range v.Problems {
+				b.Logf("  %s logged: %s", v.Run, p)
+			}
 		}
 		if done {
 			break

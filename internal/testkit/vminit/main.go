@@ -84,6 +84,9 @@ type Result struct {
 	// pages they read or write in touchPeriod (the kernel's referenced
 	// bits, cleared first), as the x86 benchmark's touched-KiB.
 	Touched float64 `json:"touched_kib"`
+	// Problems are the run's warnings and errors (the Go daemon's log,
+	// each message once), to tell a MIPS-only failure from a quiet run.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // touchPeriod is the x86 benchmark's: one trim period of natmap's.
@@ -353,6 +356,7 @@ func measure(r Run, within, idle time.Duration) (Result, error) {
 		}
 		res.Touched += v
 	}
+	res.Problems = problems(logPath)
 	return res, nil
 }
 
@@ -416,6 +420,26 @@ func stop(cmds []*exec.Cmd) {
 		c.Wait()
 		t.Stop()
 	}
+}
+
+// problems are a Go natmap log's warnings and errors, the first line of
+// each message (up to 10).
+func problems(path string) []string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	seen := map[string]bool{}
+	for line := range strings.Lines(string(b)) {
+		if !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
+			continue
+		}
+		_, msg, _ := strings.Cut(line, " msg=")
+		msg, _, _ = strings.Cut(msg, " section=")
+		if !seen[msg] && len(out) < 10 {
+			seen[msg] = true
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return out
 }
 
 // tail is the last 2 KiB of a file.
