@@ -20,6 +20,7 @@ import (
 
 	"github.com/natmap-go/natmap/internal/testkit/initramfs"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
+	"github.com/natmap-go/natmap/internal/testkit/vmplan"
 )
 
 // BenchmarkDaemonIdleRSSMIPS is BenchmarkDaemonIdleRSS on a real MIPS
@@ -42,23 +43,23 @@ func BenchmarkDaemonIdleRSSMIPS(b *testing.B) {
 	testgate.Require(b, "MIPS VM benchmark", false, map[string]string{"qemu-system-mipsel": "qemu-system-mips"})
 	kernel := mipsKernel(b)
 	dir := b.TempDir()
-	runs := []vmRun{{"16mappings", "go", 16}, {"1mapping", "go", 1}}
+	runs := []vmplan.Run{{Name: "16mappings", Impl: "go", Mappings: 16}, {Name: "1mapping", Impl: "go", Mappings: 1}}
 	files := []initramfs.Entry{
 		initramfs.Dir("dev"), initramfs.CharDev("dev/console", 0o600, 5, 1),
 		initramfs.Dir("proc"), initramfs.Dir("tmp"), initramfs.Dir("etc"), initramfs.Dir("bin"),
 		initramfs.File("init", 0o755, buildMIPSel(b, dir, "../internal/testkit/vminit")),
-		initramfs.Symlink("notify", "/init"),
-		initramfs.File("bin/natmap", 0o755, buildMIPSel(b, dir, "../cmd/natmap")),
+		initramfs.Symlink(vmplan.Notify, "/init"),
+		initramfs.File(vmplan.GoNatmap, 0o755, buildMIPSel(b, dir, "../cmd/natmap")),
 	}
 	if c := os.Getenv("NATMAP_C_BIN_MIPSEL"); c != "" {
-		files = append(files, initramfs.File("bin/natmap-c", 0o755, staticMIPSel(b, c)))
-		runs = append(runs, vmRun{"c-16mappings", "c", 16}, vmRun{"c-1mapping", "c", 1})
+		files = append(files, initramfs.File(vmplan.CNatmap, 0o755, staticMIPSel(b, c)))
+		runs = append(runs, vmplan.Run{Name: "c-16mappings", Impl: "c", Mappings: 16}, vmplan.Run{Name: "c-1mapping", Impl: "c", Mappings: 1})
 	}
-	plan, err := json.Marshal(vmPlan{Runs: runs, IdleSeconds: 20, WaitSeconds: 120})
+	plan, err := json.Marshal(vmplan.Plan{Runs: runs, IdleSeconds: 20, WaitSeconds: 120})
 	if err != nil {
 		b.Fatal(err)
 	}
-	files = append(files, initramfs.File("etc/vminit.json", 0o644, plan))
+	files = append(files, initramfs.File(vmplan.PlanPath, 0o644, plan))
 	var cpio bytes.Buffer
 	if err := initramfs.Write(&cpio, files); err != nil {
 		b.Fatal(err)
@@ -67,7 +68,7 @@ func BenchmarkDaemonIdleRSSMIPS(b *testing.B) {
 	if err := os.WriteFile(initrd, cpio.Bytes(), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	var got map[string]vmResult
+	var got map[string]vmplan.Result
 	for b.Loop() {
 		got = bootMIPS(b, kernel, initrd)
 	}
@@ -85,33 +86,9 @@ func BenchmarkDaemonIdleRSSMIPS(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// vmPlan and vmRun are vminit's plan (its Plan and Run); vmResult is a
-// run's line.
-type vmPlan struct {
-	Runs                     []vmRun
-	IdleSeconds, WaitSeconds int
-}
-
-type vmRun struct {
-	Name, Impl string
-	Mappings   int
-}
-
-type vmResult struct {
-	Run     string  `json:"run"`
-	Procs   int     `json:"procs"`
-	VmRSS   float64 `json:"vmrss_kib"`
-	RssAnon float64 `json:"rssanon_kib"`
-	Pss     float64 `json:"pss_kib"`
-	Threads float64 `json:"threads"`
-	Touched float64 `json:"touched_kib"`
-	// Problems: the daemon's warnings and errors.
-	Problems []string `json:"problems"`
-}
-
 // bootMIPS boots the kernel with initrd and returns the runs' results by
 // name, once vminit says it is done.
-func bootMIPS(b *testing.B, kernel, initrd string) map[string]vmResult {
+func bootMIPS(b *testing.B, kernel, initrd string) map[string]vmplan.Result {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -128,46 +105,32 @@ func bootMIPS(b *testing.B, kernel, initrd string) map[string]vmResult {
 		b.Fatal(err)
 	}
 	var console strings.Builder
-	results := map[string]vmResult{}
+	results := map[string]vmplan.Result{}
 	var failure string
 	done := false
 	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
-		console.WriteString(line + "\n")
-		msg, ok := strings.CutPrefix(line, "vminit: ")
-		if !ok {
-			continue
-		}
-		var v struct {
-			vmResult
-			Error    string `json:"error"`
-			Done     bool   `json:"done"`
-			Machine  string `json:"uname_m"`
-			Release  string `json:"uname_r"`
-			CPUModel string `json:"cpu_model"`
-			MemTotal string `json:"mem_total"`
-		}
-		if err := json.Unmarshal([]byte(msg), &v); err != nil {
-			b.Fatalf("vminit's line %q: %v", line, err)
-		}
+	for !done && sc.Scan() {
+		console.WriteString(sc.Text() + "\n")
+		l, ok, err := vmplan.Parse(sc.Text())
 		switch {
-		case v.Error != "":
-			failure = v.Error
-		case v.Done:
+		case err != nil:
+			failure = err.Error()
+		case !ok:
+		case l.Error != "":
+			failure = l.Error
+		case l.Done:
 			done = true
-		case v.Machine != "":
-			b.Logf("VM: uname -m %s, kernel %s, cpu model %q, MemTotal %s", v.Machine, v.Release, v.CPUModel, v.MemTotal)
-		case v.Run != "":
-			results[v.Run] = v.vmResult
+		case l.Machine != nil:
+			m := l.Machine
+			b.Logf("VM: uname -m %s, kernel %s, cpu model %q, MemTotal %s", m.Machine, m.Release, m.CPUModel, m.MemTotal)
+		case l.Result != nil:
+			r := l.Result
+			results[r.Run] = *r
 			b.Logf("%s: %d processes, VmRSS %.0f KiB, RssAnon %.0f KiB, Pss %.0f KiB, %.0f threads, touched in 15 s %.0f KiB",
-				v.Run, v.Procs, v.VmRSS, v.RssAnon, v.Pss, v.Threads, v.Touched)
-			for _, p := range v.Problems {
-				b.Logf("  %s logged: %s", v.Run, p)
+				r.Run, r.Procs, r.VmRSS, r.RssAnon, r.Pss, r.Threads, r.Touched)
+			for _, p := range r.Problems {
+				b.Logf("  %s logged: %s", r.Run, p)
 			}
-		}
-		if done {
-			break
 		}
 	}
 	if done {
@@ -176,16 +139,12 @@ func bootMIPS(b *testing.B, kernel, initrd string) map[string]vmResult {
 	}
 	cmd.Wait()
 	if failure != "" || !done {
-		b.Fatalf("the MIPS VM failed (%s); its console:\n%s", cmp(failure, "no \"done\" from vminit"), console.String())
+		if failure == "" {
+			failure = `no "done" from vminit`
+		}
+		b.Fatalf("the MIPS VM failed (%s); its console:\n%s", failure, console.String())
 	}
 	return results
-}
-
-func cmp(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // buildMIPSel builds pkg for mipsel_24kc as scripts/ipk.sh builds the

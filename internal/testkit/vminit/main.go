@@ -8,8 +8,8 @@
 // mapping has been notified, lets it idle, and prints what the processes
 // hold (VmRSS, RssAnon, Threads from /proc/PID/status, Pss from
 // smaps_rollup, summed over the run's processes; and what of it they touch
-// in the next 15 s) on the console, one line
-// "vminit: {JSON}" each, before it powers the machine off.
+// in the next 15 s) on the console, a vmplan.Line each, before it powers the
+// machine off.
 //
 // Run as /notify (a symlink to it) it is the runs' notify script: it
 // appends its arguments to /tmp/notes.
@@ -31,17 +31,14 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/stunserver"
+	"github.com/natmap-go/natmap/internal/testkit/vmplan"
 	pion "github.com/pion/stun/v3"
 	"golang.org/x/sys/unix"
 )
 
-// Paths inside the VM (the benchmark puts the binaries and the plan there).
+// Paths inside the VM besides vmplan's.
 const (
-	planPath   = "/etc/vminit.json"
 	notesPath  = "/tmp/notes"
-	goNatmap   = "/bin/natmap"
-	cNatmap    = "/bin/natmap-c"
-	notifyPath = "/notify"
 	configPath = "/etc/config/natmap"
 	socketPath = "/tmp/natmap.sock"
 )
@@ -55,53 +52,11 @@ const (
 	forwardPort = 5207  // nothing listens: the relay stays idle
 )
 
-// Plan is /etc/vminit.json.
-type Plan struct {
-	Runs []Run
-	// IdleSeconds is how long every mapping idles after its notification
-	// before the memory is read (the x86 benchmark's 20 s: one trim).
-	IdleSeconds int
-	// WaitSeconds bounds the wait for every mapping's notification.
-	WaitSeconds int
-}
-
-// Run is one measurement.
-type Run struct {
-	Name     string // the metric's prefix, e.g. "16mappings"
-	Impl     string // "go": one natmap daemon; "c": a C natmap per mapping
-	Mappings int
-}
-
-// Result is a run's line.
-type Result struct {
-	Run     string  `json:"run"`
-	Procs   int     `json:"procs"`
-	VmRSS   float64 `json:"vmrss_kib"`
-	RssAnon float64 `json:"rssanon_kib"`
-	Pss     float64 `json:"pss_kib"`
-	Threads float64 `json:"threads"`
-	// Touched is what of the memory the processes use while idle: the
-	// pages they read or write in touchPeriod (the kernel's referenced
-	// bits, cleared first), as the x86 benchmark's touched-KiB.
-	Touched float64 `json:"touched_kib"`
-	// Problems are the run's warnings and errors (the Go daemon's log,
-	// each message once), to tell a MIPS-only failure from a quiet run.
-	Problems []string `json:"problems,omitempty"`
-}
-
 // touchPeriod is the x86 benchmark's: one trim period of natmap's.
 const touchPeriod = 15 * time.Second
 
-// Machine is the first line: what the measurements ran on.
-type Machine struct {
-	Machine  string `json:"uname_m"`
-	Release  string `json:"uname_r"`
-	CPUModel string `json:"cpu_model"`
-	MemTotal string `json:"mem_total"`
-}
-
 func main() {
-	if filepath.Base(os.Args[0]) == filepath.Base(notifyPath) {
+	if filepath.Base(os.Args[0]) == filepath.Base(vmplan.Notify) {
 		os.Exit(notify(os.Args[1:]))
 	}
 	if os.Getpid() != 1 {
@@ -109,20 +64,14 @@ func main() {
 		os.Exit(2)
 	}
 	if err := run(); err != nil {
-		emit(map[string]string{"error": err.Error()})
+		fmt.Println(vmplan.Line{Error: err.Error()})
 	}
-	emit(map[string]bool{"done": true})
+	fmt.Println(vmplan.Line{Done: true})
 	unix.Sync()
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	// Still here: init's exit panics the kernel, and with panic=-1 and
 	// qemu's -no-reboot the machine stops all the same.
 	os.Exit(1)
-}
-
-// emit prints v as one "vminit: " line on the console.
-func emit(v any) {
-	b, _ := json.Marshal(v)
-	fmt.Printf("vminit: %s\n", b)
 }
 
 // notify appends one line, the notify script's arguments, to the notes.
@@ -151,8 +100,8 @@ func run() error {
 	if err := loopbackUp(); err != nil {
 		return err
 	}
-	var plan Plan
-	b, err := os.ReadFile(planPath)
+	var plan vmplan.Plan
+	b, err := os.ReadFile(vmplan.PlanPath)
 	if err == nil {
 		err = json.Unmarshal(b, &plan)
 	}
@@ -163,7 +112,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	emit(m)
+	fmt.Println(vmplan.Line{Machine: &m})
 	for _, addr := range []string{stunAddr1, stunAddr2} {
 		if err := serveSTUN(addr); err != nil {
 			return err
@@ -181,7 +130,7 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("run %s: %w", r.Name, err)
 		}
-		emit(res)
+		fmt.Println(vmplan.Line{Result: &res})
 	}
 	return nil
 }
@@ -208,12 +157,12 @@ func loopbackUp() error {
 }
 
 // machine says what the kernel runs on.
-func machine() (Machine, error) {
+func machine() (vmplan.Machine, error) {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
-		return Machine{}, fmt.Errorf("uname: %w", err)
+		return vmplan.Machine{}, fmt.Errorf("uname: %w", err)
 	}
-	m := Machine{Machine: unix.ByteSliceToString(u.Machine[:]), Release: unix.ByteSliceToString(u.Release[:])}
+	m := vmplan.Machine{Machine: unix.ByteSliceToString(u.Machine[:]), Release: unix.ByteSliceToString(u.Release[:])}
 	m.CPUModel = procField("/proc/cpuinfo", "cpu model")
 	m.MemTotal = procField("/proc/meminfo", "MemTotal")
 	return m, nil
@@ -282,48 +231,48 @@ func serveSTUN(addr string) error {
 
 // measure starts run r, waits until each of its mappings was notified,
 // lets them idle, reads their memory and ends them.
-func measure(r Run, within, idle time.Duration) (Result, error) {
+func measure(r vmplan.Run, within, idle time.Duration) (vmplan.Result, error) {
 	if err := os.Remove(notesPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return Result{}, err
+		return vmplan.Result{}, err
 	}
 	logPath := "/tmp/" + r.Name + ".log"
 	log, err := os.Create(logPath)
 	if err != nil {
-		return Result{}, err
+		return vmplan.Result{}, err
 	}
 	defer log.Close()
 	var cmds []*exec.Cmd
 	switch r.Impl {
 	case "go":
 		if err := writeConfig(r.Mappings); err != nil {
-			return Result{}, err
+			return vmplan.Result{}, err
 		}
-		cmds = append(cmds, exec.Command(goNatmap, "daemon", "--config", configPath, "--socket", socketPath, "--log", "stderr", "--firewall=false"))
+		cmds = append(cmds, exec.Command(vmplan.GoNatmap, "daemon", "--config", configPath, "--socket", socketPath, "--log", "stderr", "--firewall=false"))
 	case "c":
 		// As the stock package runs the C natmap: one process per section.
 		for i := range r.Mappings {
-			cmds = append(cmds, exec.Command(cNatmap, "-k", "2", "-h", httpAddr, "-s", stunAddr1,
-				"-b", strconv.Itoa(firstPort+i), "-t", "127.0.0.1", "-p", strconv.Itoa(forwardPort), "-e", notifyPath))
+			cmds = append(cmds, exec.Command(vmplan.CNatmap, "-k", "2", "-h", httpAddr, "-s", stunAddr1,
+				"-b", strconv.Itoa(firstPort+i), "-t", "127.0.0.1", "-p", strconv.Itoa(forwardPort), "-e", vmplan.Notify))
 		}
 	default:
-		return Result{}, fmt.Errorf("impl %q: want go or c", r.Impl)
+		return vmplan.Result{}, fmt.Errorf("impl %q: want go or c", r.Impl)
 	}
 	defer stop(cmds)
 	for _, c := range cmds {
 		c.Stdout, c.Stderr = log, log
 		if err := c.Start(); err != nil {
-			return Result{}, err
+			return vmplan.Result{}, err
 		}
 	}
 	if err := waitNotified(r.Mappings, within); err != nil {
-		return Result{}, fmt.Errorf("%w; its log:\n%s", err, tail(logPath))
+		return vmplan.Result{}, fmt.Errorf("%w; its log:\n%s", err, tail(logPath))
 	}
 	time.Sleep(idle)
-	res := Result{Run: r.Name, Procs: len(cmds)}
+	res := vmplan.Result{Run: r.Name, Procs: len(cmds)}
 	for _, c := range cmds {
 		pid := c.Process.Pid
 		if err := c.Process.Signal(syscall.Signal(0)); err != nil {
-			return Result{}, fmt.Errorf("pid %d ended: %w; the log:\n%s", pid, err, tail(logPath))
+			return vmplan.Result{}, fmt.Errorf("pid %d ended: %w; the log:\n%s", pid, err, tail(logPath))
 		}
 		for _, f := range []struct {
 			file, name string
@@ -337,14 +286,14 @@ func measure(r Run, within, idle time.Duration) (Result, error) {
 			path := fmt.Sprintf("/proc/%d/%s", pid, f.file)
 			v, err := strconv.ParseFloat(strings.TrimSuffix(procField(path, f.name), " kB"), 64)
 			if err != nil {
-				return Result{}, fmt.Errorf("%s %s: %w", path, f.name, err)
+				return vmplan.Result{}, fmt.Errorf("%s %s: %w", path, f.name, err)
 			}
 			*f.sum += v
 		}
 	}
 	for _, c := range cmds {
 		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", c.Process.Pid), []byte("1"), 0); err != nil {
-			return Result{}, err
+			return vmplan.Result{}, err
 		}
 	}
 	time.Sleep(touchPeriod)
@@ -352,7 +301,7 @@ func measure(r Run, within, idle time.Duration) (Result, error) {
 		path := fmt.Sprintf("/proc/%d/smaps_rollup", c.Process.Pid)
 		v, err := strconv.ParseFloat(strings.TrimSuffix(procField(path, "Referenced"), " kB"), 64)
 		if err != nil {
-			return Result{}, fmt.Errorf("%s Referenced: %w", path, err)
+			return vmplan.Result{}, fmt.Errorf("%s Referenced: %w", path, err)
 		}
 		res.Touched += v
 	}
@@ -369,7 +318,7 @@ func writeConfig(mappings int) error {
 	for i := range mappings {
 		fmt.Fprintf(&b, "\nconfig natmap 'm%d'\n\toption enable '1'\n\toption port '%d'\n"+
 			"\toption forward_target '127.0.0.1'\n\toption forward_port '%d'\n\toption notify_script '%s'\n",
-			i, firstPort+i, forwardPort, notifyPath)
+			i, firstPort+i, forwardPort, vmplan.Notify)
 	}
 	if err := os.MkdirAll(filepath.Dir(configPath), 0o755); err != nil {
 		return err
