@@ -57,7 +57,7 @@ const touchPeriod = 15 * time.Second
 
 func main() {
 	if filepath.Base(os.Args[0]) == filepath.Base(vmplan.Notify) {
-		os.Exit(notify(os.Args[1:]))
+		os.Exit(notify(notesPath, os.Args[1:]))
 	}
 	if os.Getpid() != 1 {
 		fmt.Fprintln(os.Stderr, "vminit: this is the MIPS VM's init (PID 1); e2e's BenchmarkDaemonIdleRSSMIPS runs it")
@@ -75,8 +75,8 @@ func main() {
 }
 
 // notify appends one line, the notify script's arguments, to the notes.
-func notify(args []string) int {
-	f, err := os.OpenFile(notesPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+func notify(notes string, args []string) int {
+	f, err := os.OpenFile(notes, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "notify:", err)
 		return 1
@@ -244,7 +244,7 @@ func measure(r vmplan.Run, within, idle time.Duration) (vmplan.Result, error) {
 	var cmds []*exec.Cmd
 	switch r.Impl {
 	case "go":
-		if err := writeConfig(r.Mappings); err != nil {
+		if err := writeConfig(configPath, r.Mappings); err != nil {
 			return vmplan.Result{}, err
 		}
 		cmds = append(cmds, exec.Command(vmplan.GoNatmap, "daemon", "--config", configPath, "--socket", socketPath, "--log", "stderr", "--firewall=false"))
@@ -264,7 +264,7 @@ func measure(r vmplan.Run, within, idle time.Duration) (vmplan.Result, error) {
 			return vmplan.Result{}, err
 		}
 	}
-	if err := waitNotified(r.Mappings, within); err != nil {
+	if err := waitNotified(notesPath, r.Mappings, within); err != nil {
 		return vmplan.Result{}, fmt.Errorf("%w; its log:\n%s", err, tail(logPath))
 	}
 	time.Sleep(idle)
@@ -311,7 +311,7 @@ func measure(r vmplan.Run, within, idle time.Duration) (vmplan.Result, error) {
 
 // writeConfig writes the daemon's UCI config: the x86 benchmark's
 // (BenchmarkDaemonIdleRSS), with the servers on loopback.
-func writeConfig(mappings int) error {
+func writeConfig(path string, mappings int) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "config global\n\tlist stun_server '%s'\n\tlist stun_server '%s'\n\toption http_server '%s'\n\toption interval '2'\n",
 		stunAddr1, stunAddr2, httpAddr)
@@ -320,18 +320,18 @@ func writeConfig(mappings int) error {
 			"\toption forward_target '127.0.0.1'\n\toption forward_port '%d'\n\toption notify_script '%s'\n",
 			i, firstPort+i, forwardPort, vmplan.Notify)
 	}
-	if err := os.MkdirAll(filepath.Dir(configPath), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(configPath, []byte(b.String()), 0o644)
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // waitNotified waits until the notes name each mapping's private port
 // (the notify script's fourth argument).
-func waitNotified(mappings int, within time.Duration) error {
+func waitNotified(notes string, mappings int, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
-		b, _ := os.ReadFile(notesPath)
+		b, _ := os.ReadFile(notes)
 		seen := map[string]bool{}
 		for line := range strings.Lines(string(b)) {
 			if f := strings.Fields(line); len(f) >= 4 {
