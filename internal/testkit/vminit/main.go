@@ -1,0 +1,398 @@
+// Command vminit is the init (PID 1) of the small MIPS VM in which e2e's
+// BenchmarkDaemonIdleRSSMIPS measures natmap's idle memory on a real MIPS
+// kernel. Everything runs on the VM's loopback: vminit brings lo up, serves
+// STUN (UDP and TCP, 127.0.0.1:3478 and :3479) and an HTTP keep-alive server
+// (127.0.0.1:80), then for each run of its plan (/etc/vminit.json) starts
+// natmap (the Go daemon with one section per mapping, or one C natmap
+// process per mapping, as the stock package runs them), waits until every
+// mapping has been notified, lets it idle, and prints what the processes
+// hold (VmRSS, RssAnon, Threads from /proc/PID/status, Pss from
+// smaps_rollup, summed over the run's processes; and what of it they touch
+// in the next 15 s) on the console, a vmplan.Line each, before it powers the
+// machine off.
+//
+// Run as /notify (a symlink to it) it is the runs' notify script: it
+// appends its arguments to /tmp/notes.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/natmap-go/natmap/internal/testkit/stunserver"
+	"github.com/natmap-go/natmap/internal/testkit/vmplan"
+	pion "github.com/pion/stun/v3"
+	"golang.org/x/sys/unix"
+)
+
+// Paths inside the VM besides vmplan's.
+const (
+	notesPath  = "/tmp/notes"
+	configPath = "/etc/config/natmap"
+	socketPath = "/tmp/natmap.sock"
+)
+
+// What the runs use: the servers vminit starts and the mappings' ports.
+const (
+	stunAddr1   = "127.0.0.1:3478"
+	stunAddr2   = "127.0.0.1:3479"
+	httpAddr    = "127.0.0.1:80"
+	firstPort   = 40100 // mapping i binds firstPort+i
+	forwardPort = 5207  // nothing listens: the relay stays idle
+)
+
+// touchPeriod is the x86 benchmark's: one trim period of natmap's.
+const touchPeriod = 15 * time.Second
+
+func main() {
+	if filepath.Base(os.Args[0]) == filepath.Base(vmplan.Notify) {
+		os.Exit(notify(notesPath, os.Args[1:]))
+	}
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "vminit: this is the MIPS VM's init (PID 1); e2e's BenchmarkDaemonIdleRSSMIPS runs it")
+		os.Exit(2)
+	}
+	if err := run(); err != nil {
+		fmt.Println(vmplan.Line{Error: err.Error()})
+	}
+	fmt.Println(vmplan.Line{Done: true})
+	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	// Still here: init's exit panics the kernel, and with panic=-1 and
+	// qemu's -no-reboot the machine stops all the same.
+	os.Exit(1)
+}
+
+// notify appends one line, the notify script's arguments, to the notes.
+func notify(notes string, args []string) int {
+	f, err := os.OpenFile(notes, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "notify:", err)
+		return 1
+	}
+	defer f.Close()
+	if _, err := f.WriteString(strings.Join(args, " ") + "\n"); err != nil { // one write: appends do not interleave
+		fmt.Fprintln(os.Stderr, "notify:", err)
+		return 1
+	}
+	return 0
+}
+
+func run() error {
+	if err := unix.Mount("proc", "/proc", "proc", 0, ""); err != nil {
+		return fmt.Errorf("mounting /proc: %w", err)
+	}
+	// /dev/null and the like (the console stays open on fds 0-2).
+	if err := unix.Mount("devtmpfs", "/dev", "devtmpfs", 0, ""); err != nil {
+		return fmt.Errorf("mounting /dev: %w", err)
+	}
+	if err := loopbackUp(); err != nil {
+		return err
+	}
+	var plan vmplan.Plan
+	b, err := os.ReadFile(vmplan.PlanPath)
+	if err == nil {
+		err = json.Unmarshal(b, &plan)
+	}
+	if err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	m, err := machine()
+	if err != nil {
+		return err
+	}
+	fmt.Println(vmplan.Line{Machine: &m})
+	for _, addr := range []string{stunAddr1, stunAddr2} {
+		if err := serveSTUN(addr); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp4", httpAddr)
+	if err != nil {
+		return fmt.Errorf("keep-alive server: %w", err)
+	}
+	// Answers every request with 200 and no body, on a kept-alive
+	// connection, as natmap's keep-alive server needs.
+	go http.Serve(ln, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	for _, r := range plan.Runs {
+		res, err := measure(r, time.Duration(plan.WaitSeconds)*time.Second, time.Duration(plan.IdleSeconds)*time.Second)
+		if err != nil {
+			return fmt.Errorf("run %s: %w", r.Name, err)
+		}
+		fmt.Println(vmplan.Line{Result: &res})
+	}
+	return nil
+}
+
+// loopbackUp brings lo up; the kernel gives it 127.0.0.1/8 then.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("lo: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("lo: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	return nil
+}
+
+// machine says what the kernel runs on.
+func machine() (vmplan.Machine, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return vmplan.Machine{}, fmt.Errorf("uname: %w", err)
+	}
+	m := vmplan.Machine{Machine: unix.ByteSliceToString(u.Machine[:]), Release: unix.ByteSliceToString(u.Release[:])}
+	m.CPUModel = procField("/proc/cpuinfo", "cpu model")
+	m.MemTotal = procField("/proc/meminfo", "MemTotal")
+	return m, nil
+}
+
+// procField is the value of the first "name: value" line of a /proc file
+// ("" if none).
+func procField(path, name string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == name {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// serveSTUN answers Binding requests on addr, UDP and TCP, with the
+// sender's address, as a plain STUN server does.
+func serveSTUN(addr string) error {
+	pc, err := net.ListenPacket("udp4", addr)
+	if err != nil {
+		return fmt.Errorf("STUN server: %w", err)
+	}
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			req := new(pion.Message)
+			if pion.Decode(buf[:n], req) != nil || req.Type != pion.BindingRequest {
+				continue
+			}
+			pc.WriteTo(stunserver.Answer(req, from.(*net.UDPAddr).AddrPort()), from)
+		}
+	}()
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return fmt.Errorf("STUN server: %w", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				if req, err := stunserver.ReadTCP(c); err == nil && req.Type == pion.BindingRequest {
+					c.Write(stunserver.Answer(req, c.RemoteAddr().(*net.TCPAddr).AddrPort()))
+				}
+			}()
+		}
+	}()
+	return nil
+}
+
+// measure starts run r, waits until each of its mappings was notified,
+// lets them idle, reads their memory and ends them.
+func measure(r vmplan.Run, within, idle time.Duration) (vmplan.Result, error) {
+	if err := os.Remove(notesPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return vmplan.Result{}, err
+	}
+	logPath := "/tmp/" + r.Name + ".log"
+	log, err := os.Create(logPath)
+	if err != nil {
+		return vmplan.Result{}, err
+	}
+	defer log.Close()
+	var cmds []*exec.Cmd
+	switch r.Impl {
+	case "go":
+		if err := writeConfig(configPath, r.Mappings); err != nil {
+			return vmplan.Result{}, err
+		}
+		cmds = append(cmds, exec.Command(vmplan.GoNatmap, "daemon", "--config", configPath, "--socket", socketPath, "--log", "stderr", "--firewall=false"))
+	case "c":
+		// As the stock package runs the C natmap: one process per section.
+		for i := range r.Mappings {
+			cmds = append(cmds, exec.Command(vmplan.CNatmap, "-k", "2", "-h", httpAddr, "-s", stunAddr1,
+				"-b", strconv.Itoa(firstPort+i), "-t", "127.0.0.1", "-p", strconv.Itoa(forwardPort), "-e", vmplan.Notify))
+		}
+	default:
+		return vmplan.Result{}, fmt.Errorf("impl %q: want go or c", r.Impl)
+	}
+	defer stop(cmds)
+	for _, c := range cmds {
+		c.Stdout, c.Stderr = log, log
+		if err := c.Start(); err != nil {
+			return vmplan.Result{}, err
+		}
+	}
+	if err := waitNotified(notesPath, r.Mappings, within); err != nil {
+		return vmplan.Result{}, fmt.Errorf("%w; its log:\n%s", err, tail(logPath))
+	}
+	time.Sleep(idle)
+	res := vmplan.Result{Run: r.Name, Procs: len(cmds)}
+	for _, c := range cmds {
+		pid := c.Process.Pid
+		if err := c.Process.Signal(syscall.Signal(0)); err != nil {
+			return vmplan.Result{}, fmt.Errorf("pid %d ended: %w; the log:\n%s", pid, err, tail(logPath))
+		}
+		for _, f := range []struct {
+			file, name string
+			sum        *float64
+		}{
+			{"status", "VmRSS", &res.VmRSS},
+			{"status", "RssAnon", &res.RssAnon},
+			{"status", "Threads", &res.Threads},
+			{"smaps_rollup", "Pss", &res.Pss},
+		} {
+			path := fmt.Sprintf("/proc/%d/%s", pid, f.file)
+			v, err := strconv.ParseFloat(strings.TrimSuffix(procField(path, f.name), " kB"), 64)
+			if err != nil {
+				return vmplan.Result{}, fmt.Errorf("%s %s: %w", path, f.name, err)
+			}
+			*f.sum += v
+		}
+	}
+	for _, c := range cmds {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", c.Process.Pid), []byte("1"), 0); err != nil {
+			return vmplan.Result{}, err
+		}
+	}
+	time.Sleep(touchPeriod)
+	for _, c := range cmds {
+		path := fmt.Sprintf("/proc/%d/smaps_rollup", c.Process.Pid)
+		v, err := strconv.ParseFloat(strings.TrimSuffix(procField(path, "Referenced"), " kB"), 64)
+		if err != nil {
+			return vmplan.Result{}, fmt.Errorf("%s Referenced: %w", path, err)
+		}
+		res.Touched += v
+	}
+	res.Problems = problems(logPath)
+	return res, nil
+}
+
+// writeConfig writes the daemon's UCI config: the x86 benchmark's
+// (BenchmarkDaemonIdleRSS), with the servers on loopback.
+func writeConfig(path string, mappings int) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "config global\n\tlist stun_server '%s'\n\tlist stun_server '%s'\n\toption http_server '%s'\n\toption interval '2'\n",
+		stunAddr1, stunAddr2, httpAddr)
+	for i := range mappings {
+		fmt.Fprintf(&b, "\nconfig natmap 'm%d'\n\toption enable '1'\n\toption port '%d'\n"+
+			"\toption forward_target '127.0.0.1'\n\toption forward_port '%d'\n\toption notify_script '%s'\n",
+			i, firstPort+i, forwardPort, vmplan.Notify)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// waitNotified waits until the notes name each mapping's private port
+// (the notify script's fourth argument).
+func waitNotified(notes string, mappings int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		b, _ := os.ReadFile(notes)
+		seen := map[string]bool{}
+		for line := range strings.Lines(string(b)) {
+			if f := strings.Fields(line); len(f) >= 4 {
+				seen[f[3]] = true
+			}
+		}
+		missing := 0
+		for i := range mappings {
+			if !seen[strconv.Itoa(firstPort+i)] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d mappings not notified within %s (notes: %q)", missing, mappings, within, b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// stop ends the processes (SIGTERM, then SIGKILL after 10 s) and reaps them.
+func stop(cmds []*exec.Cmd) {
+	for _, c := range cmds {
+		if c.Process != nil {
+			c.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for _, c := range cmds {
+		if c.Process == nil {
+			continue
+		}
+		t := time.AfterFunc(10*time.Second, func() { c.Process.Kill() })
+		c.Wait()
+		t.Stop()
+	}
+}
+
+// problems are a Go natmap log's warnings and errors, the first line of
+// each message (up to 10).
+func problems(path string) []string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	seen := map[string]bool{}
+	for line := range strings.Lines(string(b)) {
+		if !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
+			continue
+		}
+		_, msg, _ := strings.Cut(line, " msg=")
+		msg, _, _ = strings.Cut(msg, " section=")
+		if !seen[msg] && len(out) < 10 {
+			seen[msg] = true
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return out
+}
+
+// tail is the last 2 KiB of a file.
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b[max(0, len(b)-2048):])
+}
