@@ -95,6 +95,10 @@ echo "== natmap's memory in forward mode: idle, with 1000 relayed TCP connection
 bench '^BenchmarkRelayRSS$' 1x ./e2e/
 bench '^BenchmarkUDPRelayRSS$' 1x ./e2e/
 bench '^BenchmarkDaemonIdleRSS$' 1x ./e2e/
+if command -v qemu-system-mipsel >/dev/null; then
+	echo "== the same on a MIPS kernel (qemu-system-mipsel, Malta 24Kc; NATMAP_C_BIN_MIPSEL: a static mipsel C natmap too)"
+	bench '^BenchmarkDaemonIdleRSSMIPS$' 1x ./e2e/ -timeout 30m
+fi
 echo "== UDP echo through the NAT, direct and relay taking turns (64-byte and 60000-byte datagrams)"
 bench '^BenchmarkUDPRelay$' 3s ./e2e/
 echo "== STUN reply parsing"
@@ -215,10 +219,16 @@ END {
 	one("  within 1 MiB of idle after (at most 60)", v(m, "closed-s"), "%.0f", "s", v(m, "c-closed-s"))
 	one("natmap RSS, 1000 UDP sessions", v("BenchmarkUDPRelayRSS", "1000sessions-KiB"), "%.0f", "KiB")
 	one("  per UDP session", v("BenchmarkUDPRelayRSS", "KiB/session"), "%.1f", "KiB")
-	one("natmap daemon RSS, 16 mappings, idle", v("BenchmarkDaemonIdleRSS", "16mappings-KiB"), "%.0f", "KiB")
-	one("  of which anonymous (not binary pages)", v("BenchmarkDaemonIdleRSS", "16mappings-anon-KiB"), "%.0f", "KiB")
-	one("  touched in 15 s (the rest: unused pages)", v("BenchmarkDaemonIdleRSS", "16mappings-touched-KiB"), "%.0f", "KiB")
-	one("  threads", v("BenchmarkDaemonIdleRSS", "16mappings-threads"), "%.0f", "")
+	for (d = "BenchmarkDaemonIdleRSS"; d != ""; d = (d == "BenchmarkDaemonIdleRSS") ? "BenchmarkDaemonIdleRSSMIPS" : "") {
+		a = (d ~ /MIPS/) ? " (MIPS)" : ""
+		one("natmap daemon RSS, 16 mappings, idle" a, v(d, "16mappings-KiB"), "%.0f", "KiB", v(d, "c-16mappings-KiB"))
+		one("  PSS (C: 16 processes share pages)", v(d, "16mappings-pss-KiB"), "%.0f", "KiB", v(d, "c-16mappings-pss-KiB"))
+		one("  of which anonymous (not binary pages)", v(d, "16mappings-anon-KiB"), "%.0f", "KiB", v(d, "c-16mappings-anon-KiB"))
+		one("  touched in 15 s (the rest: unused pages)", v(d, "16mappings-touched-KiB"), "%.0f", "KiB")
+		one("  threads", v(d, "16mappings-threads"), "%.0f", "", v(d, "c-16mappings-threads"))
+	}
+	one("natmap daemon RSS, 1 mapping, idle (MIPS)", v("BenchmarkDaemonIdleRSSMIPS", "1mapping-KiB"), "%.0f", "KiB", v("BenchmarkDaemonIdleRSSMIPS", "c-1mapping-KiB"))
+	one("  of which anonymous", v("BenchmarkDaemonIdleRSSMIPS", "1mapping-anon-KiB"), "%.0f", "KiB", v("BenchmarkDaemonIdleRSSMIPS", "c-1mapping-anon-KiB"))
 	one("  natmap fd limit (RLIMIT_NOFILE)", v(m, "nofile-limit"), "%.0f", "")
 	one("start to first notify", v("BenchmarkTimeToFirstNotify", "ms/notify"), "%.1f", "ms")
 	one("STUN reply parse", v("BenchmarkParseResponse", "ns/op"), "%.0f", "ns")
