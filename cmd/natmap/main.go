@@ -63,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "natmap: %v\n\n%s\nVersion: %s\n", err, cli.Usage, version)
 		return 2
 	}
-	if cmd.Daemon && os.Getenv(daemonEnv) == "" {
+	if cmd.Daemon && !detached() {
 		if err := daemonize(); err != nil {
 			fmt.Fprintf(stderr, "natmap: run as daemon: %v\n", err)
 			return 1
@@ -117,7 +117,19 @@ func checkCommand(cmd *cli.Command) error {
 	return nil
 }
 
+// daemonEnv marks the natmap that daemonize started.
 const daemonEnv = "NATMAP_DAEMONIZED"
+
+// detached says whether this is the natmap daemonize started. It takes
+// the mark out of the environment: notify scripts see what natmap -d was
+// given, as with the C natmap.
+func detached() bool {
+	if os.Getenv(daemonEnv) == "" {
+		return false
+	}
+	os.Unsetenv(daemonEnv)
+	return true
+}
 
 // daemonize starts this command again in a new session, detached from the
 // terminal with its standard files on /dev/null (as daemon(3) does: Go

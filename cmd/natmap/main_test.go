@@ -72,3 +72,19 @@ func TestSubcommandUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// The natmap that -d started knows it, and its notify scripts do not see
+// the mark.
+func TestDetachedTakesOutItsMark(t *testing.T) {
+	t.Setenv(daemonEnv, "")
+	if detached() {
+		t.Fatal("detached() without the mark")
+	}
+	t.Setenv(daemonEnv, "1")
+	if !detached() {
+		t.Fatal("not detached() with the mark")
+	}
+	if _, ok := os.LookupEnv(daemonEnv); ok {
+		t.Fatalf("%s is still in the environment", daemonEnv)
+	}
+}
