@@ -25,6 +25,7 @@ import (
 	"github.com/natmap-go/natmap/internal/testkit/coturn"
 	"github.com/natmap-go/natmap/internal/testkit/httpserve"
 	"github.com/natmap-go/natmap/internal/testkit/owlab"
+	"github.com/natmap-go/natmap/internal/testkit/portchecker"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
 )
 
@@ -96,6 +97,15 @@ func testBrowser(t *testing.T, luci string, pkgs []string, browserDir string) {
 	coturn.Start(t, coturn.Config{Addrs: []string{l.HostAddr()}, Port: 3478})
 	coturn.Start(t, coturn.Config{Addrs: []string{l.HostAddr()}, Port: 3479})
 	keepalive := httpserve.Listen(t, l.HostAddr(), nil)
+	// The NAT check proves the port reachable with the port checker of the
+	// global section's reachability_url. It needs a NAT in front of the
+	// lab: behind none (the lab's own address) natmap check gives no reach
+	// verdict. The mapping's fixed port stays outside that NAT. The daemon
+	// asks the checker too, for the mapping, and the status says it is
+	// not reachable: nothing listens on the bind port in the lab.
+	l.ConeNAT(t, 3478, 3479)
+	_, checker := portchecker.Listen(t, l.HostAddr())
+	l.Sh("uci add natmap global && uci set natmap.@global[-1].reachability_url='" + checker + "' && uci commit natmap")
 
 	out := filepath.Join("test", "shots", luci)
 	os.RemoveAll(out)

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,7 @@ import (
 	"github.com/natmap-go/natmap/internal/testkit/freeport"
 	"github.com/natmap-go/natmap/internal/testkit/httpserve"
 	"github.com/natmap-go/natmap/internal/testkit/owlab"
+	"github.com/natmap-go/natmap/internal/testkit/portchecker"
 	"github.com/natmap-go/natmap/internal/testkit/testgate"
 	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
@@ -444,6 +446,66 @@ config natmap
 			if c.want[0] == stun && (len(ans) == 0 || ans[0].(map[string]any)["public_ip"] != l.Addr()) {
 				t.Errorf("%s: coturn's answer: %v", c.name, v)
 			}
+		}
+
+		// The port checker of the global section's reachability_url (the
+		// last global section that sets one) proves the checked port
+		// reachable. natmap check reports no reach when the STUN server
+		// sees this host's own address (no NAT: the firewall's business),
+		// as it does the lab's; so a full-cone NAT in front of the lab, for
+		// the check's port to coturn, gives it the public address NATAddr,
+		// which the checkers on the host connect to.
+		_, sp, _ := strings.Cut(stun, ":")
+		stunPort, _ := strconv.Atoi(sp)
+		l.ConeNAT(t, stunPort)
+		c1, url1 := portchecker.Listen(t, host)
+		c2, url2 := portchecker.Listen(t, host)
+		l.Sh("cat > /etc/config/natmap <<'EOF'\n" + `
+config global
+	option reachability_url '` + url2 + `'
+config global
+	option reachability_url '` + url1 + `'
+config global
+	option interval '30'
+config natmap
+	option enable '1'
+	option stun_server '` + stun + `'
+` + "EOF")
+		checks := func(c *portchecker.Checker) string {
+			all, yes := c.Checks()
+			return fmt.Sprintf("%d/%d", yes, all)
+		}
+		for _, c := range []struct {
+			name, args string
+			state      string // the reach verdict's; "" for anything but port-check's
+			c1, c2     string // the checkers' reached/asked, after
+		}{
+			{"the config's", `{}`, "reachable", "1/1", "0/0"},
+			{"the argument's", `{"reachability_url":"` + url2 + `"}`, "reachable", "1/1", "1/1"},
+			{"none", `{"reachability_url":""}`, "", "1/1", "1/1"},
+		} {
+			v := ubusJSON(t, l, "ubus call natmap check '"+c.args+"'")
+			reach, _ := v["reach"].(map[string]any)
+			switch {
+			case v["public_ip"] != l.NATAddr():
+				t.Errorf("%s: public address %v, want %s behind the NAT: %v", c.name, v["public_ip"], l.NATAddr(), v)
+			case c.state != "" && (reach["state"] != c.state || reach["method"] != "port-check"):
+				t.Errorf("%s: reach %v, want %s by port-check (report %v)", c.name, reach, c.state, v)
+			case c.state == "" && reach["method"] == "port-check":
+				t.Errorf("%s: reach %v by a port checker", c.name, reach)
+			}
+			if checks(c1) != c.c1 || checks(c2) != c.c2 {
+				t.Errorf("%s: checkers reached/asked %s and %s, want %s and %s", c.name, checks(c1), checks(c2), c.c1, c.c2)
+			}
+		}
+		// natmap check validates the URL; its error is the reply.
+		if v := ubusJSON(t, l, `ubus call natmap check '{"reachability_url":"ftp://checker/{port}"}'`); v["ok"] != false ||
+			!strings.Contains(fmt.Sprint(v["error"]), "natmap check failed: --reachability-url: ") {
+			t.Errorf("check with an ftp URL: %v", v)
+		}
+		if v := ubusJSON(t, l, `ubus call natmap check '{"reachability_url":5}'`); v["ok"] != false ||
+			!strings.Contains(fmt.Sprint(v["error"]), "reachability_url must be a string") {
+			t.Errorf("check with a number for the URL: %v", v)
 		}
 	})
 

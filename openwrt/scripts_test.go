@@ -51,7 +51,8 @@ func TestShellcheck(t *testing.T) {
 // flattens the input with awk into lines "path<TAB>type<TAB>value" (path
 // "a/1" for element 1 of array a), which json_select, json_get_type,
 // json_get_keys and json_get_var read as jshn does; output is flat objects
-// of strings and booleans.
+// of strings and booleans. Its variables are its own (_jcur, not the fake
+// functions.sh's _cur), as the real ones are.
 const fakeJshn = `
 json_init() { _json=; }
 _json_add() { _json="${_json:+$_json,}\"$1\":$2"; }
@@ -63,7 +64,7 @@ json_add_boolean() {
 }
 json_dump() { printf '{%s}\n' "$_json"; }
 json_load() {
-	_cur=
+	_jcur=
 	_flat=$(printf '%s' "$1" | awk '
 function ws() { while (i <= n && index(" \t\r\n", substr(s, i, 1))) i++ }
 function fail() { bad = 1; exit 1 }
@@ -129,27 +130,27 @@ END {
 }')
 }
 json_get_type() {
-	_v=$(printf '%s\n' "$_flat" | awk -F '\t' -v p="$_cur$2" '$1 == p { print $2 }')
+	_v=$(printf '%s\n' "$_flat" | awk -F '\t' -v p="$_jcur$2" '$1 == p { print $2 }')
 	eval "$1=\$_v"
 	[ -n "$_v" ]
 }
 json_get_var() {
-	_t=$(printf '%s\n' "$_flat" | awk -F '\t' -v p="$_cur$2" '$1 == p { print $2 }')
-	_v=$(printf '%s\n' "$_flat" | awk -F '\t' -v p="$_cur$2" '$1 == p { sub(/^[^\t]*\t[^\t]*\t/, ""); print }')
+	_t=$(printf '%s\n' "$_flat" | awk -F '\t' -v p="$_jcur$2" '$1 == p { print $2 }')
+	_v=$(printf '%s\n' "$_flat" | awk -F '\t' -v p="$_jcur$2" '$1 == p { sub(/^[^\t]*\t[^\t]*\t/, ""); print }')
 	eval "$1=\$_v"
 	[ -n "$_t" ]
 }
 json_get_keys() {
-	_v=$(printf '%s\n' "$_flat" | awk -F '\t' -v p="$_cur" 'index($1, p) == 1 && index(substr($1, length(p) + 1), "/") == 0 && $1 != p { printf "%s%s", sep, substr($1, length(p) + 1); sep = " " }')
+	_v=$(printf '%s\n' "$_flat" | awk -F '\t' -v p="$_jcur" 'index($1, p) == 1 && index(substr($1, length(p) + 1), "/") == 0 && $1 != p { printf "%s%s", sep, substr($1, length(p) + 1); sep = " " }')
 	eval "$1=\$_v"
 }
 json_select() {
 	case "$1" in
-	..) _cur=${_cur%/}; case "$_cur" in */*) _cur=${_cur%/*}/ ;; *) _cur= ;; esac ;;
+	..) _jcur=${_jcur%/}; case "$_jcur" in */*) _jcur=${_jcur%/*}/ ;; *) _jcur= ;; esac ;;
 	*)
 		json_get_type _st "$1"
 		case "$_st" in
-		object | array) _cur="$_cur$1/" ;;
+		object | array) _jcur="$_jcur$1/" ;;
 		*) echo "WARNING: Variable '$1' does not exist or is not an array/object"; return 1 ;;
 		esac
 		;;
@@ -210,7 +211,7 @@ func TestRpcdPlugin(t *testing.T) {
 			p := newPlugin(t)
 			list := p.call(t, sh, "", nil, "list")
 			want := map[string]any{"status": map[string]any{}, "reload": map[string]any{}, "restart": map[string]any{"section": "String"},
-				"check": map[string]any{"udp": false, "ipv6": false, "stun": []any{}}}
+				"check": map[string]any{"udp": false, "ipv6": false, "stun": []any{}, "reachability_url": "String"}}
 			if !reflect.DeepEqual(list, want) {
 				t.Errorf("list: %v, want %v", list, want)
 			}
@@ -456,6 +457,63 @@ config natmap
 					t.Errorf("%s: %v, natmap calls %q; want %q", c.name, got, calls, c.want)
 				}
 			}
+			// The port checker: reachability_url, else the config's global
+			// section's, the last one that sets it (as the daemon reads it);
+			// "" for none. One argv word with its flag, whatever it holds.
+			const url = "http://checker.example/c?ip={ip}&port={port}&proto={proto}"
+			const stunConf = "config natmap\n\toption enable '1'\n\toption stun_server 's.example'\n"
+			for _, c := range []struct {
+				name, in, conf string
+				want           string // the natmap call
+			}{
+				{"the global section's", `{}`, stunConf + "config global\n\toption reachability_url '" + url + "'\n",
+					check("--reachability-url="+url, "-s", "s.example")},
+				{"the last global section's", `{"udp":true}`, stunConf + `
+config global
+	option reachability_url 'http://first.example/{port}'
+config global
+	option reachability_url 'http://second.example/{port}'
+config global
+	option stun_server 'g.example'
+`, check("-u", "--reachability-url=http://second.example/{port}", "-s", "s.example")},
+				{"with the servers given", `{"stun":["a.example"]}`, "config global\n\toption reachability_url '" + url + "'\n",
+					check("--reachability-url="+url, "-s", "a.example")},
+				{"a section's is not the check's", `{}`, stunConf + "\toption reachability_url 'http://section.example/{port}'\n",
+					check("-s", "s.example")},
+				{"the argument's over the config's", `{"reachability_url":"https://arg.example/{ip}/{port}"}`,
+					stunConf + "config global\n\toption reachability_url '" + url + "'\n",
+					check("--reachability-url=https://arg.example/{ip}/{port}", "-s", "s.example")},
+				{"empty: none", `{"reachability_url":""}`, stunConf + "config global\n\toption reachability_url '" + url + "'\n",
+					check("-s", "s.example")},
+				{"no config", `{"stun":["a.example"],"reachability_url":"http://arg.example/{port}"}`, "",
+					check("--reachability-url=http://arg.example/{port}", "-s", "a.example")},
+				{"as it is", `{"stun":["a.example"],"reachability_url":"-h $(reboot) ` + "`x`" + `;a|b"}`, "",
+					check("--reachability-url=-h $(reboot) `x`;a|b", "-s", "a.example")},
+			} {
+				before = len(p.rec.calls(t))
+				got := p.call(t, sh, c.in, env("FAKE_OUT="+report, uciConfig(t, c.conf)), "call", "check")
+				if calls := p.natmapCalls(t, before); !reflect.DeepEqual(got, want) || len(calls) != 1 || calls[0] != c.want {
+					t.Errorf("reachability_url, %s: %v, natmap calls %q; want %q", c.name, got, calls, c.want)
+				}
+			}
+			before = len(p.rec.calls(t))
+			for _, in := range []string{`{"reachability_url":5}`, `{"reachability_url":["http://a/{port}"]}`,
+				`{"reachability_url":true}`, `{"reachability_url":null}`, `{"reachability_url":{"a":"b"}}`} {
+				got := p.call(t, sh, in, env("FAKE_OUT="+report, uciConfig(t, stunConf)), "call", "check")
+				if e, _ := got["error"].(string); got["ok"] != false || e != "reachability_url must be a string: a URL, or empty for none" {
+					t.Errorf("check %s: %v, want an error", in, got)
+				}
+			}
+			if c := p.natmapCalls(t, before); len(c) != 0 {
+				t.Errorf("natmap ran with a bad reachability_url: %q", c)
+			}
+			// natmap check validates the URL: its usage error is the reply.
+			got = p.call(t, sh, `{"reachability_url":"ftp://x/"}`, env("FAKE_RC=2",
+				"FAKE_ERR=natmap check: --reachability-url: not an http or https URL\nUsage: natmap check", uciConfig(t, stunConf)), "call", "check")
+			if got["ok"] != false || got["error"] != "natmap check failed: --reachability-url: not an http or https URL" {
+				t.Errorf("check with a URL natmap refuses: %v", got)
+			}
+
 			// Empty input is no argument at all.
 			before = len(p.rec.calls(t))
 			got = p.call(t, sh, "", env("FAKE_OUT="+report, uciConfig(t, "config global\n\toption stun_server 'g.example'\n")), "call", "check")

@@ -324,13 +324,16 @@ async function main() {
 	await waitState('web', 'Mapped', 60000);
 	noProblems('restart');
 
-	// 4. Check NAT (TCP, IPv4): two STUN servers see the same port.
+	// 4. Check NAT (TCP, IPv4): two STUN servers see the same port, and
+	// the port checker of the global reachability_url reaches it.
 	await s.page.selectOption('.cbi-section:has([data-natmap-check]) select >> nth=0', 'tcp');
 	await s.page.click('.cbi-section:has([data-natmap-check]) button');
 	await s.page.waitForFunction(() => /Mapping:/.test((document.querySelector('[data-natmap-check]') || {}).innerText || ''), null, { timeout: 45000 })
 		.catch(async () => { throw new Error(`NAT check: ${await text('[data-natmap-check]')}`); });
 	const verdict = await text('[data-natmap-check]');
 	check(/Mapping: endpoint-independent, public port preserved/.test(verdict), `NAT check: ${verdict}`);
+	const reach = await text('[data-natmap-check] [data-natmap-check-reach]');
+	check(/^Reachable from outside \(verified [^,]+, port checker\)$/.test(reach.trim()), `NAT check's reach: ${JSON.stringify(reach)} in ${verdict}`);
 	await screenshot('check');
 	noProblems('NAT check');
 

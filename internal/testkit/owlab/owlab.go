@@ -45,6 +45,7 @@ type Lab struct {
 	Rootfs string // the instance's root, a host directory
 	Subnet string // first three octets: host .1, lab .2
 	NetNS  string
+	veth   string // the host's end of the veth
 }
 
 var seq atomic.Int32
@@ -175,10 +176,10 @@ func Start(t testing.TB, o Options) *Lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &Lab{t: t, tool: tool, dir: dir, Rootfs: filepath.Join(dir, "rootfs"), Subnet: subnet, NetNS: name}
+	l := &Lab{t: t, tool: tool, dir: dir, Rootfs: filepath.Join(dir, "rootfs"), Subnet: subnet, NetNS: name, veth: "ow" + name[4:]}
 	l.env = append(os.Environ(),
 		"OPENWRT_LAB_DIR="+dir, "OPENWRT_LAB_ROOTFS="+l.Rootfs,
-		"OPENWRT_LAB_NETNS="+name, "OPENWRT_LAB_VETH=ow"+name[4:], "OPENWRT_LAB_SUBNET="+subnet)
+		"OPENWRT_LAB_NETNS="+name, "OPENWRT_LAB_VETH="+l.veth, "OPENWRT_LAB_SUBNET="+subnet)
 	t.Cleanup(func() {
 		l.boot("stop")
 		l.boot("net-down")

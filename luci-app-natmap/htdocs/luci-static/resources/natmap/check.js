@@ -8,8 +8,9 @@
 /*
  * Is the NAT a full cone? A section with a button that runs natmap check on
  * the router (ubus call natmap check) and draws its report: the verdict in
- * the theme's alert colours, what each STUN server saw, the mapping and
- * the filtering.
+ * the theme's alert colours, what each STUN server saw, the mapping, the
+ * filtering and whether an outside host reached the port (the plugin asks
+ * the port checker of the global reachability_url, when one is set).
  */
 
 function checkMapping(res) {
@@ -91,7 +92,8 @@ function renderCheck(res) {
 		E('p', {}, [
 			E('strong', {}, [ `${_('Mapping')}: ` ]), checkMapping(res), E('br'),
 			E('strong', {}, [ `${_('Filtering')}: ` ]), checkFiltering(res)
-		])
+		]),
+		L.isObject(res.reach) ? E('div', { 'data-natmap-check-reach': '' }, [ common.reach(res.reach) ]) : ''
 	]);
 }
 

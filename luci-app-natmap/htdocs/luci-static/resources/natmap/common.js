@@ -382,6 +382,41 @@ return baseclass.extend({
 		}
 	},
 
+	/* A problem under a state or in a report: the theme's error or warning box. */
+	problem(text, kind) {
+		return E('div', { 'class': `alert-message ${kind || 'error'}`, 'style': 'overflow-wrap:anywhere' }, [ E('small', {}, [ text ]) ]);
+	},
+
+	/* What decided a reachability verdict (its method). */
+	reachMethod(method) {
+		switch (method) {
+		case 'port-check': return _('port checker');
+		case 'hairpin':    return _('hairpin connection');
+		case 'rfc5780':    return _('RFC 5780 filtering test');
+		}
+
+		return method || '?';
+	},
+
+	/*
+	 * A reachability verdict, a mapping's (status) or natmap check's: can
+	 * outside hosts reach the public address? Reachable in small print,
+	 * else the theme's error or warning box.
+	 */
+	reach(r) {
+		const method = this.reachMethod(r.method);
+
+		if (r.state == 'reachable')
+			return E('div', {}, [ E('small', {}, [
+				_('Reachable from outside (verified %s, %s)').format(
+					new Date((r.verified || r.checked) * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }), method)
+			]) ]);
+
+		return (r.state == 'unreachable')
+			? this.problem(_('Not reachable from outside (%s): %s').format(method, r.detail || '?'), 'error')
+			: this.problem(_('Reachability not verified: %s').format(r.detail || '?'), 'warning');
+	},
+
 	/* A state badge in the theme's label colours (no colour of its own: dark themes stay readable). */
 	stateBadge(state, tooltip) {
 		return E('span', {

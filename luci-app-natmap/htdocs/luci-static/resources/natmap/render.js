@@ -59,11 +59,6 @@ function copyable(text, tooltip) {
 	}, [ text ]);
 }
 
-/* A problem under a state: the theme's error or warning box. */
-function problem(text, kind) {
-	return E('div', { 'class': `alert-message ${kind || 'error'}`, 'style': 'overflow-wrap:anywhere' }, [ E('small', {}, [ text ]) ]);
-}
-
 function renderPublic(st) {
 	if (!st || !st.public_ip)
 		return E('em', {}, [ '-' ]);
@@ -104,18 +99,6 @@ function renderHistory(st) {
 	]);
 }
 
-/* The daemon's last check that outside hosts reach the public address. */
-function renderReach(r) {
-	if (r.state == 'reachable')
-		return E('div', {}, [ E('small', {}, [
-			_('reachable (verified %s)').format(new Date(r.verified * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }))
-		]) ]);
-
-	return (r.state == 'unreachable')
-		? problem(_('Not reachable from outside: %s').format(r.detail || '?'), 'error')
-		: problem(_('Reachability not verified: %s').format(r.detail || '?'), 'warning');
-}
-
 function renderState(sid, st) {
 	if (status.ok === false)
 		return (common.bool(uci.get('natmap', sid, 'enable')) === true)
@@ -151,16 +134,16 @@ function renderState(sid, st) {
 		nodes.push(E('br'), E('small', {}, [ info.join(', ') ]));
 
 	if (st.nat && st.nat != 'full cone')
-		nodes.push(problem(_('The NAT is %s, not full cone: outside clients cannot reach this address.').format(common.natName(st.nat))));
+		nodes.push(common.problem(_('The NAT is %s, not full cone: outside clients cannot reach this address.').format(common.natName(st.nat))));
 
 	if (st.last_error)
-		nodes.push(problem(st.last_error));
+		nodes.push(common.problem(st.last_error));
 
 	if (st.script_error)
-		nodes.push(problem(_('Notify script: %s').format(st.script_error)));
+		nodes.push(common.problem(_('Notify script: %s').format(st.script_error)));
 
 	if (st.state == 'mapped' && L.isObject(st.reach))
-		nodes.push(renderReach(st.reach));
+		nodes.push(common.reach(st.reach));
 
 	if (status.notApplied(sid, st))
 		nodes.push(E('div', {}, [ E('small', {}, [ E('em', {}, [ _('Changes not applied yet') ]) ]) ]));
@@ -215,7 +198,7 @@ function renderUpdater(name) {
 				nodes.push(' ', E('small', {}, [ N_(u.attempts, '%d attempt', '%d attempts').format(u.attempts) ]));
 
 			if (u.last_error)
-				nodes.push(problem(u.last_error));
+				nodes.push(common.problem(u.last_error));
 
 			lines.push(E('div', {}, nodes));
 		}
