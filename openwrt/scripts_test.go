@@ -440,6 +440,16 @@ config global
 config natmap
 	option enable 'on'
 `, check("-s", "g2.example", "-s", "g3.example")},
+				// As the daemon merges them: a later global section
+				// overrides only what it sets.
+				{"a later global section without servers", `
+config global
+	option stun_server 'g1.example'
+config global
+	option interval '30'
+config natmap
+	option enable 'on'
+`, check("-s", "g1.example")},
 				{"no config", "", "error: no STUN server"},
 				{"bad config", "config natmap\n\toption enable '1'\n\toption stun_server 'ok.example $(reboot)'\n",
 					"error: not a STUN server: $(reboot)"},
