@@ -24,15 +24,32 @@ func TestMiniUPnPdDoubleNAT(t *testing.T) {
 	for _, tc := range []struct {
 		method string
 		upd    lab.MiniUPnPd
+		// multicastOnly: the router drops unicast M-SEARCH, as many UDA
+		// 1.0 routers never answer it.
+		multicastOnly bool
 	}{
-		{UPnP, lab.MiniUPnPd{UPnP: true}},
-		{NATPMP, lab.MiniUPnPd{NATPMP: true}},
-		{PCP, lab.MiniUPnPd{NATPMP: true}},
+		{UPnP, lab.MiniUPnPd{UPnP: true}, false},
+		{UPnP + " multicast only", lab.MiniUPnPd{UPnP: true}, true},
+		{NATPMP, lab.MiniUPnPd{NATPMP: true}, false},
+		{PCP, lab.MiniUPnPd{NATPMP: true}, false},
 	} {
 		t.Run(tc.method, func(t *testing.T) {
 			l := lab.New(t, lab.FullConePreserve)
 			h := l.AddHomeRouter()
 			h.StartMiniUPnPd(tc.upd)
+			if tc.multicastOnly {
+				cmd := l.Command(context.Background(), h.Router, "nft", "-f", "-")
+				cmd.Stdin = strings.NewReader(`table ip unicast_ssdp {
+	chain input {
+		type filter hook input priority -10; policy accept;
+		udp dport 1900 ip daddr != 239.255.255.250 drop
+	}
+}
+`)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("nft: %v\n%s", err, out)
+				}
+			}
 			const port = 5555
 			ln, err := l.Listen(h.NS, "tcp4", netip.AddrPortFrom(h.HostAddr, port).String(), true)
 			if err != nil {
@@ -61,7 +78,7 @@ func TestMiniUPnPdDoubleNAT(t *testing.T) {
 			var m Mapping
 			err = l.Do(h.NS, func() error {
 				ctx := context.Background()
-				switch tc.method {
+				switch strings.Fields(tc.method)[0] {
 				case UPnP:
 					if c, err = DiscoverUPnP(ctx, h.RouterAddr, h.HostAddr, o); err != nil {
 						return err

@@ -3,6 +3,7 @@ package portmap
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/httpc"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -51,11 +53,16 @@ func parseSSDP(b []byte) (ssdpReply, error) {
 	return r, nil
 }
 
-// ssdpSearch sends an M-SEARCH for an Internet gateway to gw only, unicast
-// (UDA 1.1 1.3.2; never to the SSDP multicast group, which every device on
-// the link hears), and returns the first valid reply from gw whose LOCATION
-// is on gw. Replies from anyone else are ignored.
-func ssdpSearch(ctx context.Context, gw netip.Addr, o Options) (ssdpReply, error) {
+// ssdpGroup is SSDP's multicast group (UDA 1.1 1.1.2).
+var ssdpGroup = netip.AddrFrom4([4]byte{239, 255, 255, 250})
+
+// ssdpSearch sends an M-SEARCH for an Internet gateway to gw, and returns
+// the first valid reply from gw whose LOCATION is on gw; replies from
+// anyone else are ignored. It asks gw alone first, unicast (UDA 1.1
+// 1.3.2); from the second try on it also asks SSDP's multicast group, out
+// of local's interface only, for the many UDA 1.0 routers that answer
+// nothing else (every device on that link hears it, so not first).
+func ssdpSearch(ctx context.Context, gw, local netip.Addr, o Options) (ssdpReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout())
 	defer cancel()
 	lc := net.ListenConfig{Control: o.Control}
@@ -67,6 +74,9 @@ func ssdpSearch(ctx context.Context, gw netip.Addr, o Options) (ssdpReply, error
 	stop := context.AfterFunc(ctx, func() { pc.SetReadDeadline(time.Now()) })
 	defer stop()
 	c := pc.(*net.UDPConn)
+	// Without local's interface the group would be asked on the default
+	// route's, which may not be gw's link.
+	multicast := local.Is4() && setMulticastIf(c, local) == nil
 
 	search := func(to netip.AddrPort) []byte {
 		return []byte("M-SEARCH * HTTP/1.1\r\nHOST: " + to.String() + "\r\n" +
@@ -76,9 +86,14 @@ func ssdpSearch(ctx context.Context, gw netip.Addr, o Options) (ssdpReply, error
 	buf := make([]byte, maxHeaderBytes+1)
 	var lastErr error
 	wait := 250 * time.Millisecond
-	for ctx.Err() == nil {
+	group := netip.AddrPortFrom(ssdpGroup, o.ssdpPort())
+	for try := 0; ctx.Err() == nil; try++ {
 		if _, err := c.WriteToUDPAddrPort(search(to), to); err != nil {
 			return ssdpReply{}, fmt.Errorf("ssdp: %w", err)
+		}
+		if multicast && try > 0 {
+			// A link without multicast fails here: unicast goes on.
+			_, _ = c.WriteToUDPAddrPort(search(group), group)
 		}
 		c.SetReadDeadline(time.Now().Add(wait))
 		for {
@@ -106,4 +121,21 @@ func ssdpSearch(ctx context.Context, gw netip.Addr, o Options) (ssdpReply, error
 		return ssdpReply{}, fmt.Errorf("ssdp: %w (last reply: %v)", ErrNoAnswer, lastErr)
 	}
 	return ssdpReply{}, fmt.Errorf("ssdp: %w", ErrNoAnswer)
+}
+
+// setMulticastIf sends c's multicast out of the interface that has local,
+// with SSDP's TTL of 2 (UDA 1.1 1.1.2).
+func setMulticastIf(c *net.UDPConn, local netip.Addr) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInet4Addr(int(fd), unix.IPPROTO_IP, unix.IP_MULTICAST_IF, local.As4())
+		if serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, 2)
+		}
+	})
+	return cmp.Or(err, serr)
 }

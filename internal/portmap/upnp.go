@@ -32,7 +32,7 @@ type UPnPClient struct {
 // description) and returns a client for its WAN connection service. Every
 // URL must point at gw.
 func DiscoverUPnP(ctx context.Context, gw, client netip.Addr, o Options) (*UPnPClient, error) {
-	r, err := ssdpSearch(ctx, gw, o)
+	r, err := ssdpSearch(ctx, gw, client, o)
 	if err != nil {
 		return nil, err
 	}
