@@ -518,3 +518,56 @@ func TestFW4RulesAfterTheUsers(t *testing.T) {
 		t.Errorf("a zone without a chain: %v", err)
 	}
 }
+
+// fw3 too: natmap's rules go after the zone's user chain and the rules of
+// /etc/config/firewall, just before the zone's final jump.
+func TestFW3RulesAfterTheUsers(t *testing.T) {
+	for _, f := range flavours() {
+		if f.backend != "fw3" {
+			continue
+		}
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			r, b := f.setup(t)
+			ctx := context.Background()
+			for _, rule := range []Rule{
+				{Section: "a", Zone: "wan", Proto: "tcp", Port: 2222},
+				{Section: "b", Zone: "wan", Proto: "udp", Port: 5000},
+				{Section: "c", Zone: "wan", Proto: "udp", Port: 5000, IPv6: true},
+			} {
+				if err := b.Add(ctx, rule); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, c := range []struct{ cmd, want string }{
+				{"iptables", "input_wan_rule|68|icmp|DNAT|natmap:a|natmap:b|zone_wan_src_REJECT"},
+				{"ip6tables", "input_wan_rule|natmap:c|zone_wan_src_REJECT"},
+			} {
+				var got []string
+				for line := range strings.Lines(r.do("", c.cmd, "-w", "-S", "zone_wan_input")) {
+					for _, mark := range strings.Split(c.want, "|") {
+						if strings.HasPrefix(line, "-A ") && strings.Contains(line, mark) {
+							got = append(got, mark)
+							break
+						}
+					}
+				}
+				if g := strings.Join(got, "|"); g != c.want {
+					t.Errorf("%s zone_wan_input: %s, want %s", c.cmd, g, c.want)
+				}
+			}
+			// A chain without a final jump: at its end.
+			r.do("", "iptables", "-w", "-N", "zone_bare_input")
+			r.do("", "iptables", "-w", "-A", "zone_bare_input", "-p", "tcp", "--dport", "1", "-j", "DROP")
+			if err := b.Add(ctx, Rule{Section: "d", Zone: "bare", Proto: "tcp", Port: 3000}); err != nil {
+				t.Fatal(err)
+			}
+			if out := r.do("", "iptables", "-w", "-S", "zone_bare_input"); !strings.Contains(out, "-j DROP\n-A zone_bare_input -p tcp -m tcp --dport 3000") {
+				t.Errorf("zone_bare_input:\n%s", out)
+			}
+			if err := b.Add(ctx, Rule{Section: "e", Zone: "nozone", Proto: "tcp", Port: 3000}); !errors.Is(err, ErrNoZone) {
+				t.Errorf("a zone without a chain: %v", err)
+			}
+		})
+	}
+}

@@ -9,12 +9,15 @@ import (
 	"strings"
 )
 
-// FW3 is OpenWrt's iptables firewall. Rules go at the top of chain
-// zone_<zone>_input of the filter table (ahead of the zone's user chain
-// input_<zone>_rule and its final jump to zone_<zone>_src_REJECT), with
-// iptables for IPv4 and ip6tables for IPv6:
+// FW3 is OpenWrt's iptables firewall. Rules go into chain
+// zone_<zone>_input of the filter table, which fw3 ends with a jump to
+// zone_<zone>_src_REJECT (or DROP, ACCEPT): just before that jump, so
+// after the zone's user chain input_<zone>_rule and the rules of
+// /etc/config/firewall (a drop of some sources to the same port still
+// wins), as fw4's backend places them; with iptables for IPv4 and
+// ip6tables for IPv6:
 //
-//	iptables -w -I zone_wan_input 1 -p tcp --dport 8080 -m comment --comment natmap:ssh -j ACCEPT
+//	iptables -w -I zone_wan_input 5 -p tcp --dport 8080 -m comment --comment natmap:ssh -j ACCEPT
 //
 // List reads `iptables -w -S` (the filter table, in iptables-save's format,
 // from the same command that changes it), and Delete turns a listed
@@ -74,22 +77,46 @@ func (f *FW3) List(ctx context.Context) ([]Rule, error) {
 	return rules, nil
 }
 
-// Add inserts r at the top of zone_<zone>_input.
+// Add inserts r into zone_<zone>_input just before its final jump (at
+// its end when it has none).
 func (f *FW3) Add(ctx context.Context, r Rule) error {
 	if err := r.validate(); err != nil {
 		return err
 	}
 	cmd, chain := iptables(r.IPv6), f.chain(r.Zone)
-	_, err := f.run(ctx, cmd, "-w", "-I", chain, "1", "-p", r.Proto, "--dport", strconv.Itoa(int(r.Port)),
+	out, err := f.run(ctx, cmd, "-w", "-S")
+	if err != nil {
+		return fmt.Errorf("fw3: add %s: %w", r, err)
+	}
+	if !hasChain(string(out), chain) {
+		return fmt.Errorf("fw3: add %s: %w: %q (%s filter table has no chain %s)", r, ErrNoZone, r.Zone, cmd, chain)
+	}
+	where := []string{"-A", chain}
+	if n := finalJump(string(out), chain, "zone_"+r.Zone+"_src_"); n > 0 {
+		where = []string{"-I", chain, strconv.Itoa(n)}
+	}
+	args := append(append([]string{"-w"}, where...), "-p", r.Proto, "--dport", strconv.Itoa(int(r.Port)),
 		"-m", "comment", "--comment", r.tag(), "-j", "ACCEPT")
-	if err == nil {
-		return nil
+	if _, err := f.run(ctx, cmd, args...); err != nil {
+		return fmt.Errorf("fw3: add %s: %w", r, err)
 	}
-	// Say so when it failed because the zone has no chain.
-	if out, lerr := f.run(ctx, cmd, "-w", "-S"); lerr == nil && !hasChain(string(out), chain) {
-		return fmt.Errorf("fw3: add %s: %w: %q (%s filter table has no chain %s): %w", r, ErrNoZone, r.Zone, cmd, chain, err)
+	return nil
+}
+
+// finalJump is the position (from 1) of chain's last rule in listing, an
+// `iptables -S`, when that rule jumps to a chain named target...; else 0.
+func finalJump(listing, chain, target string) int {
+	n, last := 0, ""
+	for line := range strings.Lines(listing) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "-A "+chain+" "); ok {
+			n++
+			last = rest
+		}
 	}
-	return fmt.Errorf("fw3: add %s: %w", r, err)
+	if i := strings.LastIndex(last, "-j "); n > 0 && i >= 0 && strings.HasPrefix(last[i+len("-j "):], target) {
+		return n
+	}
+	return 0
 }
 
 func hasChain(listing, chain string) bool {
