@@ -110,6 +110,38 @@ config natmap 'web'
 	}
 }
 
+// A firewall that was not there when the daemon started (fw4 restarting:
+// it deletes its table, then makes it again) is managed from the first
+// sync after it appears: its include script's firewall-sync.
+func TestDaemonFirewallAppearsLater(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	const port = 40066
+	greeting := serve(t, l, port)
+	fwcfg := filepath.Join(t.TempDir(), "firewall")
+	os.WriteFile(fwcfg, []byte(firewallConfig), 0o644)
+	d := startDaemon(t, l, daemonGlobal+fmt.Sprintf(`
+config natmap 'web'
+	option enable '1'
+	option port '%d'
+	option notify_script 'NOTIFY'
+`, port), "--firewall-config", fwcfg)
+	d.waitSection("web", 1, 15*time.Second)
+	d.waitLog("not managing firewall rules yet", 5*time.Second)
+
+	loadFW4(t, l, "")
+	if openFromWAN(l, port, greeting) {
+		t.Fatal("port open under fw4 before natmap synced: the test firewall does not filter")
+	}
+	if out, err := d.cli("firewall-sync"); err != nil {
+		t.Fatalf("natmap firewall-sync: %v %s", err, out)
+	}
+	if !openFromWAN(l, port, greeting) {
+		t.Fatal("port not opened in the firewall that appeared")
+	}
+	d.waitLog(`msg="managing firewall rules" firewall=fw4`, 5*time.Second)
+}
+
 // loadFW4 (re)loads fw4Ruleset in the lan host, with extra rules added.
 func loadFW4(t *testing.T, l *lab.Lab, extra string) {
 	t.Helper()

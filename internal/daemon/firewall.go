@@ -12,12 +12,15 @@ import (
 )
 
 // The daemon opens its ports in OpenWrt's firewall (fw4 or fw3) itself: an
-// accept rule for each running section's bind port, at the top of the input
-// chain of the section's zone, tagged natmap:SECTION. Rules follow the
-// sections (start, stop, reload, a new port) and go away when the daemon
-// exits; stale ones from a crash are removed by the first sync. A firewall
-// reload drops them: the firewall's include script then runs `natmap
-// firewall-sync`, and a periodic sync catches anything else.
+// accept rule for each running section's bind port, in the input chain of
+// the section's zone after the zone's own rules, tagged natmap:SECTION.
+// Rules follow the sections (start, stop, reload, a new port) and go away
+// when the daemon exits; stale ones from a crash are removed by the first
+// sync. A firewall reload drops them: the firewall's include script then
+// runs `natmap firewall-sync`, and a periodic sync catches anything else.
+// The firewall is looked for at each sync until one is found: one that was
+// restarting when natmap started (fw4 deletes its table, then makes it
+// again) is managed from its include's sync.
 //
 // Which sections: firewall '1' always, '0' never, unset ("auto") when the
 // section's zone is a WAN zone (named wan, or masquerading). A section
@@ -28,23 +31,29 @@ const firewallPeriod = time.Minute
 
 // runFirewall keeps the rules in step until ctx ends, then removes them.
 func (d *Daemon) runFirewall(ctx context.Context) {
-	b, err := firewall.Detect(ctx, firewall.Command)
-	if err != nil {
-		d.log.Info("not managing firewall rules", "err", err)
-		return
-	}
-	d.mu.Lock()
-	d.fw = b
-	d.mu.Unlock()
-	d.log.Info("managing firewall rules", "firewall", b.Name())
 	tick := time.NewTicker(firewallPeriod)
 	defer tick.Stop()
+	var absent bool // said so once
 	for {
-		if err := d.FirewallSync(ctx); err != nil && ctx.Err() == nil {
+		err := d.FirewallSync(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case errors.Is(err, firewall.ErrNoFirewall):
+			if !absent {
+				d.log.Info("not managing firewall rules yet: looking again at each change and every minute", "err", err)
+				absent = true
+			}
+		case err != nil:
 			d.log.Warn("firewall rules", "err", err)
 		}
 		select {
 		case <-ctx.Done():
+			d.mu.Lock()
+			b := d.fw
+			d.mu.Unlock()
+			if b == nil {
+				return
+			}
 			// The sections have stopped or are stopping: remove every rule,
 			// with a context of its own since ctx is over.
 			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -63,6 +72,28 @@ func (d *Daemon) runFirewall(ctx context.Context) {
 	}
 }
 
+// firewallBackend is the firewall the daemon manages: the first one a call
+// finds, then that one.
+func (d *Daemon) firewallBackend(ctx context.Context) (firewall.Backend, error) {
+	d.mu.Lock()
+	b := d.fw
+	d.mu.Unlock()
+	if b != nil {
+		return b, nil
+	}
+	b, err := firewall.Detect(ctx, firewall.Command)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fw == nil {
+		d.fw = b
+		d.log.Info("managing firewall rules", "firewall", b.Name())
+	}
+	return d.fw, nil
+}
+
 // kickFirewall asks for a sync soon, of the kernel forwarding rules too;
 // it never blocks.
 func (d *Daemon) kickFirewall() {
@@ -75,13 +106,13 @@ func (d *Daemon) kickFirewall() {
 
 // FirewallSync makes the firewall rules match the running sections now.
 func (d *Daemon) FirewallSync(ctx context.Context) error {
+	b, err := d.firewallBackend(ctx)
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
-	b := d.fw
 	secs := slices.Clone(d.sections)
 	d.mu.Unlock()
-	if b == nil {
-		return errors.New("no firewall (fw4 or fw3) is managed")
-	}
 	// Each section's rule is on its own: one that cannot be added (a bad
 	// zone, a name too long for the tag) is that section's error, shown in
 	// its status, and the others still sync.
