@@ -326,3 +326,37 @@ func echoTCP(t *testing.T, l *lab.Lab, addr interface{ String() string }, msg st
 	n, _ := io.ReadFull(c, buf)
 	return string(buf[:n])
 }
+
+// Option memory_limit sets the daemon's soft memory limit at the start and
+// at each reload that changes it, without restarting any mapping; a bad
+// value is a warning and the default (an eighth of the RAM) stays.
+func TestDaemonMemoryLimit(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t, lab.FullConePreserve)
+	conf := func(limit string) string {
+		return daemonGlobal + limit + `
+config natmap 'web'
+	option enable '1'
+	option port '40067'
+	option notify_script 'NOTIFY'
+`
+	}
+	d := startDaemon(t, l, conf("\toption memory_limit '12'\n"))
+	d.waitSection("web", 1, 15*time.Second)
+	d.waitLog(`msg="memory limit" mib=12 from=config`, 5*time.Second)
+	script := filepath.Join(filepath.Dir(d.notes), "notify.sh")
+	for _, c := range []struct{ limit, log string }{
+		{"\toption memory_limit '20'\n", `msg="memory limit" mib=20 from=config`},
+		{"\toption memory_limit '2'\n", "memory_limit: 2 MiB is not within 4 and 4096"},
+		{"", "from=ram"},
+	} {
+		d.writeConfig(t, strings.ReplaceAll(conf(c.limit), "NOTIFY", script))
+		if out, err := d.cli("reload"); err != nil {
+			t.Fatalf("natmap reload: %v %s", err, out)
+		}
+		d.waitLog(c.log, 5*time.Second)
+	}
+	if n := len(d.sectionNotes("web")); n != 1 {
+		t.Errorf("the mapping was notified %d times: a memory limit must not restart it", n)
+	}
+}

@@ -796,6 +796,20 @@ func TestValidatorsAgreeWithDaemon(t *testing.T) {
 		}
 	}
 
+	// memoryLimit against the daemon's reading of the global option.
+	mem := append(words("0149+-x", 3), "4096", "4097", "0000", "00016", "99999999999999999999", "3")
+	memCases := make([]jsCase, len(mem))
+	for i, v := range mem {
+		memCases[i] = jsCase{Fn: "memoryLimit", Value: v}
+	}
+	for i, ok := range jsValidate(t, memCases) {
+		f, err := uci.Parse("test", strings.NewReader("config global\n\toption memory_limit '"+mem[i]+"'\n"))
+		d := err == nil && len(uciconf.Translate(f).Warnings) == 0
+		if ok != d {
+			t.Errorf("memoryLimit(%q) = %v, the daemon: %v", mem[i], ok, d)
+		}
+	}
+
 	// No daemon-side check for these: the validator's own cases.
 	own := []struct {
 		fn, value string

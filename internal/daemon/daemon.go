@@ -21,6 +21,7 @@ import (
 	"github.com/natmap-go/natmap/internal/ip4p"
 	"github.com/natmap-go/natmap/internal/logx"
 	"github.com/natmap-go/natmap/internal/mapping"
+	"github.com/natmap-go/natmap/internal/memtune"
 	"github.com/natmap-go/natmap/internal/notify"
 	"github.com/natmap-go/natmap/internal/uciconf"
 )
@@ -79,6 +80,11 @@ type Daemon struct {
 	fwKick chan struct{}
 
 	kf kernelFwd // kernel forwarding (kfwd.go)
+
+	// memLimit is option memory_limit of the last load (MiB; 0: memtune's
+	// default), memLimitSet whether a load set it; guarded by reloadMu.
+	memLimit    int
+	memLimitSet bool
 }
 
 // section is one running (or not runnable) section.
@@ -172,6 +178,7 @@ func (d *Daemon) Reload() error {
 	for _, w := range cfg.Warnings {
 		d.log.Warn("config: " + w)
 	}
+	d.applyMemoryLimit(cfg.MemoryLimitMiB)
 
 	byRef := map[string]*section{}
 	for _, s := range old {
@@ -211,6 +218,25 @@ func (d *Daemon) Reload() error {
 	d.log.Info("config loaded", "path", d.opts.ConfigPath, "sections", len(next),
 		"started", started, "restarted", restarted, "unchanged", kept, "stopped", len(byRef))
 	return nil
+}
+
+// applyMemoryLimit sets the runtime's soft memory limit from option
+// memory_limit (MiB; 0: an eighth of the RAM, within 8 and 64 MiB) at the
+// first load and whenever the option changes; GOMEMLIMIT in the
+// environment decides over both. d.reloadMu must be held.
+func (d *Daemon) applyMemoryLimit(mib int) {
+	if d.memLimit == mib && d.memLimitSet {
+		return
+	}
+	d.memLimit, d.memLimitSet = mib, true
+	limit, from := memtune.LimitTo(mib)
+	if from == memtune.FromEnv {
+		if mib != 0 {
+			d.log.Warn("option memory_limit ignored: GOMEMLIMIT in the environment decides")
+		}
+		return
+	}
+	d.log.Info("memory limit", "mib", limit>>20, "from", from)
 }
 
 // Restart stops and starts one section with its current settings.

@@ -27,16 +27,36 @@ const (
 // (within 8 and 64 MiB) and returns it; GOMEMLIMIT in the environment
 // decides instead (0 returned).
 func Limit() int64 {
+	limit, _ := LimitTo(0)
+	return limit
+}
+
+// Where a memory limit came from.
+const (
+	FromRAM    = "ram"        // an eighth of the RAM, within 8 and 64 MiB
+	FromConfig = "config"     // LimitTo's mib (option memory_limit)
+	FromEnv    = "GOMEMLIMIT" // the environment's, which always decides
+)
+
+// LimitTo sets the runtime's soft memory limit to mib MiB, or with mib 0
+// to Limit's default, and returns it and where it came from; GOMEMLIMIT
+// in the environment decides instead (0 and FromEnv returned).
+func LimitTo(mib int) (int64, string) {
 	if os.Getenv("GOMEMLIMIT") != "" {
-		return 0
+		return 0, FromEnv
+	}
+	if mib > 0 {
+		limit := int64(mib) << 20
+		debug.SetMemoryLimit(limit)
+		return limit, FromConfig
 	}
 	var si unix.Sysinfo_t
 	if err := unix.Sysinfo(&si); err != nil {
-		return 0
+		return 0, FromRAM
 	}
 	limit := forRAM(uint64(si.Totalram) * uint64(si.Unit))
 	debug.SetMemoryLimit(limit)
-	return limit
+	return limit, FromRAM
 }
 
 // forRAM is the memory limit for a machine with ram bytes.

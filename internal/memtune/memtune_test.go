@@ -66,3 +66,20 @@ func TestTrimReturnsFreedMemory(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestLimitTo(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(old)
+	t.Setenv("GOMEMLIMIT", "")
+	if got, from := LimitTo(12); got != 12<<20 || from != FromConfig || debug.SetMemoryLimit(-1) != 12<<20 {
+		t.Errorf("LimitTo(12) = %d, %s; runtime limit %d", got, from, debug.SetMemoryLimit(-1))
+	}
+	if got, from := LimitTo(0); got < minLimit || got > maxLimit || from != FromRAM || debug.SetMemoryLimit(-1) != got {
+		t.Errorf("LimitTo(0) = %d, %s; runtime limit %d", got, from, debug.SetMemoryLimit(-1))
+	}
+	t.Setenv("GOMEMLIMIT", "100MiB")
+	before := debug.SetMemoryLimit(-1)
+	if got, from := LimitTo(12); got != 0 || from != FromEnv || debug.SetMemoryLimit(-1) != before {
+		t.Errorf("with GOMEMLIMIT set, LimitTo(12) = %d, %s and changed the limit", got, from)
+	}
+}

@@ -60,8 +60,18 @@ type Section struct {
 // Config is a whole natmap config file.
 type Config struct {
 	Sections []Section
-	Warnings []string // unknown options and the like: logged, not fatal
+	// MemoryLimitMiB (global option memory_limit) is the daemon's soft
+	// memory limit in MiB; 0: the default (see package memtune).
+	MemoryLimitMiB int
+	Warnings       []string // unknown options and the like: logged, not fatal
 }
+
+// The memory limits option memory_limit takes, in MiB: under 4 the
+// runtime would collect all the time; 0 is the default.
+const (
+	MinMemoryLimitMiB = 4
+	MaxMemoryLimitMiB = 4096
+)
 
 // Load reads and translates a config file. A file that cannot be read or
 // parsed is an error; a bad section only marks that section (Section.Err).
@@ -122,6 +132,16 @@ func Translate(f *uci.File) *Config {
 				def.reachURL = v
 			}
 		}
+		if v := r.str("memory_limit"); v != "" {
+			switch n, err := strconv.ParseUint(v, 10, 31); {
+			case err != nil:
+				r.fail("memory_limit", fmt.Errorf("%q is not a whole number of MiB", v))
+			case n != 0 && (n < MinMemoryLimitMiB || n > MaxMemoryLimitMiB):
+				r.fail("memory_limit", fmt.Errorf("%d MiB is not within %d and %d (0: the default)", n, MinMemoryLimitMiB, MaxMemoryLimitMiB))
+			default:
+				c.MemoryLimitMiB = int(n)
+			}
+		}
 		r.unknown(globalOptions)
 		if r.err != nil {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("section %s: %v (ignored)", s.Ref(), r.err))
@@ -149,7 +169,7 @@ var sectionOptions = []string{
 	"comment", "firewall", "forward_mode", "updater", "upnp", "reachability_url",
 }
 
-var globalOptions = []string{"stun_server", "http_server", "interval", "stun_cycle", "notify_script", "upnp", "reachability_url"}
+var globalOptions = []string{"stun_server", "http_server", "interval", "stun_cycle", "notify_script", "upnp", "reachability_url", "memory_limit"}
 
 // updaterConfig reads an updater section as it is: package updater checks
 // its options when it builds the updater.

@@ -284,3 +284,33 @@ config natmap 'b'
 		t.Errorf("bad global: %+v %v", s, c.Warnings)
 	}
 }
+
+// memory_limit is the daemon's, in MiB: a bad value is a warning and the
+// default stays; a later global section that sets it wins.
+func TestGlobalMemoryLimit(t *testing.T) {
+	for _, c := range []struct {
+		conf string
+		want int
+		warn string
+	}{
+		{"", 0, ""},
+		{"config global\n\toption memory_limit '16'\n", 16, ""},
+		{"config global\n\toption memory_limit '0'\n", 0, ""},
+		{"config global\n\toption memory_limit '4'\nconfig global\n\toption memory_limit '4096'\n", 4096, ""},
+		{"config global\n\toption memory_limit '12'\nconfig global\n\toption interval '20'\n", 12, ""},
+		{"config global\n\toption memory_limit '3'\n", 0, "not within 4 and 4096"},
+		{"config global\n\toption memory_limit '4097'\n", 0, "not within 4 and 4096"},
+		{"config global\n\toption memory_limit '16M'\n", 0, "not a whole number of MiB"},
+		{"config global\n\toption memory_limit '-1'\n", 0, "not a whole number of MiB"},
+		{"config global\n\tlist memory_limit '16'\n", 0, "is a list"},
+	} {
+		got := parse(t, c.conf+"config natmap 'a'\n\toption stun_server 's'\n\toption http_server 'h'\n")
+		warned := strings.Join(got.Warnings, "\n")
+		if got.MemoryLimitMiB != c.want || (c.warn == "") != (warned == "") || !strings.Contains(warned, c.warn) {
+			t.Errorf("%q: %d MiB, warnings %q; want %d MiB, a warning with %q", c.conf, got.MemoryLimitMiB, warned, c.want, c.warn)
+		}
+		if got.Sections[0].Err != nil {
+			t.Errorf("%q: the section fails: %v", c.conf, got.Sections[0].Err)
+		}
+	}
+}

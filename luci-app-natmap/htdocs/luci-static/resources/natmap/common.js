@@ -285,6 +285,19 @@ return baseclass.extend({
 	},
 
 	/*
+	 * Global option memory_limit, as the daemon takes it: MiB from 4 to
+	 * 4096, or 0 for the default.
+	 */
+	memoryLimit(value) {
+		if (value == null || value === '')
+			return true;
+
+		const n = /^[0-9]+$/.test(String(value)) ? parseInt(value, 10) : NaN;
+		return (n === 0 || (n >= 4 && n <= 4096)) ? true
+			: _('Expecting 0 (automatic) or a whole number of MiB from 4 to 4096');
+	},
+
+	/*
 	 * An updater's zone, TSIG key and record names, as the daemon's DNS
 	 * encoder takes them: labels of 1 to 63 bytes, at most 255 bytes on
 	 * the wire, a trailing dot optional. Not LuCI's hostname: DNS names may

@@ -550,6 +550,11 @@ return view.extend({
 		o = g.option(form.Value, 'reachability_url', _('Reachability check URL'));
 		o.placeholder = 'http://host/check?ip={ip}&port={port}&proto={proto}';
 
+		o = g.option(form.Value, 'memory_limit', _('Memory limit'),
+			_('MiB, for the whole daemon: a soft limit, above which it collects garbage harder; it never fails for it. Default: an eighth of the RAM, within 8 and 64 MiB.'));
+		o.placeholder = _('automatic');
+		o.validate = (section_id, value) => common.memoryLimit(value);
+
 		/* The status summary, above the form */
 
 		const summary = E('div', { 'class': 'cbi-section' }, [
