@@ -76,8 +76,12 @@ type Daemon struct {
 
 	// fwMu: one change of the firewall at a time (a sync, or the removal
 	// of every rule at the end), so two syncs never interleave commands.
-	fwMu   sync.Mutex
-	fwKick chan struct{}
+	fwMu sync.Mutex
+	// fwClosed: the rules were removed at the end; a sync that comes later
+	// (the firewall include's firewall-sync) must not add them again.
+	// Guarded by fwMu.
+	fwClosed bool
+	fwKick   chan struct{}
 
 	kf kernelFwd // kernel forwarding (kfwd.go)
 

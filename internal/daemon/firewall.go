@@ -48,18 +48,20 @@ func (d *Daemon) runFirewall(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			// The sections have stopped or are stopping: remove every rule,
+			// with a context of its own since ctx is over, and let no sync
+			// add one again.
+			d.fwMu.Lock()
+			defer d.fwMu.Unlock()
+			d.fwClosed = true
 			d.mu.Lock()
 			b := d.fw
 			d.mu.Unlock()
 			if b == nil {
 				return
 			}
-			// The sections have stopped or are stopping: remove every rule,
-			// with a context of its own since ctx is over.
 			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			d.fwMu.Lock()
-			defer d.fwMu.Unlock()
 			if err := firewall.Sync(cctx, b, nil); err != nil {
 				d.log.Warn("removing firewall rules", "err", err)
 			}
@@ -129,6 +131,9 @@ func (d *Daemon) FirewallSync(ctx context.Context) error {
 	}
 	d.fwMu.Lock()
 	defer d.fwMu.Unlock()
+	if d.fwClosed {
+		return nil // the daemon is ending: its rules are gone for good
+	}
 	bySection, other := firewall.SectionErrors(firewall.Sync(ctx, b, want))
 	errs := []error{other}
 	for _, s := range secs {
