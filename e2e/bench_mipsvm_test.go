@@ -152,8 +152,10 @@ func BenchmarkRelayMIPS(b *testing.B) {
 }
 
 // relayMIPSMiB is what BenchmarkRelayMIPS sends each way per run: about
-// 40 s of the VM's clock (10 s on the host), some thousands of CPU ticks.
-const relayMIPSMiB = 256
+// 10 s of the VM's clock, some hundreds of CPU ticks. (256 MiB, about
+// 2.5 minutes of the host's time per run, gave the same ratios but 12
+// runs did not fit bootMIPS's 15 minutes.)
+const relayMIPSMiB = 64
 
 // mipsInitrd writes the VM's initramfs into dir: vminit as its init and
 // notify script, the plan, and files (the binaries the plan runs).
