@@ -84,12 +84,14 @@ func BenchmarkDaemonIdleRSSMIPS(b *testing.B) {
 // splices, so the copying is the kernel's) and the throughput. qemu
 // emulates the 24Kc on another CPU, so the absolute figures are not a
 // router's: the ratio of the two builds is what this measures. The VM's
-// clock counts instructions (qemu's -icount shift=1: 2 ns each, a 500 MHz
-// CPU doing one per cycle), so CPU times and throughput are in executed
-// instructions, not in how fast or busy the host is; a real 24Kc's cache
+// clocks count instructions (qemu's -icount, its RTC too: -rtc clock=vm,
+// else the kernel calibrates its timer against the host's time and every
+// boot gets another scale), so CPU times and throughput are in executed
+// instructions, not in how fast or busy the host is nor in what qemu
+// spends translating code on a binary's first run; a real 24Kc's cache
 // misses and stalls are not in them. The kernel accounts CPU time by
-// sampling at its timer tick: the user/system split of a run varies by a
-// few percent. Run it with -benchtime 1x.
+// sampling at its timer tick, so a run needs many ticks (relayMIPSShift).
+// Run it with -benchtime 1x.
 func BenchmarkRelayMIPS(b *testing.B) {
 	testgate.Require(b, "MIPS VM benchmark", false, map[string]string{"qemu-system-mipsel": "qemu-system-mips"})
 	kernel := mipsKernel(b)
@@ -116,7 +118,7 @@ func BenchmarkRelayMIPS(b *testing.B) {
 	initrd := mipsInitrd(b, dir, files, vmplan.Plan{Runs: runs, WaitSeconds: 120})
 	var got map[string]vmplan.Result
 	for b.Loop() {
-		got = bootMIPS(b, kernel, initrd, "-icount", "shift=1")
+		got = bootMIPS(b, kernel, initrd, "-icount", relayMIPSShift, "-rtc", "clock=vm")
 	}
 	type sum struct{ mib, seconds, user, sys float64 }
 	sums := map[string]*sum{}
@@ -151,11 +153,15 @@ func BenchmarkRelayMIPS(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// relayMIPSMiB is what BenchmarkRelayMIPS sends each way per run: about
-// 10 s of the VM's clock, some hundreds of CPU ticks. (256 MiB, about
-// 2.5 minutes of the host's time per run, gave the same ratios but 12
-// runs did not fit bootMIPS's 15 minutes.)
-const relayMIPSMiB = 64
+// relayMIPSMiB is what BenchmarkRelayMIPS sends each way per run, and
+// relayMIPSShift the VM's time per instruction (2^7 ns: a slow CPU, whose
+// natmap takes some thousands of CPU ticks of 10 ms for 64 MiB; the
+// kernel's timer ticks, every 4 ms, take a part of the system time). 12
+// runs take about 1.5 minutes on the host.
+const (
+	relayMIPSMiB   = 64
+	relayMIPSShift = "shift=7"
+)
 
 // mipsInitrd writes the VM's initramfs into dir: vminit as its init and
 // notify script, the plan, and files (the binaries the plan runs).
