@@ -220,22 +220,28 @@ func serveSTUN(addr string) error {
 	if err != nil {
 		return fmt.Errorf("STUN server: %w", err)
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				if req, err := stunserver.ReadTCP(c); err == nil && req.Type == pion.BindingRequest {
-					c.Write(stunserver.Answer(req, c.RemoteAddr().(*net.TCPAddr).AddrPort()))
-				}
-			}()
+	go each(ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if req, err := stunserver.ReadTCP(c); err == nil && req.Type == pion.BindingRequest {
+			c.Write(stunserver.Answer(req, c.RemoteAddr().(*net.TCPAddr).AddrPort()))
 		}
-	}()
+	})
 	return nil
+}
+
+// each accepts connections on ln until it is closed and runs handle on
+// each in a goroutine of its own, closing the connection after.
+func each(ln net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			handle(c)
+		}()
+	}
 }
 
 // measure starts run r (the plan's index-th), waits until each of its
@@ -526,31 +532,22 @@ func serveSink(addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Minute))
-				req := make([]byte, requestLen)
-				if _, err := io.ReadFull(c, req); err != nil {
-					return
-				}
-				size := int64(binary.BigEndian.Uint64(req[1:]))
-				switch req[0] {
-				case 'u':
-					if receive(c, size) == nil {
-						c.Write([]byte{1})
-					}
-				case 'd':
-					send(c, size)
-				}
-			}()
+	go each(ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Minute))
+		req := make([]byte, requestLen)
+		if _, err := io.ReadFull(c, req); err != nil {
+			return
 		}
-	}()
+		size := int64(binary.BigEndian.Uint64(req[1:]))
+		switch req[0] {
+		case 'u':
+			if receive(c, size) == nil {
+				c.Write([]byte{1})
+			}
+		case 'd':
+			send(c, size)
+		}
+	})
 	return ln, nil
 }
 
