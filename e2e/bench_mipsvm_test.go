@@ -156,13 +156,15 @@ func BenchmarkRelayMIPS(b *testing.B) {
 }
 
 // relayMIPSMiB is what BenchmarkRelayMIPS sends each way per run, and
-// relayMIPSShift the VM's time per instruction (2^7 ns: a slow CPU, whose
-// natmap takes some thousands of CPU ticks of 10 ms for 64 MiB; the
-// kernel's timer ticks, every 4 ms, take a part of the system time). 12
-// runs take about 1.5 minutes on the host.
+// relayMIPSShift the VM's time per instruction: 2^4 ns, a 62.5 MHz CPU
+// doing one per cycle, on which natmap takes some hundreds of CPU ticks
+// (10 ms) per run. A slower clock gives more ticks but distorts the
+// relaying: at 2^7 ns the kernel's 4 ms timer tick and time slices are
+// 31,000 instructions, natmap relays less per wakeup and its user time per
+// MiB triples. 12 runs take about 2 minutes on the host.
 const (
-	relayMIPSMiB   = 64
-	relayMIPSShift = "shift=7"
+	relayMIPSMiB   = 128
+	relayMIPSShift = "shift=4"
 )
 
 // mipsInitrd writes the VM's initramfs into dir: vminit as its init and
