@@ -4,7 +4,9 @@
 # the direct path side by side (TCP throughput with iperf3, TCP connections
 # per second, UDP echo), natmap's memory (idle, 1000 relayed TCP connections
 # and after they closed, 1000 UDP sessions, the daemon with 16 mappings); the
-# STUN reply parser; forward mode's kernel forwarding against the relay.
+# STUN reply parser; forward mode's kernel forwarding against the relay; with
+# qemu-system-mipsel, on a MIPS kernel the daemon's idle memory and the
+# relay's CPU of the mipsel package's build (no inlining) against inlining.
 # Prints the raw benchmark lines, then a summary.
 #
 #   BENCHTIME   -benchtime of the first-notify benchmark (default 50x)
@@ -98,7 +100,7 @@ bench '^BenchmarkDaemonIdleRSS$' 1x ./e2e/
 if command -v qemu-system-mipsel >/dev/null; then
 	echo "== the same on a MIPS kernel (qemu-system-mipsel, Malta 24Kc; NATMAP_C_BIN_MIPSEL: a static mipsel C natmap too)"
 	bench '^BenchmarkDaemonIdleRSSMIPS$' 1x ./e2e/ -timeout 30m
-	echo "== the relay's CPU on a MIPS kernel: the mipsel package's build (no inlining) against inlining, taking turns (64 MiB each way, 3 runs each; the VM's clock counts instructions: compare the ratio)"
+	echo "== the relay's CPU on a MIPS kernel: the mipsel package's build (no inlining) against inlining, taking turns (128 MiB each way, 3 runs each; the VM's clock counts instructions: compare the ratios)"
 	bench '^BenchmarkRelayMIPS$' 1x ./e2e/ -timeout 30m
 fi
 echo "== UDP echo through the NAT, direct and relay taking turns (64-byte and 60000-byte datagrams)"
