@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,30 +45,12 @@ func BenchmarkDaemonIdleRSSMIPS(b *testing.B) {
 	kernel := mipsKernel(b)
 	dir := b.TempDir()
 	runs := []vmplan.Run{{Name: "16mappings", Impl: "go", Mappings: 16}, {Name: "1mapping", Impl: "go", Mappings: 1}}
-	files := []initramfs.Entry{
-		initramfs.Dir("dev"), initramfs.CharDev("dev/console", 0o600, 5, 1),
-		initramfs.Dir("proc"), initramfs.Dir("tmp"), initramfs.Dir("etc"), initramfs.Dir("bin"),
-		initramfs.File("init", 0o755, buildMIPSel(b, dir, "../internal/testkit/vminit")),
-		initramfs.Symlink(vmplan.Notify, "/init"),
-		initramfs.File(vmplan.GoNatmap, 0o755, buildMIPSel(b, dir, "../cmd/natmap")),
-	}
+	files := []initramfs.Entry{initramfs.File(vmplan.GoNatmap, 0o755, buildMIPSel(b, filepath.Join(dir, "natmap"), "../cmd/natmap", false))}
 	if c := os.Getenv("NATMAP_C_BIN_MIPSEL"); c != "" {
 		files = append(files, initramfs.File(vmplan.CNatmap, 0o755, staticMIPSel(b, c)))
 		runs = append(runs, vmplan.Run{Name: "c-16mappings", Impl: "c", Mappings: 16}, vmplan.Run{Name: "c-1mapping", Impl: "c", Mappings: 1})
 	}
-	plan, err := json.Marshal(vmplan.Plan{Runs: runs, IdleSeconds: 20, WaitSeconds: 120})
-	if err != nil {
-		b.Fatal(err)
-	}
-	files = append(files, initramfs.File(vmplan.PlanPath, 0o644, plan))
-	var cpio bytes.Buffer
-	if err := initramfs.Write(&cpio, files); err != nil {
-		b.Fatal(err)
-	}
-	initrd := filepath.Join(dir, "initrd.cpio")
-	if err := os.WriteFile(initrd, cpio.Bytes(), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	initrd := mipsInitrd(b, dir, files, vmplan.Plan{Runs: runs, IdleSeconds: 20, WaitSeconds: 120})
 	var got map[string]vmplan.Result
 	for b.Loop() {
 		got = bootMIPS(b, kernel, initrd)
@@ -86,15 +69,140 @@ func BenchmarkDaemonIdleRSSMIPS(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
+// BenchmarkRelayMIPS measures on a real MIPS kernel (the VM of
+// BenchmarkDaemonIdleRSSMIPS) what building the mipsel package without
+// inlining (scripts/ipk.sh's -gcflags=all=-l, which keeps it under
+// 1.5 MiB) costs the relay: in one boot, two builds of natmap take turns,
+// 3 times each: as the package builds it ("noinline") and the same with
+// inlining ("inline"). Each run starts natmap with the C natmap's command
+// line in forward mode (-b PORT -t 127.0.0.1 -p SINK; STUN and keep-alive
+// on the VM's loopback), and vminit's client sends relayMIPSMiB MiB
+// through it on loopback to a sink (up), then receives as much (down),
+// while vminit reads natmap's CPU time (utime+stime) from /proc/PID/stat.
+// Reported per build and direction, over the 3 runs: natmap's CPU ms per
+// MiB relayed (and of it user space, where inlining matters: the relay
+// splices, so the copying is the kernel's) and the throughput. qemu
+// emulates the 24Kc on another CPU, so the absolute figures are not a
+// router's: the ratio of the two builds is what this measures. The VM's
+// clocks count instructions (qemu's -icount, its RTC too: -rtc clock=vm,
+// else the kernel calibrates its timer against the host's time and every
+// boot gets another scale), so CPU times and throughput are in executed
+// instructions, not in how fast or busy the host is nor in what qemu
+// spends translating code on a binary's first run; a real 24Kc's cache
+// misses and stalls are not in them. The kernel accounts CPU time by
+// sampling at its timer tick, so a run needs many ticks (relayMIPSShift).
+// Run it with -benchtime 1x.
+func BenchmarkRelayMIPS(b *testing.B) {
+	testgate.Require(b, "MIPS VM benchmark", false, map[string]string{"qemu-system-mipsel": "qemu-system-mips"})
+	kernel := mipsKernel(b)
+	dir := b.TempDir()
+	builds := []struct {
+		name, path string
+		inline     bool
+	}{{"noinline", vmplan.GoNatmap, false}, {"inline", "/bin/natmap-inline", true}}
+	var files []initramfs.Entry
+	size := map[string]int{} // build name -> binary's bytes
+	for _, bd := range builds {
+		bin := buildMIPSel(b, filepath.Join(dir, bd.name), "../cmd/natmap", bd.inline)
+		files = append(files, initramfs.File(bd.path, 0o755, bin))
+		size[bd.name] = len(bin)
+	}
+	var runs []vmplan.Run
+	buildOf := map[string]string{} // run name -> build name
+	for i := range 3 {
+		for _, bd := range builds {
+			name := fmt.Sprintf("%s-%d", bd.name, i+1)
+			runs = append(runs, vmplan.Run{Name: name, Impl: "go", Binary: bd.path, RelayMiB: relayMIPSMiB})
+			buildOf[name] = bd.name
+		}
+	}
+	initrd := mipsInitrd(b, dir, files, vmplan.Plan{Runs: runs, WaitSeconds: 120})
+	var got map[string]vmplan.Result
+	for b.Loop() {
+		got = bootMIPS(b, kernel, initrd, "-icount", relayMIPSShift, "-rtc", "clock=vm")
+	}
+	type sum struct{ mib, seconds, user, sys float64 }
+	sums := map[string]*sum{}
+	for _, r := range runs {
+		res, ok := got[r.Name]
+		if !ok {
+			b.Fatalf("the VM reported nothing for run %s", r.Name)
+		}
+		if len(res.Transfers) != 2 {
+			b.Fatalf("run %s: %d transfers, want up and down", r.Name, len(res.Transfers))
+		}
+		for _, t := range res.Transfers {
+			k := buildOf[r.Name] + "-" + t.Dir
+			if sums[k] == nil {
+				sums[k] = &sum{}
+			}
+			s := sums[k]
+			s.mib += t.MiB
+			s.seconds += t.Seconds
+			s.user += float64(t.UserTicks) * 1000 / vmplan.UserHZ
+			s.sys += float64(t.SysTicks) * 1000 / vmplan.UserHZ
+		}
+	}
+	for _, bd := range builds {
+		b.ReportMetric(float64(size[bd.name]), bd.name+"-bytes")
+		for _, d := range []string{"up", "down"} {
+			s := sums[bd.name+"-"+d]
+			b.ReportMetric((s.user+s.sys)/s.mib, bd.name+"-"+d+"-CPU-ms/MiB")
+			b.ReportMetric(s.user/s.mib, bd.name+"-"+d+"-user-ms/MiB")
+			b.ReportMetric(s.mib/s.seconds, bd.name+"-"+d+"-MiB/s")
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// relayMIPSMiB is what BenchmarkRelayMIPS sends each way per run, and
+// relayMIPSShift the VM's time per instruction: 2^4 ns, a 62.5 MHz CPU
+// doing one per cycle, on which natmap takes some hundreds of CPU ticks
+// (10 ms) per run. A slower clock gives more ticks but distorts the
+// relaying: at 2^7 ns the kernel's 4 ms timer tick and time slices are
+// 31,000 instructions, natmap relays less per wakeup and its user time per
+// MiB triples. 12 runs take about 2 minutes on the host.
+const (
+	relayMIPSMiB   = 128
+	relayMIPSShift = "shift=4"
+)
+
+// mipsInitrd writes the VM's initramfs into dir: vminit as its init and
+// notify script, the plan, and files (the binaries the plan runs).
+func mipsInitrd(b *testing.B, dir string, files []initramfs.Entry, p vmplan.Plan) string {
+	b.Helper()
+	plan, err := json.Marshal(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	all := append([]initramfs.Entry{
+		initramfs.Dir("dev"), initramfs.CharDev("dev/console", 0o600, 5, 1),
+		initramfs.Dir("proc"), initramfs.Dir("tmp"), initramfs.Dir("etc"), initramfs.Dir("bin"),
+		initramfs.File("init", 0o755, buildMIPSel(b, filepath.Join(dir, "vminit"), "../internal/testkit/vminit", false)),
+		initramfs.Symlink(vmplan.Notify, "/init"),
+		initramfs.File(vmplan.PlanPath, 0o644, plan),
+	}, files...)
+	var cpio bytes.Buffer
+	if err := initramfs.Write(&cpio, all); err != nil {
+		b.Fatal(err)
+	}
+	initrd := filepath.Join(dir, "initrd.cpio")
+	if err := os.WriteFile(initrd, cpio.Bytes(), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return initrd
+}
+
 // bootMIPS boots the kernel with initrd and returns the runs' results by
-// name, once vminit says it is done.
-func bootMIPS(b *testing.B, kernel, initrd string) map[string]vmplan.Result {
+// name, once vminit says it is done. qemu gets the extra arguments too.
+func bootMIPS(b *testing.B, kernel, initrd string, extra ...string) map[string]vmplan.Result {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-mipsel", "-M", "malta", "-cpu", "24Kc", "-m", "128",
+	args := append([]string{"-M", "malta", "-cpu", "24Kc", "-m", "128",
 		"-nographic", "-vga", "none", "-no-reboot", "-nic", "none",
-		"-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0 quiet panic=-1")
+		"-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0 quiet panic=-1"}, extra...)
+	cmd := exec.CommandContext(ctx, "qemu-system-mipsel", args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -126,8 +234,14 @@ func bootMIPS(b *testing.B, kernel, initrd string) map[string]vmplan.Result {
 		case l.Result != nil:
 			r := l.Result
 			results[r.Run] = *r
-			b.Logf("%s: %d processes, VmRSS %.0f KiB, RssAnon %.0f KiB, Pss %.0f KiB, %.0f threads, touched in 15 s %.0f KiB",
-				r.Run, r.Procs, r.VmRSS, r.RssAnon, r.Pss, r.Threads, r.Touched)
+			for _, t := range r.Transfers {
+				b.Logf("%s %s: %.0f MiB in %.2f s (%.1f MiB/s), natmap CPU %d ms user + %d ms system",
+					r.Run, t.Dir, t.MiB, t.Seconds, t.MiB/t.Seconds, t.UserTicks*1000/vmplan.UserHZ, t.SysTicks*1000/vmplan.UserHZ)
+			}
+			if r.Transfers == nil {
+				b.Logf("%s: %d processes, VmRSS %.0f KiB, RssAnon %.0f KiB, Pss %.0f KiB, %.0f threads, touched in 15 s %.0f KiB",
+					r.Run, r.Procs, r.VmRSS, r.RssAnon, r.Pss, r.Threads, r.Touched)
+			}
 			for _, p := range r.Problems {
 				b.Logf("  %s logged: %s", r.Run, p)
 			}
@@ -147,13 +261,16 @@ func bootMIPS(b *testing.B, kernel, initrd string) map[string]vmplan.Result {
 	return results
 }
 
-// buildMIPSel builds pkg for mipsel_24kc as scripts/ipk.sh builds the
-// package's binary (static, stripped, soft float, no inlining) and returns
-// the binary.
-func buildMIPSel(b *testing.B, dir, pkg string) []byte {
+// buildMIPSel builds pkg into bin for mipsel_24kc as scripts/ipk.sh builds
+// the package's binary (static, stripped, soft float, no inlining; with
+// inline, the same with inlining) and returns the binary.
+func buildMIPSel(b *testing.B, bin, pkg string, inline bool) []byte {
 	b.Helper()
-	bin := filepath.Join(dir, filepath.Base(pkg))
-	build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-gcflags=all=-l", "-ldflags", "-s -w", "-o", bin, pkg)
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-gcflags=all=-l", "-ldflags", "-s -w", "-o", bin, pkg}
+	if inline {
+		args = slices.Delete(args, 3, 4)
+	}
+	build := exec.Command("go", args...)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=mipsle", "GOMIPS=softfloat")
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("building %s for mipsel: %v\n%s", pkg, err, out)

@@ -4,7 +4,9 @@
 # the direct path side by side (TCP throughput with iperf3, TCP connections
 # per second, UDP echo), natmap's memory (idle, 1000 relayed TCP connections
 # and after they closed, 1000 UDP sessions, the daemon with 16 mappings); the
-# STUN reply parser; forward mode's kernel forwarding against the relay.
+# STUN reply parser; forward mode's kernel forwarding against the relay; with
+# qemu-system-mipsel, on a MIPS kernel the daemon's idle memory and the
+# relay's CPU of the mipsel package's build (no inlining) against inlining.
 # Prints the raw benchmark lines, then a summary.
 #
 #   BENCHTIME   -benchtime of the first-notify benchmark (default 50x)
@@ -98,6 +100,8 @@ bench '^BenchmarkDaemonIdleRSS$' 1x ./e2e/
 if command -v qemu-system-mipsel >/dev/null; then
 	echo "== the same on a MIPS kernel (qemu-system-mipsel, Malta 24Kc; NATMAP_C_BIN_MIPSEL: a static mipsel C natmap too)"
 	bench '^BenchmarkDaemonIdleRSSMIPS$' 1x ./e2e/ -timeout 30m
+	echo "== the relay's CPU on a MIPS kernel: the mipsel package's build (no inlining) against inlining, taking turns (128 MiB each way, 3 runs each; the VM's clock counts instructions: compare the ratios)"
+	bench '^BenchmarkRelayMIPS$' 1x ./e2e/ -timeout 30m
 fi
 echo "== UDP echo through the NAT, direct and relay taking turns (64-byte and 60000-byte datagrams)"
 bench '^BenchmarkUDPRelay$' 3s ./e2e/
@@ -229,6 +233,18 @@ END {
 	}
 	one("natmap daemon RSS, 1 mapping, idle (MIPS)", v("BenchmarkDaemonIdleRSSMIPS", "1mapping-KiB"), "%.0f", "KiB", v("BenchmarkDaemonIdleRSSMIPS", "c-1mapping-KiB"))
 	one("  of which anonymous", v("BenchmarkDaemonIdleRSSMIPS", "1mapping-anon-KiB"), "%.0f", "KiB", v("BenchmarkDaemonIdleRSSMIPS", "c-1mapping-anon-KiB"))
+	r = "BenchmarkRelayMIPS"
+	for (dir = 1; dir <= 2; dir++) {
+		d = dir == 1 ? "up" : "down"
+		n = v(r, "noinline-" d "-CPU-ms/MiB")
+		if (n <= 0) continue
+		one("relay CPU, MIPS VM, " d ": inline / no inline", v(r, "inline-" d "-CPU-ms/MiB") / n, "%.3f", "")
+		n = v(r, "noinline-" d "-user-ms/MiB")
+		if (n > 0) one("  user space only", v(r, "inline-" d "-user-ms/MiB") / n, "%.3f", "")
+		n = v(r, "noinline-" d "-MiB/s")
+		if (n > 0) one("  throughput", v(r, "inline-" d "-MiB/s") / n, "%.3f", "")
+	}
+	one("  mipsel binary: no inline / inline", v(r, "noinline-bytes") / 1024, "%.0f", sprintf("/ %.0f KiB", v(r, "inline-bytes") / 1024))
 	one("  natmap fd limit (RLIMIT_NOFILE)", v(m, "nofile-limit"), "%.0f", "")
 	one("start to first notify", v("BenchmarkTimeToFirstNotify", "ms/notify"), "%.1f", "ms")
 	one("STUN reply parse", v("BenchmarkParseResponse", "ns/op"), "%.0f", "ns")

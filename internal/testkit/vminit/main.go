@@ -1,6 +1,6 @@
 // Command vminit is the init (PID 1) of the small MIPS VM in which e2e's
-// BenchmarkDaemonIdleRSSMIPS measures natmap's idle memory on a real MIPS
-// kernel. Everything runs on the VM's loopback: vminit brings lo up, serves
+// BenchmarkDaemonIdleRSSMIPS measures natmap's idle memory, and
+// BenchmarkRelayMIPS its relay's CPU time, on a real MIPS kernel. Everything runs on the VM's loopback: vminit brings lo up, serves
 // STUN (UDP and TCP, 127.0.0.1:3478 and :3479) and an HTTP keep-alive server
 // (127.0.0.1:80), then for each run of its plan (/etc/vminit.json) starts
 // natmap (the Go daemon with one section per mapping, or one C natmap
@@ -9,7 +9,10 @@
 // hold (VmRSS, RssAnon, Threads from /proc/PID/status, Pss from
 // smaps_rollup, summed over the run's processes; and what of it they touch
 // in the next 15 s) on the console, a vmplan.Line each, before it powers the
-// machine off.
+// machine off. A relay run instead starts one natmap in forward mode with
+// the C natmap's command line, its target a sink in vminit, and times a
+// client's upload through it and then a download, with natmap's CPU time
+// meanwhile.
 //
 // Run as /notify (a symlink to it) it is the runs' notify script: it
 // appends its arguments to /tmp/notes.
@@ -17,9 +20,11 @@ package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -50,6 +55,10 @@ const (
 	httpAddr    = "127.0.0.1:80"
 	firstPort   = 40100 // mapping i binds firstPort+i
 	forwardPort = 5207  // nothing listens: the relay stays idle
+	// Relay run i binds relayPort+i: its own port, so that no TIME_WAIT
+	// of an earlier run's connections from it is in the way.
+	relayPort = 40200
+	sinkPort  = 5208 // the relay runs' target
 )
 
 // touchPeriod is the x86 benchmark's: one trim period of natmap's.
@@ -125,8 +134,8 @@ func run() error {
 	// Answers every request with 200 and no body, on a kept-alive
 	// connection, as natmap's keep-alive server needs.
 	go http.Serve(ln, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	for _, r := range plan.Runs {
-		res, err := measure(r, time.Duration(plan.WaitSeconds)*time.Second, time.Duration(plan.IdleSeconds)*time.Second)
+	for i, r := range plan.Runs {
+		res, err := measure(r, i, time.Duration(plan.WaitSeconds)*time.Second, time.Duration(plan.IdleSeconds)*time.Second)
 		if err != nil {
 			return fmt.Errorf("run %s: %w", r.Name, err)
 		}
@@ -211,27 +220,34 @@ func serveSTUN(addr string) error {
 	if err != nil {
 		return fmt.Errorf("STUN server: %w", err)
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				if req, err := stunserver.ReadTCP(c); err == nil && req.Type == pion.BindingRequest {
-					c.Write(stunserver.Answer(req, c.RemoteAddr().(*net.TCPAddr).AddrPort()))
-				}
-			}()
+	go each(ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if req, err := stunserver.ReadTCP(c); err == nil && req.Type == pion.BindingRequest {
+			c.Write(stunserver.Answer(req, c.RemoteAddr().(*net.TCPAddr).AddrPort()))
 		}
-	}()
+	})
 	return nil
 }
 
-// measure starts run r, waits until each of its mappings was notified,
-// lets them idle, reads their memory and ends them.
-func measure(r vmplan.Run, within, idle time.Duration) (vmplan.Result, error) {
+// each accepts connections on ln until it is closed and runs handle on
+// each in a goroutine of its own, closing the connection after.
+func each(ln net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			handle(c)
+		}()
+	}
+}
+
+// measure starts run r (the plan's index-th), waits until each of its
+// mappings was notified, lets them idle, reads their memory and ends them;
+// or for a relay run times the transfers through it.
+func measure(r vmplan.Run, index int, within, idle time.Duration) (vmplan.Result, error) {
 	if err := os.Remove(notesPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return vmplan.Result{}, err
 	}
@@ -242,13 +258,30 @@ func measure(r vmplan.Run, within, idle time.Duration) (vmplan.Result, error) {
 	}
 	defer log.Close()
 	var cmds []*exec.Cmd
-	switch r.Impl {
-	case "go":
+	var ports []int
+	for i := range r.Mappings {
+		ports = append(ports, firstPort+i)
+	}
+	switch {
+	case r.RelayMiB > 0:
+		bin := r.Binary
+		if bin == "" {
+			bin = vmplan.GoNatmap
+		}
+		ports = []int{relayPort + index}
+		sink, err := serveSink(sinkAddr())
+		if err != nil {
+			return vmplan.Result{}, err
+		}
+		defer sink.Close()
+		cmds = append(cmds, exec.Command(bin, "-k", "2", "-h", httpAddr, "-s", stunAddr1,
+			"-b", strconv.Itoa(ports[0]), "-t", "127.0.0.1", "-p", strconv.Itoa(sinkPort), "-e", vmplan.Notify))
+	case r.Impl == "go":
 		if err := writeConfig(configPath, r.Mappings); err != nil {
 			return vmplan.Result{}, err
 		}
 		cmds = append(cmds, exec.Command(vmplan.GoNatmap, "daemon", "--config", configPath, "--socket", socketPath, "--log", "stderr", "--firewall=false"))
-	case "c":
+	case r.Impl == "c":
 		// As the stock package runs the C natmap: one process per section.
 		for i := range r.Mappings {
 			cmds = append(cmds, exec.Command(vmplan.CNatmap, "-k", "2", "-h", httpAddr, "-s", stunAddr1,
@@ -264,8 +297,11 @@ func measure(r vmplan.Run, within, idle time.Duration) (vmplan.Result, error) {
 			return vmplan.Result{}, err
 		}
 	}
-	if err := waitNotified(notesPath, r.Mappings, within); err != nil {
+	if err := waitNotified(notesPath, ports, within); err != nil {
 		return vmplan.Result{}, fmt.Errorf("%w; its log:\n%s", err, tail(logPath))
+	}
+	if r.RelayMiB > 0 {
+		return relay(r, cmds[0].Process.Pid, ports[0], logPath)
 	}
 	time.Sleep(idle)
 	res := vmplan.Result{Run: r.Name, Procs: len(cmds)}
@@ -326,9 +362,9 @@ func writeConfig(path string, mappings int) error {
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
-// waitNotified waits until the notes name each mapping's private port
+// waitNotified waits until the notes name each of ports as a private port
 // (the notify script's fourth argument).
-func waitNotified(notes string, mappings int, within time.Duration) error {
+func waitNotified(notes string, ports []int, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
 		b, _ := os.ReadFile(notes)
@@ -339,8 +375,8 @@ func waitNotified(notes string, mappings int, within time.Duration) error {
 			}
 		}
 		missing := 0
-		for i := range mappings {
-			if !seen[strconv.Itoa(firstPort+i)] {
+		for _, p := range ports {
+			if !seen[strconv.Itoa(p)] {
 				missing++
 			}
 		}
@@ -348,7 +384,7 @@ func waitNotified(notes string, mappings int, within time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d mappings not notified within %s (notes: %q)", missing, mappings, within, b)
+			return fmt.Errorf("%d of %d mappings not notified within %s (notes: %q)", missing, len(ports), within, b)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -395,4 +431,161 @@ func problems(path string) []string {
 func tail(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b[max(0, len(b)-2048):])
+}
+
+func sinkAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(sinkPort)) }
+
+// relay times an upload of r.RelayMiB MiB through the natmap (pid) that
+// relays port to the sink, then a download, with natmap's CPU time during
+// each.
+func relay(r vmplan.Run, pid, port int, logPath string) (vmplan.Result, error) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	size := int64(r.RelayMiB) << 20
+	// A first small transfer: what natmap sets up once (pipes, buffers)
+	// is not the relaying's cost.
+	if err := transfer(addr, 'u', 1<<20); err != nil {
+		return vmplan.Result{}, fmt.Errorf("warm-up through the relay: %w; its log:\n%s", err, tail(logPath))
+	}
+	res := vmplan.Result{Run: r.Name, Procs: 1}
+	for _, dir := range []byte{'u', 'd'} {
+		u0, s0, err := cpuTicks(pid)
+		if err != nil {
+			return vmplan.Result{}, err
+		}
+		start := time.Now()
+		if err := transfer(addr, dir, size); err != nil {
+			return vmplan.Result{}, fmt.Errorf("%c through the relay: %w; its log:\n%s", dir, err, tail(logPath))
+		}
+		took := time.Since(start)
+		u1, s1, err := cpuTicks(pid)
+		if err != nil {
+			return vmplan.Result{}, err
+		}
+		res.Transfers = append(res.Transfers, vmplan.Transfer{Dir: map[byte]string{'u': "up", 'd': "down"}[dir],
+			MiB: float64(size) / (1 << 20), Seconds: took.Seconds(), UserTicks: u1 - u0, SysTicks: s1 - s0})
+	}
+	res.Problems = problems(logPath)
+	return res, nil
+}
+
+// cpuTicks is a process's user and system CPU time (/proc/PID/stat's utime
+// and stime, in 1/vmplan.UserHZ s).
+func cpuTicks(pid int) (user, sys int, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// The fields after the command's ")": state is the stat's 3rd field,
+	// utime its 14th, stime its 15th.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
+	}
+	if user, err = strconv.Atoi(f[11]); err == nil {
+		sys, err = strconv.Atoi(f[12])
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return user, sys, nil
+}
+
+// A transfer's request, the client's first 9 bytes to the sink: 'u' (the
+// client sends) or 'd' (the sink sends), and the size, big-endian.
+const requestLen = 9
+
+// transfer connects to addr (the relay) and sends size bytes to the sink
+// behind it (dir 'u'), returning when the sink has them all, or receives
+// size bytes from it (dir 'd').
+func transfer(addr string, dir byte, size int64) error {
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Minute))
+	req := make([]byte, requestLen)
+	req[0] = dir
+	binary.BigEndian.PutUint64(req[1:], uint64(size))
+	if _, err := c.Write(req); err != nil {
+		return err
+	}
+	if dir == 'd' {
+		return receive(c, size)
+	}
+	if err := send(c, size); err != nil {
+		return err
+	}
+	ack := make([]byte, 1)
+	if _, err := io.ReadFull(c, ack); err != nil {
+		return fmt.Errorf("the sink's acknowledgement: %w", err)
+	}
+	return nil
+}
+
+// serveSink accepts the relay's connections on addr and serves each
+// transfer's request: it reads the upload and acknowledges it with one
+// byte, or sends the download and closes.
+func serveSink(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	go each(ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Minute))
+		req := make([]byte, requestLen)
+		if _, err := io.ReadFull(c, req); err != nil {
+			return
+		}
+		size := int64(binary.BigEndian.Uint64(req[1:]))
+		switch req[0] {
+		case 'u':
+			if receive(c, size) == nil {
+				c.Write([]byte{1})
+			}
+		case 'd':
+			send(c, size)
+		}
+	})
+	return ln, nil
+}
+
+// chunk is what the client and the sink read or write at once: few
+// syscalls of theirs, so the emulated CPU goes to the relay.
+const chunk = 256 << 10
+
+// send writes size zero bytes to w.
+func send(w io.Writer, size int64) error {
+	buf := make([]byte, chunk)
+	for size > 0 {
+		n, err := w.Write(buf[:min(size, chunk)])
+		if err != nil {
+			return err
+		}
+		size -= int64(n)
+	}
+	return nil
+}
+
+// receive reads size bytes from r (more is an error).
+func receive(r io.Reader, size int64) error {
+	buf := make([]byte, chunk)
+	var got int64
+	for {
+		n, err := r.Read(buf)
+		got += int64(n)
+		if got > size {
+			return fmt.Errorf("received more than %d bytes", size)
+		}
+		if got == size {
+			return nil
+		}
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("received %d of %d bytes", got, size)
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

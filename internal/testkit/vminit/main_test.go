@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,11 +42,33 @@ func TestConfigLoads(t *testing.T) {
 func TestWaitNotified(t *testing.T) {
 	notes := filepath.Join(t.TempDir(), "notes")
 	notify(notes, []string{"127.0.0.1", "40100", "::ffff:127.0.0.1", "40100", "tcp", "0.0.0.0", "m0"})
-	if err := waitNotified(notes, 2, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "1 of 2 mappings") {
+	if err := waitNotified(notes, []int{40100, 40101}, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "1 of 2 mappings") {
 		t.Errorf("one of two notified: %v, want 1 of 2 missing", err)
 	}
 	notify(notes, []string{"127.0.0.1", "40101", "::ffff:127.0.0.1", "40101", "tcp", "0.0.0.0"})
-	if err := waitNotified(notes, 2, time.Second); err != nil {
+	if err := waitNotified(notes, []int{40100, 40101}, time.Second); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestTransfer: the client's upload and download against the sink, as the
+// relay runs make them (without the relay in between).
+func TestTransfer(t *testing.T) {
+	sink, err := serveSink("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	for _, dir := range []byte{'u', 'd'} {
+		if err := transfer(sink.Addr().String(), dir, 3<<20+5); err != nil {
+			t.Errorf("%c: %v", dir, err)
+		}
+	}
+}
+
+func TestCPUTicks(t *testing.T) {
+	u, s, err := cpuTicks(os.Getpid())
+	if err != nil || u < 0 || s < 0 {
+		t.Errorf("cpuTicks = %d, %d, %v", u, s, err)
 	}
 }

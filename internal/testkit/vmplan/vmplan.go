@@ -1,5 +1,5 @@
-// Package vmplan is what e2e's BenchmarkDaemonIdleRSSMIPS and the MIPS VM's
-// init (internal/testkit/vminit) agree on: where the initramfs puts the
+// Package vmplan is what e2e's MIPS VM benchmarks (BenchmarkDaemonIdleRSSMIPS,
+// BenchmarkRelayMIPS) and the MIPS VM's init (internal/testkit/vminit) agree on: where the initramfs puts the
 // binaries and the plan, the plan the init follows, and the console lines
 // it reports on.
 package vmplan
@@ -18,6 +18,10 @@ const (
 	Notify   = "/notify"       // a symlink to the init: the notify script
 )
 
+// UserHZ is the unit of /proc/PID/stat's CPU times (the kernel's USER_HZ,
+// 100 on every Linux architecture).
+const UserHZ = 100
+
 // Plan is what the init does.
 type Plan struct {
 	Runs []Run
@@ -28,11 +32,19 @@ type Plan struct {
 	WaitSeconds int
 }
 
-// Run is one measurement.
+// Run is one measurement: of the idle memory of Mappings mappings, or with
+// RelayMiB of the relay's CPU time and throughput.
 type Run struct {
 	Name     string // the metrics' prefix, e.g. "16mappings"
 	Impl     string // "go": one natmap daemon; "c": a C natmap per mapping
 	Mappings int
+	// RelayMiB makes it a relay run: one natmap (Binary) in forward mode
+	// with the C natmap's command line, through which a client on the VM's
+	// loopback sends RelayMiB MiB to a sink, then receives as much from it.
+	RelayMiB int `json:",omitempty"`
+	// Binary is the natmap to run in a relay run (GoNatmap if empty): a
+	// benchmark may put several builds into the initramfs.
+	Binary string `json:",omitempty"`
 }
 
 // Result is what a run's processes hold, summed over them.
@@ -50,6 +62,19 @@ type Result struct {
 	// Problems are the run's warnings and errors (the Go daemon's log,
 	// each message once), to tell a MIPS-only failure from a quiet run.
 	Problems []string `json:"problems,omitempty"`
+	// Transfers are a relay run's: upload, then download.
+	Transfers []Transfer `json:"transfers,omitempty"`
+}
+
+// Transfer is what one direction of a relay run took.
+type Transfer struct {
+	Dir     string  `json:"dir"` // "up": client to sink; "down": sink to client
+	MiB     float64 `json:"mib"`
+	Seconds float64 `json:"seconds"` // the client's wall time, connect to the last byte
+	// UserTicks and SysTicks are natmap's CPU time meanwhile
+	// (/proc/PID/stat's utime and stime, in 1/UserHZ s).
+	UserTicks int `json:"user_ticks"`
+	SysTicks  int `json:"sys_ticks"`
 }
 
 // Machine is what the measurements ran on.

@@ -9,6 +9,7 @@ func TestLineRoundTrip(t *testing.T) {
 	for _, l := range []Line{
 		{Machine: &Machine{Machine: "mips", CPUModel: "MIPS 24Kc V0.0", MemTotal: "114404 kB"}},
 		{Result: &Result{Run: "16mappings", Procs: 1, VmRSS: 7000, Problems: []string{`level=WARN msg="x"`}}},
+		{Result: &Result{Run: "inline-1", Procs: 1, Transfers: []Transfer{{Dir: "up", MiB: 64, Seconds: 3.5, UserTicks: 12, SysTicks: 80}}}},
 		{Error: "run 16mappings: 3 of 16 mappings not notified"},
 		{Done: true},
 	} {
