@@ -68,16 +68,9 @@ func TestDaemonFirewallFW4(t *testing.T) {
 		t.Fatal("port open before natmap runs: the test firewall does not filter")
 	}
 
-	fwcfg := filepath.Join(t.TempDir(), "firewall")
-	os.WriteFile(fwcfg, []byte(firewallConfig), 0o644)
-	d := startDaemon(t, l, daemonGlobal+fmt.Sprintf(`
-config natmap 'web'
-	option enable '1'
-	option port '%d'
-	option notify_script 'NOTIFY'
-`, port), "--firewall-config", fwcfg)
+	d := startWebDaemon(t, l, port)
 	n := d.waitSection("web", 1, 15*time.Second)
-	d.waitLog("managing firewall rules", 5*time.Second)
+	d.waitLog(`msg="managing firewall rules" firewall=fw4`, 5*time.Second)
 	wait.For(t, 10*time.Second, "port opened", open)
 	mustReach(t, l, n.Public(), greeting) // and through the NAT from outside
 	rules, _ := l.Command(context.Background(), l.LAN, "nft", "list", "chain", "inet", "fw4", "input_wan").CombinedOutput()
@@ -118,14 +111,7 @@ func TestDaemonFirewallAppearsLater(t *testing.T) {
 	l := lab.New(t, lab.FullConePreserve)
 	const port = 40066
 	greeting := serve(t, l, port)
-	fwcfg := filepath.Join(t.TempDir(), "firewall")
-	os.WriteFile(fwcfg, []byte(firewallConfig), 0o644)
-	d := startDaemon(t, l, daemonGlobal+fmt.Sprintf(`
-config natmap 'web'
-	option enable '1'
-	option port '%d'
-	option notify_script 'NOTIFY'
-`, port), "--firewall-config", fwcfg)
+	d := startWebDaemon(t, l, port)
 	d.waitSection("web", 1, 15*time.Second)
 	d.waitLog("not managing firewall rules yet", 5*time.Second)
 
@@ -140,6 +126,23 @@ config natmap 'web'
 		t.Fatal("port not opened in the firewall that appeared")
 	}
 	d.waitLog(`msg="managing firewall rules" firewall=fw4`, 5*time.Second)
+}
+
+// startWebDaemon starts the daemon managing the firewall, with one
+// section, web, mapping port; the firewall config puts the lan host's lan0
+// in the wan zone.
+func startWebDaemon(t *testing.T, l *lab.Lab, port int) *natmapDaemon {
+	t.Helper()
+	fwcfg := filepath.Join(t.TempDir(), "firewall")
+	if err := os.WriteFile(fwcfg, []byte(firewallConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return startDaemon(t, l, daemonGlobal+fmt.Sprintf(`
+config natmap 'web'
+	option enable '1'
+	option port '%d'
+	option notify_script 'NOTIFY'
+`, port), "--firewall-config", fwcfg)
 }
 
 // loadFW4 (re)loads fw4Ruleset in the lan host, with extra rules added.
