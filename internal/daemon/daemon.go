@@ -86,9 +86,8 @@ type Daemon struct {
 	kf kernelFwd // kernel forwarding (kfwd.go)
 
 	// memLimit is option memory_limit of the last load (MiB; 0: memtune's
-	// default), memLimitSet whether a load set it; guarded by reloadMu.
-	memLimit    int
-	memLimitSet bool
+	// default; -1 before the first); guarded by reloadMu.
+	memLimit int
 }
 
 // section is one running (or not runnable) section.
@@ -118,7 +117,7 @@ func New(opts Options) *Daemon {
 	if opts.FirewallConfig == "" {
 		opts.FirewallConfig = "/etc/config/firewall"
 	}
-	d := &Daemon{opts: opts, log: opts.Log, fwKick: make(chan struct{}, 1)}
+	d := &Daemon{opts: opts, log: opts.Log, fwKick: make(chan struct{}, 1), memLimit: -1}
 	d.kf.kick = make(chan struct{}, 1)
 	return d
 }
@@ -229,10 +228,10 @@ func (d *Daemon) Reload() error {
 // first load and whenever the option changes; GOMEMLIMIT in the
 // environment decides over both. d.reloadMu must be held.
 func (d *Daemon) applyMemoryLimit(mib int) {
-	if d.memLimit == mib && d.memLimitSet {
+	if d.memLimit == mib {
 		return
 	}
-	d.memLimit, d.memLimitSet = mib, true
+	d.memLimit = mib
 	limit, from := memtune.LimitTo(mib)
 	if from == memtune.FromEnv {
 		if mib != 0 {
