@@ -18,16 +18,21 @@ func Each(t testing.TB, ln net.Listener, handle func(net.Conn)) {
 		ln.Close()
 		wg.Wait()
 	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
+	wg.Go(func() { Accept(ln, handle) })
+}
+
+// Accept accepts connections on ln until it is closed, runs handle on each
+// in a goroutine of its own and closes the connection when handle returns.
+// For a server that is no test's (the MIPS VM's init); a test calls Each.
+func Accept(ln net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
 		}
-	})
+		go func() {
+			defer c.Close()
+			handle(c)
+		}()
+	}
 }

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/natmap-go/natmap/internal/testkit/stunserver"
+	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 	"github.com/natmap-go/natmap/internal/testkit/vmplan"
 	pion "github.com/pion/stun/v3"
 	"golang.org/x/sys/unix"
@@ -220,28 +221,13 @@ func serveSTUN(addr string) error {
 	if err != nil {
 		return fmt.Errorf("STUN server: %w", err)
 	}
-	go each(ln, func(c net.Conn) {
+	go tcpserve.Accept(ln, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		if req, err := stunserver.ReadTCP(c); err == nil && req.Type == pion.BindingRequest {
 			c.Write(stunserver.Answer(req, c.RemoteAddr().(*net.TCPAddr).AddrPort()))
 		}
 	})
 	return nil
-}
-
-// each accepts connections on ln until it is closed and runs handle on
-// each in a goroutine of its own, closing the connection after.
-func each(ln net.Listener, handle func(net.Conn)) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			handle(c)
-		}()
-	}
 }
 
 // measure starts run r (the plan's index-th), waits until each of its
@@ -532,7 +518,7 @@ func serveSink(addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
-	go each(ln, func(c net.Conn) {
+	go tcpserve.Accept(ln, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(10 * time.Minute))
 		req := make([]byte, requestLen)
 		if _, err := io.ReadFull(c, req); err != nil {
