@@ -18,6 +18,7 @@ import (
 	"github.com/natmap-go/natmap/internal/oneproc"
 	"github.com/natmap-go/natmap/internal/testkit/fds"
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/procfs"
 )
 
 // BenchmarkTimeToFirstNotify measures natmap's start to its first notify
@@ -695,19 +696,9 @@ func touchedKiB(b *testing.B, pid int, d time.Duration) float64 {
 // smapsRollupKiB is one field of /proc/PID/smaps_rollup.
 func smapsRollupKiB(b *testing.B, pid int, field string) float64 {
 	b.Helper()
-	rollup, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	v, err := procfs.KiB(pid, "smaps_rollup", field)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for line := range strings.Lines(string(rollup)) {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return kb
-		}
-	}
-	b.Fatalf("/proc/%d/smaps_rollup has no %s", pid, field)
-	return 0
+	return v
 }

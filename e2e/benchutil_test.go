@@ -5,7 +5,6 @@ package e2e
 // /proc readings of natmap.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/natmap-go/natmap/internal/testkit/lab"
+	"github.com/natmap-go/natmap/internal/testkit/procfs"
 	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 	"github.com/natmap-go/natmap/internal/testkit/wait"
 )
@@ -393,23 +393,11 @@ func getSeq(p []byte) uint64 {
 // procStatusKiB reads a "Name:  N kB" line of /proc/PID/status.
 func procStatusKiB(t testing.TB, pid int, name string) float64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := procfs.KiB(pid, "status", name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+":"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			if err != nil {
-				t.Fatalf("/proc/%d/status %s: %v", pid, name, err)
-			}
-			return kb
-		}
-	}
-	t.Fatalf("/proc/%d/status has no %s", pid, name)
-	return 0
+	return v
 }
 
 // fdLimit reads process pid's soft RLIMIT_NOFILE from /proc/PID/limits.

@@ -19,7 +19,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -35,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/natmap-go/natmap/internal/testkit/procfs"
 	"github.com/natmap-go/natmap/internal/testkit/stunserver"
 	"github.com/natmap-go/natmap/internal/testkit/tcpserve"
 	"github.com/natmap-go/natmap/internal/testkit/vmplan"
@@ -173,27 +173,9 @@ func machine() (vmplan.Machine, error) {
 		return vmplan.Machine{}, fmt.Errorf("uname: %w", err)
 	}
 	m := vmplan.Machine{Machine: unix.ByteSliceToString(u.Machine[:]), Release: unix.ByteSliceToString(u.Release[:])}
-	m.CPUModel = procField("/proc/cpuinfo", "cpu model")
-	m.MemTotal = procField("/proc/meminfo", "MemTotal")
+	m.CPUModel, _ = procfs.Field("/proc/cpuinfo", "cpu model") // "" if none
+	m.MemTotal, _ = procfs.Field("/proc/meminfo", "MemTotal")
 	return m, nil
-}
-
-// procField is the value of the first "name: value" line of a /proc file
-// ("" if none).
-func procField(path, name string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(k) == name {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }
 
 // serveSTUN answers Binding requests on addr, UDP and TCP, with the
@@ -305,10 +287,9 @@ func measure(r vmplan.Run, index int, within, idle time.Duration) (vmplan.Result
 			{"status", "Threads", &res.Threads},
 			{"smaps_rollup", "Pss", &res.Pss},
 		} {
-			path := fmt.Sprintf("/proc/%d/%s", pid, f.file)
-			v, err := strconv.ParseFloat(strings.TrimSuffix(procField(path, f.name), " kB"), 64)
+			v, err := procfs.KiB(pid, f.file, f.name)
 			if err != nil {
-				return vmplan.Result{}, fmt.Errorf("%s %s: %w", path, f.name, err)
+				return vmplan.Result{}, err
 			}
 			*f.sum += v
 		}
@@ -320,10 +301,9 @@ func measure(r vmplan.Run, index int, within, idle time.Duration) (vmplan.Result
 	}
 	time.Sleep(touchPeriod)
 	for _, c := range cmds {
-		path := fmt.Sprintf("/proc/%d/smaps_rollup", c.Process.Pid)
-		v, err := strconv.ParseFloat(strings.TrimSuffix(procField(path, "Referenced"), " kB"), 64)
+		v, err := procfs.KiB(c.Process.Pid, "smaps_rollup", "Referenced")
 		if err != nil {
-			return vmplan.Result{}, fmt.Errorf("%s Referenced: %w", path, err)
+			return vmplan.Result{}, err
 		}
 		res.Touched += v
 	}
